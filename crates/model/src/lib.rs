@@ -1,0 +1,14 @@
+//! The shared vocabulary of vfguard.
+//!
+//! Every crate of the pipeline (signals → attribution → policy → actions) speaks in these types,
+//! so no bare strings or integers cross a crate boundary. This crate does no I/O.
+
+pub mod fault;
+pub mod kmsg;
+pub mod mac;
+pub mod pci;
+
+pub use fault::{FaultEvent, FaultKind, LogFormat, Severity, TrustBasis};
+pub use kmsg::{KmsgDecodeError, KmsgRecord};
+pub use mac::{MacAddr, MacParseError};
+pub use pci::{Bdf, BdfParseError, VfIndex};

@@ -1,0 +1,120 @@
+//! The device prefix the kernel puts before a driver's message.
+//!
+//! `dev_printk` emits `"<driver> <device>: <msg>"`; `netdev_printk` emits
+//! `"<driver> <device> <netdev>[ (<state>)]: <msg>"` on the parent device (drivers/base/core.c,
+//! net/core/dev.c). `<driver>` is the *bound* driver, so a VF given to a VM prints as `vfio-pci`.
+
+use vfguard_model::Bdf;
+
+/// A parsed device prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevPrefix<'a> {
+    /// The bound driver's name.
+    pub driver: &'a str,
+    /// The device name (a PCI address for PCI devices).
+    pub device: &'a str,
+    /// The device name as a PCI address, when it is one.
+    pub bdf: Option<Bdf>,
+    /// The netdev name, for `netdev_*` messages.
+    pub netdev: Option<&'a str>,
+    /// What follows the prefix.
+    pub message: &'a str,
+}
+
+/// Splits `body` into its device prefix and message, if it has one.
+pub fn split(body: &str) -> Option<DevPrefix<'_>> {
+    let (driver, rest) = body.split_once(' ')?;
+    if driver.is_empty()
+        || !driver
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    {
+        return None;
+    }
+    let dev_end = rest.find(' ').unwrap_or(rest.len());
+    let token = rest.get(..dev_end)?;
+    if let Some(device) = token.strip_suffix(':') {
+        let message = rest.get(dev_end + 1..).unwrap_or("");
+        return looks_like_device(device).then(|| DevPrefix {
+            driver,
+            device,
+            bdf: device.parse().ok(),
+            netdev: None,
+            message,
+        });
+    }
+    // netdev_*: "<driver> <device> <netdev>[ (state)]: <message>"
+    let device = token;
+    if !looks_like_device(device) {
+        return None;
+    }
+    let after = rest.get(dev_end + 1..)?;
+    let colon = after.find(": ")?;
+    let nd = after.get(..colon)?;
+    let name = match nd.find(" (") {
+        Some(p) if nd.ends_with(')') && !nd.starts_with('(') => nd.get(..p)?,
+        _ => nd,
+    };
+    let valid = name == "(unnamed net_device)"
+        || (!name.is_empty() && name.len() <= 15 && !name.contains(' ') && !name.contains('/'));
+    if !valid {
+        return None;
+    }
+    Some(DevPrefix {
+        driver,
+        device,
+        bdf: device.parse().ok(),
+        netdev: Some(name),
+        message: after.get(colon + 2..)?,
+    })
+}
+
+/// A device name has a digit and a `.` or `:` (PCI `0000:3b:00.0`, platform `arm-smmu-v3.0.auto`).
+fn looks_like_device(name: &str) -> bool {
+    name.bytes().any(|b| b.is_ascii_digit()) && name.bytes().any(|b| b == b'.' || b == b':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_and_netdev_forms() {
+        let p = split("ixgbe 0000:08:00.1 ens3f1: 1934439 Spoofed packets detected").unwrap();
+        assert_eq!(
+            (p.driver, p.netdev, p.message),
+            ("ixgbe", Some("ens3f1"), "1934439 Spoofed packets detected")
+        );
+        assert_eq!(p.bdf.unwrap().to_string(), "0000:08:00.1");
+        let p =
+            split("pcieport 0000:00:1d.0: AER: Corrected error received: 0000:07:00.0").unwrap();
+        assert_eq!(
+            (p.driver, p.netdev, p.message),
+            (
+                "pcieport",
+                None,
+                "AER: Corrected error received: 0000:07:00.0"
+            )
+        );
+        let p =
+            split("i40e 0000:3b:00.0 eth0 (unregistering): tx_timeout recovery level 1, txqueue 2")
+                .unwrap();
+        assert_eq!(p.netdev, Some("eth0"));
+        let p = split("arm-smmu-v3 arm-smmu-v3.0.auto: event 0x10 received:").unwrap();
+        assert_eq!((p.device, p.bdf), ("arm-smmu-v3.0.auto", None));
+    }
+
+    #[test]
+    fn lines_without_a_device_prefix() {
+        for body in [
+            "NETDEV WATCHDOG: eth0 (iavf): transmit queue 3 timed out",
+            "DMAR: [DMA Read NO_PASID] Request device [3b:02.1] fault addr 0x1",
+            "ixgbevf: probe of 0000:01:10.0 failed with error -15",
+            "(0000:04:00.0): E-Switch: SRIOV enabled: active vports(5)",
+            "Reload the VF driver to resume operations",
+            "",
+        ] {
+            assert_eq!(split(body), None, "{body:?}");
+        }
+    }
+}
