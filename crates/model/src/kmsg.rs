@@ -22,8 +22,8 @@ pub struct KmsgRecord {
     pub facility: u8,
     /// Syslog level (`prio & 7`).
     pub level: u8,
-    /// The continuation flag (`c`): a fragment to be merged with the following one.
-    pub cont: bool,
+    /// The record's flag: a whole line, or a fragment of one.
+    pub flag: KmsgFlag,
     /// `caller=T<pid>|C<cpu>` when the kernel has CONFIG_PRINTK_CALLER.
     pub caller: Option<String>,
     /// The message text with `\xNN` escapes decoded; may contain `\n`.
@@ -71,7 +71,7 @@ impl KmsgRecord {
             ts_usec: hdr.ts_usec,
             facility: hdr.facility,
             level: hdr.level,
-            cont: hdr.cont,
+            flag: hdr.flag,
             caller: hdr.caller,
             text: unescape(text).into_owned(),
             subsystem: None,
@@ -107,7 +107,11 @@ impl KmsgRecord {
             (u32::from(self.facility) << 3) | u32::from(self.level & 7),
             self.seq,
             self.ts_usec,
-            if self.cont { 'c' } else { '-' }
+            match self.flag {
+                KmsgFlag::Whole => '-',
+                KmsgFlag::Begin => 'c',
+                KmsgFlag::More => '+',
+            }
         );
         if let Some(c) = &self.caller {
             out.push_str(",caller=");
@@ -129,6 +133,18 @@ impl KmsgRecord {
     }
 }
 
+/// A record's flag (`-`, `c`, `+` in the header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KmsgFlag {
+    /// `-`: a whole line.
+    #[default]
+    Whole,
+    /// `c`: the first fragment of a line continued by the next record(s).
+    Begin,
+    /// `+`: a fragment continuing the previous record.
+    More,
+}
+
 /// The fields of a record header (`prio,seq,ts_usec,flags[,caller=..][,...]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KmsgHeader {
@@ -140,8 +156,8 @@ pub struct KmsgHeader {
     pub facility: u8,
     /// Level (`prio & 7`).
     pub level: u8,
-    /// Continuation flag.
-    pub cont: bool,
+    /// The record's flag.
+    pub flag: KmsgFlag,
     /// The caller field, when present.
     pub caller: Option<String>,
 }
@@ -157,7 +173,11 @@ pub fn parse_header(header: &[u8]) -> Result<KmsgHeader, KmsgDecodeError> {
     let seq: u64 = num(fields.next()).ok_or_else(|| bad("seq"))?;
     let ts_usec: u64 = num(fields.next()).ok_or_else(|| bad("ts_usec"))?;
     let flags = fields.next().ok_or_else(|| bad("flags"))?;
-    let cont = flags.first() == Some(&b'c');
+    let flag = match flags.first() {
+        Some(b'c') => KmsgFlag::Begin,
+        Some(b'+') => KmsgFlag::More,
+        _ => KmsgFlag::Whole,
+    };
     let mut caller = None;
     for extra in fields {
         if let Some(c) = extra.strip_prefix(b"caller=") {
@@ -171,7 +191,7 @@ pub fn parse_header(header: &[u8]) -> Result<KmsgHeader, KmsgDecodeError> {
         ts_usec,
         facility,
         level,
-        cont,
+        flag,
         caller,
     })
 }
@@ -214,7 +234,7 @@ pub fn unescape(raw: &[u8]) -> Cow<'_, str> {
 
 fn escape_into(text: &str, out: &mut String) {
     for b in text.bytes() {
-        if b < b' ' || b >= 127 || b == b'\\' {
+        if !(b' '..127).contains(&b) || b == b'\\' {
             out.push_str(&format!("\\x{b:02x}"));
         } else {
             out.push(char::from(b));
@@ -232,8 +252,8 @@ mod tests {
         let raw = b"7,160,424069,-;pci_root PNP0A03:00: host bridge window [io  0x0000-0x0cf7] (ignored)\n SUBSYSTEM=acpi\n DEVICE=+acpi:PNP0A03:00\n";
         let r = KmsgRecord::decode(raw).unwrap();
         assert_eq!(
-            (r.facility, r.level, r.seq, r.ts_usec, r.cont),
-            (0, 7, 160, 424069, false)
+            (r.facility, r.level, r.seq, r.ts_usec, r.flag),
+            (0, 7, 160, 424069, KmsgFlag::Whole)
         );
         assert_eq!(r.subsystem.as_deref(), Some("acpi"));
         assert_eq!(r.device.as_deref(), Some("+acpi:PNP0A03:00"));
@@ -246,7 +266,7 @@ mod tests {
         let r = KmsgRecord::decode(raw).unwrap();
         assert_eq!(r.text, "igb 0000:02:00.0: VF 0 attempted\nReload");
         assert_eq!(r.caller.as_deref(), Some("T42"));
-        assert!(r.cont);
+        assert_eq!(r.flag, KmsgFlag::Begin);
     }
 
     #[test]
@@ -277,7 +297,7 @@ mod tests {
             let rec = KmsgRecord {
                 seq, ts_usec: ts,
                 facility: u8::try_from(prio >> 3).unwrap(), level: u8::try_from(prio & 7).unwrap(),
-                cont: false, caller: None, text, subsystem: dev.as_ref().map(|_| "pci".to_owned()), device: dev,
+                flag: KmsgFlag::Whole, caller: None, text, subsystem: dev.as_ref().map(|_| "pci".to_owned()), device: dev,
             };
             prop_assert_eq!(KmsgRecord::decode(rec.encode().as_bytes()).unwrap(), rec);
         }

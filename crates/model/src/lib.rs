@@ -9,6 +9,6 @@ pub mod mac;
 pub mod pci;
 
 pub use fault::{FaultEvent, FaultKind, LogFormat, Severity, TrustBasis};
-pub use kmsg::{KmsgDecodeError, KmsgRecord};
+pub use kmsg::{KmsgDecodeError, KmsgFlag, KmsgRecord};
 pub use mac::{MacAddr, MacParseError};
 pub use pci::{Bdf, BdfParseError, VfIndex};

@@ -1,0 +1,7 @@
+//! Host signals → raw records: the first stage of the pipeline.
+//!
+//! - [`kmsg`]: the kernel log record reader (gaps, resume, continuation fragments).
+
+pub mod kmsg;
+
+pub use kmsg::{KmsgEvent, KmsgReader, ReaderStats};

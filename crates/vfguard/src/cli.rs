@@ -1,0 +1,79 @@
+//! The command line, in the style of `ip` and `devlink`: subcommands, `--json` everywhere.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Detect, attribute and contain faults of SR-IOV VFs and passed-through NICs.
+///
+/// vfguard reads the kernel's own signals (the /dev/kmsg stream, PCIe AER, IOMMU faults, the PF
+/// drivers' Malicious Driver Detection and mailbox messages), tells which PCI function (PF/VF)
+/// and which tenant a fault belongs to, and acts on it by policy.
+#[derive(Debug, Parser)]
+#[command(name = "vfguard", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Find NIC, PCIe and IOMMU faults in a saved kernel log (offline analysis).
+    ///
+    /// Reads dmesg output (plain, -T, -H, -x), syslog/kern.log, journalctl (short, short-iso),
+    /// raw /dev/kmsg records, or lines with no prefix at all; the form is detected per line.
+    /// Prints a table of events, a summary per PF/VF, and what to look at first.
+    ///
+    /// Exit status: 0 no fault found, 1 faults found, 2 error (as grep).
+    ///
+    /// Examples:
+    ///   vfguard scan /var/log/kern.log
+    ///   dmesg | vfguard scan
+    ///   journalctl -k -o short-iso | vfguard scan --json | jq 'select(.kind=="mdd_tx")'
+    #[command(verbatim_doc_comment)]
+    Scan(ScanArgs),
+    /// List the driver message catalog: every message form vfguard recognises.
+    Catalog(CatalogArgs),
+}
+
+/// `vfguard scan` options.
+#[derive(Debug, clap::Args)]
+pub struct ScanArgs {
+    /// Log files to read; `-` or nothing reads standard input.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// One JSON object per event (JSON Lines) instead of the table and summary.
+    #[arg(short = 'j', long)]
+    pub json: bool,
+    /// The log form; `auto` detects it per line.
+    #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
+    pub format: FormatArg,
+}
+
+/// `--format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// Detect per line.
+    Auto,
+    /// Raw /dev/kmsg records (`prio,seq,ts,flags;text` + ` KEY=value` lines).
+    Kmsg,
+    /// dmesg output (`[  12.345]`, `-T`, `-H`, `-x`).
+    Dmesg,
+    /// syslog / kern.log (`Mon DD HH:MM:SS host kernel: ...`).
+    Syslog,
+    /// journalctl (`short`, `short-iso`, `short-precise`).
+    Journal,
+}
+
+/// `vfguard catalog` options.
+#[derive(Debug, clap::Args)]
+pub struct CatalogArgs {
+    /// One JSON object per entry.
+    #[arg(short = 'j', long)]
+    pub json: bool,
+    /// Print only the prefilter anchors, one per line (the literals a line must contain).
+    #[arg(long, conflicts_with = "json")]
+    pub anchors: bool,
+}
