@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use memchr::{memchr, memchr_iter, memrchr};
+use memchr::{memchr, memrchr};
 use vfguard_model::kmsg::unescape;
 use vfguard_model::{FaultEvent, LogFormat};
 
@@ -135,7 +135,7 @@ impl Scanner {
     }
 
     fn count_lines(&mut self, bytes: &[u8], eof: bool) {
-        let mut n = memchr_iter(b'\n', bytes).count() as u64;
+        let mut n = bytecount::count(bytes, b'\n') as u64;
         if eof && bytes.last().is_some_and(|&b| b != b'\n') {
             n += 1;
         }

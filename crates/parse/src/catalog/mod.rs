@@ -248,8 +248,10 @@ pub enum CatalogError {
 pub struct Catalog {
     /// Every entry, in table order (earlier entries win when two match).
     pub entries: Vec<Compiled>,
-    /// The prefilter over head anchors.
+    /// The prefilter over head anchors, for scanning buffers (leftmost-first).
     pub prefilter: AhoCorasick,
+    /// The same anchors with overlapping matches, for finding every candidate entry of a line.
+    pub line_matcher: AhoCorasick,
     /// Per prefilter pattern, the head entries it stands for.
     pub anchor_entries: Vec<Vec<usize>>,
     /// The anchor literals, in prefilter order.
@@ -277,42 +279,45 @@ impl Catalog {
 
     /// Compiles a table of entries.
     pub fn compile(table: &'static [Entry]) -> Result<Catalog, CatalogError> {
-        let mut entries = Vec::with_capacity(table.len());
-        let mut anchors: Vec<String> = Vec::new();
-        let mut anchor_entries: Vec<Vec<usize>> = Vec::new();
-        for (idx, entry) in table.iter().enumerate() {
-            let compiled = compile_entry(entry)?;
-            if matches!(entry.role, Role::Head | Role::HeadOrDetail) {
-                let anchor = compiled
-                    .lines
-                    .first()
-                    .map(|l| printf::longest_literal(l).to_owned())
-                    .unwrap_or_default();
-                match anchors.iter().position(|a| *a == anchor) {
-                    Some(i) => {
-                        if let Some(list) = anchor_entries.get_mut(i) {
-                            list.push(idx);
-                        }
-                    }
-                    None => {
-                        anchors.push(anchor);
-                        anchor_entries.push(vec![idx]);
-                    }
-                }
-            }
-            entries.push(compiled);
-        }
-        let prefilter = AhoCorasick::builder()
-            .match_kind(aho_corasick::MatchKind::Standard)
-            .build(&anchors)
-            .map_err(|e| CatalogError::Pattern {
-                id: "<prefilter>",
-                line: 0,
-                reason: e.to_string(),
-            })?;
+        let entries = table
+            .iter()
+            .map(compile_entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        let heads: Vec<(usize, Vec<&str>)> = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| matches!(c.entry.role, Role::Head | Role::HeadOrDetail))
+            .map(|(i, c)| (i, first_line_literals(c)))
+            .collect();
+        let anchors = choose_anchors(&heads);
+        let anchor_entries: Vec<Vec<usize>> = anchors
+            .iter()
+            .map(|a| {
+                heads
+                    .iter()
+                    .filter(|(_, lits)| lits.iter().any(|l| l.contains(a.as_str())))
+                    .map(|(i, _)| *i)
+                    .collect()
+            })
+            .collect();
+        let build = |kind| {
+            AhoCorasick::builder()
+                .match_kind(kind)
+                .build(&anchors)
+                .map_err(|e| CatalogError::Pattern {
+                    id: "<prefilter>",
+                    line: 0,
+                    reason: e.to_string(),
+                })
+        };
+        // Leftmost-first lets the SIMD (Teddy) searcher run over the buffer; the per-line
+        // matcher needs overlapping matches, which only standard semantics give.
+        let prefilter = build(aho_corasick::MatchKind::LeftmostFirst)?;
+        let line_matcher = build(aho_corasick::MatchKind::Standard)?;
         Ok(Catalog {
             entries,
             prefilter,
+            line_matcher,
             anchor_entries,
             anchors,
         })
@@ -321,7 +326,7 @@ impl Catalog {
     /// Entry indices whose anchors occur in `text`, in table order.
     pub fn candidates(&self, text: &str, out: &mut Vec<usize>) {
         out.clear();
-        for m in self.prefilter.find_overlapping_iter(text) {
+        for m in self.line_matcher.find_overlapping_iter(text) {
             if let Some(list) = self.anchor_entries.get(m.pattern().as_usize()) {
                 out.extend_from_slice(list);
             }
@@ -334,6 +339,124 @@ impl Catalog {
     pub fn by_id(&self, id: &str) -> Option<&Compiled> {
         self.entries.iter().find(|c| c.entry.id == id)
     }
+}
+
+/// Shortest anchor worth searching for (shorter ones match too much noise).
+const MIN_ANCHOR: usize = 9;
+
+/// Coverage is weighed by anchor length up to this many bytes.
+const ANCHOR_WEIGHT_CAP: usize = 12;
+
+/// Words too common in kernel logs to make a good anchor on their own.
+const STOPWORDS: &[&str] = &[
+    "detected", "device", "error", "Error", "failed", "Failed", "reset", "received", "message",
+    "address", "filter", "queue", "event", "driver", "enabled", "status", "from", "with",
+];
+
+/// The literal text of an entry's first printed line, trimmed, one piece per run.
+fn first_line_literals(c: &Compiled) -> Vec<&str> {
+    c.lines
+        .first()
+        .map(|l| {
+            l.iter()
+                .filter_map(|p| match p {
+                    Piece::Lit(t) => Some(t.trim()),
+                    Piece::Conv(_) => None,
+                })
+                .filter(|t| !t.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Picks a small set of literals such that every head entry's first line contains one: a
+/// greedy set cover over runs of up to four whole words (at least 5 bytes, not a lone common
+/// word). Fewer anchors let Aho-Corasick use its SIMD (Teddy) search, which is what makes the
+/// prefilter faster than reading the lines.
+fn choose_anchors(heads: &[(usize, Vec<&str>)]) -> Vec<String> {
+    let mut grams: Vec<&str> = Vec::new();
+    for (_, lits) in heads {
+        for lit in lits {
+            let starts: Vec<usize> = std::iter::once(0)
+                .chain(lit.match_indices(' ').map(|(i, _)| i + 1))
+                .collect();
+            for (k, &a) in starts.iter().enumerate() {
+                for &b in starts.iter().skip(k + 1).take(3).chain(std::iter::once(&(lit.len() + 1))) {
+                    let Some(g) = lit.get(a..b.saturating_sub(1)).map(str::trim) else {
+                        continue;
+                    };
+                    let useful = g.len() >= MIN_ANCHOR
+                        && !g.contains("  ")
+                        && g.bytes().any(|c| c.is_ascii_alphabetic())
+                        && !STOPWORDS.contains(&g);
+                    if useful {
+                        grams.push(g);
+                    }
+                }
+            }
+        }
+    }
+    grams.sort_unstable();
+    grams.dedup();
+    // Which heads each gram covers, computed once.
+    let cover: Vec<Vec<usize>> = grams
+        .iter()
+        .map(|g| {
+            heads
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, lits))| lits.iter().any(|l| l.contains(g)))
+                .map(|(h, _)| h)
+                .collect()
+        })
+        .collect();
+    let mut covered = vec![false; heads.len()];
+    let mut chosen: Vec<String> = Vec::new();
+    while let Some(first_open) = covered.iter().position(|c| !c) {
+        let best = grams
+            .iter()
+            .zip(&cover)
+            .map(|(g, hs)| {
+                let n = hs.iter().filter(|&&h| !covered.get(h).copied().unwrap_or(true)).count();
+                // Longer literals are rarer in a log: weigh coverage by length, up to a point.
+                (n * g.len().min(ANCHOR_WEIGHT_CAP), g.len(), *g, hs)
+            })
+            .filter(|(n, _, _, _)| *n > 0)
+            .max_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(b.2.cmp(a.2)));
+        match best {
+            Some((_, _, g, hs)) => {
+                for &h in hs {
+                    if let Some(c) = covered.get_mut(h) {
+                        *c = true;
+                    }
+                }
+                chosen.push(g.to_owned());
+            }
+            None => {
+                // No usable gram: fall back to the entry's longest literal, however short.
+                let lit = heads
+                    .get(first_open)
+                    .and_then(|(_, l)| l.iter().max_by_key(|t| t.len()))
+                    .map(|t| (*t).to_owned())
+                    .unwrap_or_default();
+                for (h, (_, lits)) in heads.iter().enumerate() {
+                    if !lit.is_empty() && lits.iter().any(|l| l.contains(lit.as_str())) {
+                        if let Some(c) = covered.get_mut(h) {
+                            *c = true;
+                        }
+                    }
+                }
+                if let Some(c) = covered.get_mut(first_open) {
+                    *c = true;
+                }
+                if !lit.is_empty() {
+                    chosen.push(lit);
+                }
+            }
+        }
+    }
+    chosen.sort();
+    chosen
 }
 
 fn compile_entry(entry: &'static Entry) -> Result<Compiled, CatalogError> {
@@ -419,6 +542,13 @@ mod tests {
                 c.entry.id
             );
         }
+    }
+
+    #[test]
+    fn the_prefilter_stays_small_enough_for_simd_search() {
+        // aho-corasick's Teddy searcher takes at most 64 patterns; past that the scan falls back
+        // to a DFA several times slower (docs/performance.md).
+        assert!(Catalog::get().anchors.len() <= 64, "{} anchors", Catalog::get().anchors.len());
     }
 
     #[test]
