@@ -4,9 +4,9 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use vfguard_model::{LogFormat, TrustBasis};
 use vfguard_parse::catalog::Catalog;
 use vfguard_parse::{scan_text, Classifier, FormatHint, LogicalLine};
-use vfguard_model::{LogFormat, TrustBasis};
 
 const NOISE: &[&str] = &[
     "[ 1234.567890] EXT4-fs (dm-0): mounted filesystem with ordered data mode. Quota mode: none.",

@@ -1,7 +1,12 @@
 //! One test per catalog entry, from its own example line: it renders back from the kernel
 //! format, and classifying it yields that entry (heads) or joins its group (details).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, clippy::cast_possible_truncation)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    clippy::cast_possible_truncation
+)]
 
 use vfguard_model::FaultKind;
 use vfguard_parse::catalog::{Catalog, Group, Role};

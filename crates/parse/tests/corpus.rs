@@ -2,7 +2,12 @@
 //! testdata/corpus with its README): every labelled line yields its kind and attribution; lines
 //! labelled `other`, and unlabelled lines, start no fault event.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, clippy::cast_possible_truncation)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    clippy::cast_possible_truncation
+)]
 
 use std::path::{Path, PathBuf};
 

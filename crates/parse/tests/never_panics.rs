@@ -1,6 +1,11 @@
 //! Property tests: no input makes the parser panic, and chunking never changes the result.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, clippy::cast_possible_truncation)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    clippy::cast_possible_truncation
+)]
 
 use proptest::prelude::*;
 use vfguard_parse::catalog::Catalog;
@@ -10,8 +15,21 @@ use vfguard_parse::{scan_text, FormatHint, Scanner};
 /// uniform bytes, so the matchers themselves are exercised.
 fn log_line() -> impl Strategy<Value = String> {
     let examples: Vec<&'static str> = Catalog::table().iter().map(|e| e.example).collect();
-    let prefixes = vec!["", "[  12.345678] ", "kernel: ", "6,12,345,-;", "11,1,2,-;", "Oct 10 12:14:39 h kernel: ", "kern  :err   : "];
-    (prop::sample::select(prefixes), prop::sample::select(examples), any::<u8>(), 0usize..200)
+    let prefixes = vec![
+        "",
+        "[  12.345678] ",
+        "kernel: ",
+        "6,12,345,-;",
+        "11,1,2,-;",
+        "Oct 10 12:14:39 h kernel: ",
+        "kern  :err   : ",
+    ];
+    (
+        prop::sample::select(prefixes),
+        prop::sample::select(examples),
+        any::<u8>(),
+        0usize..200,
+    )
         .prop_map(|(p, e, b, cut)| {
             let mut s = format!("{p}{e}");
             if b % 3 == 0 {

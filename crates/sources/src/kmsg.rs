@@ -245,7 +245,13 @@ mod tests {
         let mut r = KmsgReader::new(Script(VecDeque::from([rec(20, '-', "x")])));
         r.resume_after(10).unwrap();
         let ev = drain(&mut r);
-        assert_eq!(ev[0], KmsgEvent::Gap { first: 11, last: 19 });
+        assert_eq!(
+            ev[0],
+            KmsgEvent::Gap {
+                first: 11,
+                last: 19
+            }
+        );
     }
 
     #[test]
@@ -267,7 +273,10 @@ mod tests {
 
     #[test]
     fn malformed_records_are_reported_not_fatal() {
-        let mut r = KmsgReader::new(Script(VecDeque::from([Ok("garbage\n".to_owned()), rec(1, '-', "ok")])));
+        let mut r = KmsgReader::new(Script(VecDeque::from([
+            Ok("garbage\n".to_owned()),
+            rec(1, '-', "ok"),
+        ])));
         let ev = drain(&mut r);
         assert!(matches!(ev[0], KmsgEvent::Malformed { .. }));
         assert!(matches!(&ev[1], KmsgEvent::Record(_)));

@@ -1,7 +1,12 @@
 //! Against this machine's real `/dev/kmsg` (CI runs as root): every record reads and decodes,
 //! and a driver line forged from userspace is refused as a fault.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, clippy::cast_possible_truncation)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    clippy::cast_possible_truncation
+)]
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -52,13 +57,17 @@ fn a_forged_mdd_line_from_userspace_is_never_a_fault() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let mac = format!("{:012x}", (u128::from(std::process::id()) << 24 ^ stamp) & 0xffff_ffff_ffff);
+    let mac = format!(
+        "{:012x}",
+        (u128::from(std::process::id()) << 24 ^ stamp) & 0xffff_ffff_ffff
+    );
     let text = format!(
         "i40e 0000:3b:00.0: 1 Tx Malicious Driver Detection events detected on PF 0 VF 2 MAC {mac}. mdd-auto-reset-vfs=off"
     );
     // The highest priority userspace can ask for; the kernel still gives it facility LOG_USER.
     let mut w = OpenOptions::new().write(true).open(DEV).unwrap();
-    writeln!(w, "<0>{text}").unwrap_or_else(|e| panic!("writing to {DEV} failed (printk_devkmsg=off?): {e}"));
+    writeln!(w, "<0>{text}")
+        .unwrap_or_else(|e| panic!("writing to {DEV} failed (printk_devkmsg=off?): {e}"));
     drop(w);
 
     let mut forged: Option<KmsgRecord> = None;
@@ -73,7 +82,10 @@ fn a_forged_mdd_line_from_userspace_is_never_a_fault() {
         }
     }
     let forged = forged.expect("the forged record was not read back");
-    assert_ne!(forged.facility, 0, "userspace wrote a kernel-facility record?");
+    assert_ne!(
+        forged.facility, 0,
+        "userspace wrote a kernel-facility record?"
+    );
     assert!(forged.device.is_none());
 
     let ev = vfguard_parse::kmsg(&forged).expect("the text is still recognised");

@@ -83,14 +83,29 @@ fn main() -> io::Result<()> {
             };
             let (s, us) = (usec / 1_000_000, usec % 1_000_000);
             let line = match form {
-                0 => text.split('\n').map(|t| format!("[{s:>5}.{us:06}] {t}\n")).collect::<String>(),
+                0 => text
+                    .split('\n')
+                    .map(|t| format!("[{s:>5}.{us:06}] {t}\n"))
+                    .collect::<String>(),
                 1 => text
                     .split('\n')
-                    .map(|t| format!("Nov 29 06:{:02}:{:02} hv07 kernel: [{s:>5}.{us:06}] {t}\n", (s / 60) % 60, s % 60))
+                    .map(|t| {
+                        format!(
+                            "Nov 29 06:{:02}:{:02} hv07 kernel: [{s:>5}.{us:06}] {t}\n",
+                            (s / 60) % 60,
+                            s % 60
+                        )
+                    })
                     .collect(),
                 2 => text
                     .split('\n')
-                    .map(|t| format!("2026-11-29T06:{:02}:{:02}+0000 hv07 kernel: {t}\n", (s / 60) % 60, s % 60))
+                    .map(|t| {
+                        format!(
+                            "2026-11-29T06:{:02}:{:02}+0000 hv07 kernel: {t}\n",
+                            (s / 60) % 60,
+                            s % 60
+                        )
+                    })
                     .collect(),
                 _ => {
                     let mut r = format!("6,{seq},{usec},-;{}\n", text.replace('\n', "\\x0a"));
@@ -107,6 +122,9 @@ fn main() -> io::Result<()> {
         }
     }
     out.flush()?;
-    eprintln!("genlog: {} MiB, {seq} records, {faults} fault lines", written >> 20);
+    eprintln!(
+        "genlog: {} MiB, {seq} records, {faults} fault lines",
+        written >> 20
+    );
     Ok(())
 }

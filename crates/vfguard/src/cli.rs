@@ -10,7 +10,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// drivers' Malicious Driver Detection and mailbox messages), tells which PCI function (PF/VF)
 /// and which tenant a fault belongs to, and acts on it by policy.
 #[derive(Debug, Parser)]
-#[command(name = "vfguard", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "vfguard",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

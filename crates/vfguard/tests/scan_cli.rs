@@ -1,6 +1,10 @@
 //! `vfguard scan` end to end: the binary, its exit codes, its JSON fields, and bad input.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -37,14 +41,34 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
 }
 
 const FIELDS: &[&str] = &[
-    "line", "end_line", "kind", "severity", "driver", "device", "netdev", "pf", "vf", "vf_abs",
-    "function", "queue", "count", "mac", "catalog_id", "message", "trusted",
+    "line",
+    "end_line",
+    "kind",
+    "severity",
+    "driver",
+    "device",
+    "netdev",
+    "pf",
+    "vf",
+    "vf_abs",
+    "function",
+    "queue",
+    "count",
+    "mac",
+    "catalog_id",
+    "message",
+    "trusted",
 ];
 
 #[test]
 fn json_lines_carry_every_scripted_field_and_faults_exit_1() {
     let out = vfguard(&["scan", "--json", sample().to_str().unwrap()], None);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let events = json_lines(&out);
     assert!(events.len() >= 10);
     for ev in &events {
@@ -57,12 +81,24 @@ fn json_lines_carry_every_scripted_field_and_faults_exit_1() {
     assert_eq!(vf_disabled["vf"], 2);
     assert_eq!(vf_disabled["line"], 16);
     // The AER error and its detail lines are one event.
-    let aer = events.iter().find(|e| e["kind"] == "aer_correctable").unwrap();
-    assert_eq!((aer["line"].as_u64(), aer["end_line"].as_u64()), (Some(21), Some(24)));
+    let aer = events
+        .iter()
+        .find(|e| e["kind"] == "aer_correctable")
+        .unwrap();
+    assert_eq!(
+        (aer["line"].as_u64(), aer["end_line"].as_u64()),
+        (Some(21), Some(24))
+    );
     assert_eq!(aer["function"], "0000:3b:02.5");
     // igb's two-line message is joined.
-    let igb = events.iter().find(|e| e["kind"] == "mac_override" && e["driver"] == "igb").unwrap();
-    assert_eq!(igb["end_line"].as_u64().unwrap(), igb["line"].as_u64().unwrap() + 1);
+    let igb = events
+        .iter()
+        .find(|e| e["kind"] == "mac_override" && e["driver"] == "igb")
+        .unwrap();
+    assert_eq!(
+        igb["end_line"].as_u64().unwrap(),
+        igb["line"].as_u64().unwrap() + 1
+    );
     // The line another program logged is reported, but as untrusted.
     let forged = events.iter().find(|e| e["vf"] == 5).unwrap();
     assert_eq!(forged["trusted"], false);
@@ -73,15 +109,23 @@ fn the_table_names_the_culprit_first() {
     let out = vfguard(&["scan", sample().to_str().unwrap()], None);
     let text = String::from_utf8(out.stdout).unwrap();
     let verdict = text.lines().last().unwrap();
-    assert!(verdict.starts_with("Look first at PF 0000:3b:00.0 VF 2:"), "{verdict}");
+    assert!(
+        verdict.starts_with("Look first at PF 0000:3b:00.0 VF 2:"),
+        "{verdict}"
+    );
     assert!(text.contains("UNTRUSTED:mdd_tx"));
 }
 
 #[test]
 fn no_fault_exits_0_and_stdin_is_read() {
-    let out = vfguard(&["scan"], Some(b"[    1.0] EXT4-fs (dm-0): mounted filesystem\n"));
+    let out = vfguard(
+        &["scan"],
+        Some(b"[    1.0] EXT4-fs (dm-0): mounted filesystem\n"),
+    );
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8(out.stdout).unwrap().contains("No faults found."));
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("No faults found."));
 }
 
 #[test]
@@ -93,12 +137,16 @@ fn an_unopenable_file_exits_2_and_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let out = vfguard(&["scan", dir.path().to_str().unwrap()], None);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8(out.stderr).unwrap().contains("is a directory"));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("is a directory"));
 }
 
 #[test]
 fn bad_input_is_skipped_and_counted_never_a_panic() {
-    let mut junk: Vec<u8> = (0..50_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let mut junk: Vec<u8> = (0..50_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     junk.extend_from_slice(b"\nigb 0000:02:00.0: Spoof event(s) detected on VF \xff\xfe\n");
     junk.extend_from_slice(&vec![b'A'; 3 << 20]); // a 3 MiB line
     junk.extend_from_slice(b"\n6,12,345;truncated record with no flags\n6,13");
@@ -123,12 +171,18 @@ fn kmsg_records_join_escaped_lines_and_refuse_userspace_writes() {
  DEVICE=+pci:0000:02:00.0
 12,1002,5000100,-;igb 0000:02:00.0: Spoof event(s) detected on VF 3
 ";
-    let out = vfguard(&["scan", "--json", "--format", "kmsg"], Some(log.as_bytes()));
+    let out = vfguard(
+        &["scan", "--json", "--format", "kmsg"],
+        Some(log.as_bytes()),
+    );
     assert_eq!(out.status.code(), Some(1));
     let events = json_lines(&out);
     assert_eq!(events.len(), 2);
     assert_eq!(events[0]["kind"], "mac_override");
-    assert_eq!((events[0]["line"].as_u64(), events[0]["end_line"].as_u64()), (Some(1), Some(3)));
+    assert_eq!(
+        (events[0]["line"].as_u64(), events[0]["end_line"].as_u64()),
+        (Some(1), Some(3))
+    );
     assert_eq!(events[0]["seq"], 1001);
     assert_eq!(events[0]["trusted"], true);
     assert_eq!(events[1]["trusted"], false);
@@ -141,7 +195,10 @@ fn several_files_are_named_in_the_table() {
     let p = s.to_str().unwrap();
     let out = vfguard(&["scan", p, p], None);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.lines().any(|l| l.starts_with(&format!("{p}:16"))), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with(&format!("{p}:16"))),
+        "{text}"
+    );
 }
 
 #[test]
@@ -152,5 +209,8 @@ fn catalog_lists_entries_and_anchors() {
     assert!(entries.len() > 100);
     assert!(entries.iter().any(|e| e["id"] == "i40e.mdd.vf_tx_events"));
     let anchors = vfguard(&["catalog", "--anchors"], None);
-    assert!(String::from_utf8(anchors.stdout).unwrap().lines().any(|l| l.contains("Spoofed packets detected")));
+    assert!(String::from_utf8(anchors.stdout)
+        .unwrap()
+        .lines()
+        .any(|l| l.contains("Spoofed packets detected")));
 }

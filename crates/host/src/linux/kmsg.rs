@@ -101,7 +101,11 @@ impl KmsgDevice for KmsgStream {
             // The kernel answers EINVAL to a buffer too small; say so the same way.
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("record of {} bytes exceeds the {}-byte buffer", self.line.len(), buf.len()),
+                format!(
+                    "record of {} bytes exceeds the {}-byte buffer",
+                    self.line.len(),
+                    buf.len()
+                ),
             ));
         }
         let n = self.line.len();
@@ -159,11 +163,16 @@ mod tests {
         let KmsgRead::Record(n) = dev.read_record(&mut buf).unwrap() else {
             panic!("no record")
         };
-        assert!(std::str::from_utf8(&buf[..n]).unwrap().ends_with("DEVICE=+pci:0000:02:00.0\n"));
+        assert!(std::str::from_utf8(&buf[..n])
+            .unwrap()
+            .ends_with("DEVICE=+pci:0000:02:00.0\n"));
         assert_eq!(dev.read_record(&mut buf).unwrap(), KmsgRead::Record(13));
         assert_eq!(dev.read_record(&mut buf).unwrap(), KmsgRead::Eof);
         dev.seek(KmsgSeek::Start).unwrap();
-        assert!(matches!(dev.read_record(&mut buf).unwrap(), KmsgRead::Record(_)));
+        assert!(matches!(
+            dev.read_record(&mut buf).unwrap(),
+            KmsgRead::Record(_)
+        ));
     }
 
     #[test]

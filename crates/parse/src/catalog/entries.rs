@@ -1404,6 +1404,42 @@ pub static ENTRIES: &[Entry] = &[
         example: "pcieport 0000:3a:00.0: AER: device recovery failed",
         ..D
     },
+    Entry {
+        id: "aer.recovery.not_reset",
+        source: Source::AnyDevice,
+        prefixes: &["AER: "],
+        format: "not reset (no FLR support: %d)\n",
+        fields: &["flr_error"],
+        role: Role::Context,
+        scope: Scope::Own,
+        since: "drivers/pci/pcie/aer.c (recovery step)",
+        example: "vfio-pci 0000:3b:02.1: AER: not reset (no FLR support: -25)",
+        ..D
+    },
+    Entry {
+        id: "aer.recovery.link_reset",
+        source: Source::AnyDevice,
+        prefixes: &["AER: "],
+        format: "%s Port link has been reset (%d)\n",
+        fields: &["port_type", "result"],
+        patterns: &[("port_type", r"Root|Downstream")],
+        role: Role::Context,
+        scope: Scope::Own,
+        since: "drivers/pci/pcie/aer.c aer_root_reset() (recovery step)",
+        example: "pcieport 0000:3a:00.0: AER: Root Port link has been reset (0)",
+        ..D
+    },
+    Entry {
+        id: "aer.recovery.successful",
+        source: Source::AnyDevice,
+        prefixes: &["AER: "],
+        format: "device recovery successful\n",
+        role: Role::Context,
+        scope: Scope::Own,
+        since: "drivers/pci/pcie/err.c pcie_do_recovery()",
+        example: "pcieport 0000:3a:00.0: AER: device recovery successful",
+        ..D
+    },
     // ---------------------------------------------------------------- DPC
     Entry {
         id: "dpc.unmasked",
@@ -1555,6 +1591,18 @@ pub static ENTRIES: &[Entry] = &[
         scope: Scope::Host,
         since: "drivers/iommu/intel/dmar.c dmar_fault() (precedes the fault lines)",
         example: "DMAR: DRHD: handling fault status reg 2",
+        ..D
+    },
+    Entry {
+        id: "dmar.dump_ptes",
+        source: Source::Bare,
+        prefixes: &["DMAR: "],
+        format: "Dump %s table entries for IOVA 0x%llx\n",
+        fields: &["unit", "iova"],
+        role: Role::Context,
+        scope: Scope::Host,
+        since: "drivers/iommu/intel/iommu.c dmar_fault_dump_ptes() with CONFIG_DMAR_DEBUG (names the DMAR unit)",
+        example: "DMAR: Dump dmar1 table entries for IOVA 0x7ff3c000",
         ..D
     },
     Entry {
@@ -1862,6 +1910,19 @@ pub static ENTRIES: &[Entry] = &[
         scope: Scope::Named,
         since: "arm-smmu-v3.c arm_smmu_dump_event(), v6.14+",
         example: "arm-smmu-v3 arm-smmu-v3.0.auto: event: F_TRANSLATION client: 0000:3b:02.1 sid: 0x3b11 ssid: 0x0 iova: 0x7ff3c000 ipa: 0x0",
+        ..D
+    },
+    Entry {
+        id: "smmu.decoded_flags",
+        source: Source::AnyDevice,
+        format: "%s %s %s %s \"%s\"%s%s stag: %#x\n",
+        fields: &["_a", "_b", "_c", "_d", "_e", "_f", "_g", "stag"],
+        patterns: &[("_a", r"\S+"), ("_b", r"\S+"), ("_c", r"\S+"), ("_d", r"\S+"), ("_e", r"[^\x22]*")],
+        role: Role::Detail,
+        group: Some(Group::Smmu),
+        scope: Scope::Named,
+        since: "arm-smmu-v3.c arm_smmu_dump_event(), v6.14+ (access flags of the faulting transaction)",
+        example: "arm-smmu-v3 arm-smmu-v3.0.auto: unpriv data read s1 \"Translation fault\" stag: 0x0",
         ..D
     },
     Entry {

@@ -381,7 +381,12 @@ fn choose_anchors(heads: &[(usize, Vec<&str>)]) -> Vec<String> {
                 .chain(lit.match_indices(' ').map(|(i, _)| i + 1))
                 .collect();
             for (k, &a) in starts.iter().enumerate() {
-                for &b in starts.iter().skip(k + 1).take(3).chain(std::iter::once(&(lit.len() + 1))) {
+                for &b in starts
+                    .iter()
+                    .skip(k + 1)
+                    .take(3)
+                    .chain(std::iter::once(&(lit.len() + 1)))
+                {
                     let Some(g) = lit.get(a..b.saturating_sub(1)).map(str::trim) else {
                         continue;
                     };
@@ -417,7 +422,10 @@ fn choose_anchors(heads: &[(usize, Vec<&str>)]) -> Vec<String> {
             .iter()
             .zip(&cover)
             .map(|(g, hs)| {
-                let n = hs.iter().filter(|&&h| !covered.get(h).copied().unwrap_or(true)).count();
+                let n = hs
+                    .iter()
+                    .filter(|&&h| !covered.get(h).copied().unwrap_or(true))
+                    .count();
                 // Longer literals are rarer in a log: weigh coverage by length, up to a point.
                 (n * g.len().min(ANCHOR_WEIGHT_CAP), g.len(), *g, hs)
             })
@@ -548,7 +556,11 @@ mod tests {
     fn the_prefilter_stays_small_enough_for_simd_search() {
         // aho-corasick's Teddy searcher takes at most 64 patterns; past that the scan falls back
         // to a DFA several times slower (docs/performance.md).
-        assert!(Catalog::get().anchors.len() <= 64, "{} anchors", Catalog::get().anchors.len());
+        assert!(
+            Catalog::get().anchors.len() <= 64,
+            "{} anchors",
+            Catalog::get().anchors.len()
+        );
     }
 
     #[test]

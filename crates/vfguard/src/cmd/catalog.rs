@@ -65,7 +65,15 @@ pub fn run(args: &CatalogArgs) -> anyhow::Result<ExitCode> {
             serde_json::to_writer(&mut out, &j)?;
             writeln!(out)?;
         } else {
-            writeln!(out, "{}  [{}] {} {} {}", e.id, drivers.join(","), kind, e.severity, role)?;
+            writeln!(
+                out,
+                "{}  [{}] {} {} {}",
+                e.id,
+                drivers.join(","),
+                kind,
+                e.severity,
+                role
+            )?;
             writeln!(out, "    format:  {:?}", e.format)?;
             writeln!(out, "    example: {}", e.example.replace('\n', "\\n"))?;
             writeln!(out, "    since:   {}", e.since)?;

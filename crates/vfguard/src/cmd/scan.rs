@@ -77,8 +77,10 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain()
-        .any(|e| e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe))
+    err.chain().any(|e| {
+        e.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Scans one file (or standard input), calling `on_event` for each event in order.
@@ -92,7 +94,9 @@ fn scan_input(
         (Box::new(io::stdin().lock()), None)
     } else {
         let file = File::open(path).with_context(|| format!("cannot open {name}"))?;
-        let meta = file.metadata().with_context(|| format!("cannot stat {name}"))?;
+        let meta = file
+            .metadata()
+            .with_context(|| format!("cannot stat {name}"))?;
         if meta.is_dir() {
             anyhow::bail!("{name} is a directory; give the log files inside it");
         }
@@ -144,7 +148,10 @@ fn scan_input(
         }
     }
     if progress.is_some() {
-        eprintln!("\rscanning {name}: done in {:.1} s          ", started.elapsed().as_secs_f64());
+        eprintln!(
+            "\rscanning {name}: done in {:.1} s          ",
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok(scanner.stats())
 }
@@ -181,11 +188,10 @@ fn table_row(out: &mut impl Write, e: &FaultEvent, file: Option<&str>) -> io::Re
         format!("UNTRUSTED:{}", e.kind)
     };
     let dash = || "-".to_owned();
-    let vf = e
-        .vf
-        .map(|v| v.to_string())
-        .or_else(|| e.vf_abs.map(|v| format!("#{v}")))
-        .unwrap_or_else(dash);
+    let vf =
+        e.vf.map(|v| v.to_string())
+            .or_else(|| e.vf_abs.map(|v| format!("#{v}")))
+            .unwrap_or_else(dash);
     let mut msg: String = e.message.lines().next().unwrap_or("").to_owned();
     if msg.chars().count() > 72 {
         msg = msg.chars().take(71).collect::<String>() + "…";
@@ -271,7 +277,11 @@ impl Summary {
             self.events, self.faults, self.admin, self.untrusted, self.lines
         )?;
         if self.skipped > 0 {
-            write!(out, " ({} unreadable lines skipped: too long or not UTF-8)", self.skipped)?;
+            write!(
+                out,
+                " ({} unreadable lines skipped: too long or not UTF-8)",
+                self.skipped
+            )?;
         }
         writeln!(out)?;
         if self.untrusted > 0 {
@@ -284,12 +294,17 @@ impl Summary {
         }
         match ranked.first() {
             Some((name, t)) => {
-                let top = t.kinds.iter().max_by_key(|(k, n)| (weight(**k), **n)).map(|(k, _)| *k);
+                let top = t
+                    .kinds
+                    .iter()
+                    .max_by_key(|(k, n)| (weight(**k), **n))
+                    .map(|(k, _)| *k);
                 writeln!(
                     out,
                     "Look first at {name}: {}{}",
                     kinds(t),
-                    top.map(|k| format!(" ({})", meaning(k))).unwrap_or_default()
+                    top.map(|k| format!(" ({})", meaning(k)))
+                        .unwrap_or_default()
                 )
             }
             None => writeln!(out, "No faults found."),
@@ -326,9 +341,16 @@ fn target(e: &FaultEvent) -> String {
 fn weight(k: FaultKind) -> u8 {
     match k {
         FaultKind::Oops | FaultKind::Dpc | FaultKind::AerFatal | FaultKind::PfReset => 5,
-        FaultKind::MddTx | FaultKind::MddRx | FaultKind::Mdd | FaultKind::VfDisabled | FaultKind::IommuFault => 4,
+        FaultKind::MddTx
+        | FaultKind::MddRx
+        | FaultKind::Mdd
+        | FaultKind::VfDisabled
+        | FaultKind::IommuFault => 4,
         FaultKind::TxHang | FaultKind::AerNonfatal => 3,
-        FaultKind::Spoof | FaultKind::MacOverride | FaultKind::VlanOverride | FaultKind::Mailbox => 2,
+        FaultKind::Spoof
+        | FaultKind::MacOverride
+        | FaultKind::VlanOverride
+        | FaultKind::Mailbox => 2,
         FaultKind::AerCorrectable | FaultKind::VfReset => 1,
         FaultKind::Admin => 0,
     }
