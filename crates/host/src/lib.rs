@@ -1,12 +1,21 @@
 //! The host behind small traits.
 //!
 //! Everything that touches the machine sits behind a trait named after the domain, with a Linux
-//! implementation here (module [`linux`]) and a simulated one in `vfguard-sim`. The traits use
-//! only `vfguard-model` types and `std::io`.
+//! implementation in [`linux`] and a simulated one in `vfguard-sim`. The traits use only
+//! `vfguard-model` types and `std::io`.
 //!
+//! - [`fs::HostFs`]: sysfs, procfs and /run under a root (`--root DIR`).
 //! - [`kmsg::KmsgDevice`]: a source of `/dev/kmsg`-format records.
+//! - [`netns::NetnsProbe`]: network namespaces and the PCI functions of their links.
+//! - [`vfnet::VfNet`]: a PF's VF table over rtnetlink.
 
+pub mod fs;
 pub mod kmsg;
 pub mod linux;
+pub mod netns;
+pub mod vfnet;
 
+pub use fs::{FsRoot, HostFs};
 pub use kmsg::{KmsgDevice, KmsgRead, KmsgSeek};
+pub use netns::{FsNetns, NetnsLink, NetnsProbe, NetnsView, NoNetns};
+pub use vfnet::VfNet;

@@ -7,8 +7,12 @@ pub mod fault;
 pub mod kmsg;
 pub mod mac;
 pub mod pci;
+pub mod topology;
 
 pub use fault::{FaultEvent, FaultKind, LogFormat, Severity, TrustBasis};
 pub use kmsg::{KmsgDecodeError, KmsgFlag, KmsgRecord};
 pub use mac::{MacAddr, MacParseError};
 pub use pci::{Bdf, BdfParseError, VfIndex};
+pub use topology::{
+    AerCounters, Owner, OwnerKind, Pf, Topology, Vf, VfLinkState, VfState, VfStats,
+};

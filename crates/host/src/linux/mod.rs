@@ -1,5 +1,9 @@
 //! The Linux implementations of the host traits. Thin: translation only, no policy.
 
 pub mod kmsg;
+pub mod netlink;
+pub mod netns;
 
 pub use kmsg::{open_kmsg, DevKmsg, KmsgStream};
+pub use netlink::{NetlinkVfNet, Rtnl};
+pub use netns::LiveNetns;

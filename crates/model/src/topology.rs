@@ -1,0 +1,275 @@
+//! The host map: PFs (and whole NICs), their VFs, and who owns each function.
+//!
+//! Built by `vfguard-topology`, consumed by the engine: every attribution names the topology
+//! version it used, and a VF index is only ever mapped to a BDF through the topology of the
+//! moment (the `virtfnN` links), never by arithmetic.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::mac::MacAddr;
+use crate::pci::{Bdf, VfIndex};
+
+/// The map of the host's network functions at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Topology {
+    /// Bumped whenever the structure changes (numvfs, drivers, netdevs, owners).
+    pub version: u64,
+    /// PFs and whole NICs, by BDF.
+    pub pfs: Vec<Pf>,
+    /// What could not be read, and why (the rest is still valid).
+    pub warnings: Vec<String>,
+}
+
+/// A physical function: an SR-IOV capable PF, or a network function without SR-IOV (a whole
+/// NIC or one port of a multi-function NIC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pf {
+    /// PCI address.
+    pub bdf: Bdf,
+    /// PCI vendor ID (`8086`).
+    pub vendor: Option<String>,
+    /// PCI device ID (`1572`).
+    pub device: Option<String>,
+    /// The bound driver (`i40e`, `vfio-pci`), if any.
+    pub driver: Option<String>,
+    /// Netdevs in the host namespace.
+    pub netdevs: Vec<String>,
+    /// The first netdev (the one VF control goes through).
+    pub netdev: Option<String>,
+    /// `sriov_numvfs`.
+    pub numvfs: u32,
+    /// `sriov_totalvfs` (0 for a function without SR-IOV).
+    pub totalvfs: u32,
+    /// NUMA node, when the platform reports one.
+    pub numa_node: Option<i32>,
+    /// `reset_method`.
+    pub reset_method: Option<String>,
+    /// AER counter files present (`aer_dev_correctable`...).
+    pub aer: bool,
+    /// IOMMU group.
+    pub iommu_group: Option<u32>,
+    /// Who holds it (a VM for whole-device passthrough, else the host or none).
+    pub owner: Owner,
+    /// Its VFs, by index.
+    pub vfs: Vec<Vf>,
+}
+
+/// A virtual function.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Vf {
+    /// Index under its PF (`virtfnN`).
+    pub index: VfIndex,
+    /// PCI address.
+    pub bdf: Bdf,
+    /// The bound driver (`iavf`, `vfio-pci`), if any.
+    pub driver: Option<String>,
+    /// Its netdev, when it lives in the host namespace.
+    pub netdev: Option<String>,
+    /// IOMMU group.
+    pub iommu_group: Option<u32>,
+    /// The other members of its IOMMU group (DMA from any of them is indistinguishable).
+    pub group_peers: Vec<Bdf>,
+    /// Who holds it.
+    pub owner: Owner,
+    /// Its state as the PF reports it over rtnetlink, when read.
+    pub state: Option<VfState>,
+}
+
+/// The kind of owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OwnerKind {
+    /// A virtual machine (QEMU/libvirt holding the function through vfio).
+    Vm,
+    /// A network namespace (a container or pod holding the VF's netdev).
+    Netns,
+    /// The host itself (bound to a host driver, netdev in the host namespace).
+    Host,
+    /// Nobody (no driver bound).
+    None,
+}
+
+impl OwnerKind {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OwnerKind::Vm => "vm",
+            OwnerKind::Netns => "netns",
+            OwnerKind::Host => "host",
+            OwnerKind::None => "none",
+        }
+    }
+}
+
+/// Who holds a function, and how we know.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Owner {
+    /// The kind.
+    pub kind: OwnerKind,
+    /// A VM's name, a netns name, `host`.
+    pub name: Option<String>,
+    /// A VM's UUID, a container ID, a netns inode.
+    pub id: Option<String>,
+    /// The process that holds it (QEMU, a container's init).
+    pub pid: Option<u32>,
+    /// Which files or processes said so, one line each.
+    pub evidence: Vec<String>,
+}
+
+impl Owner {
+    /// Nobody holds it.
+    pub fn none(evidence: impl Into<String>) -> Owner {
+        Owner {
+            kind: OwnerKind::None,
+            name: None,
+            id: None,
+            pid: None,
+            evidence: vec![evidence.into()],
+        }
+    }
+
+    /// The host holds it.
+    pub fn host(evidence: impl Into<String>) -> Owner {
+        Owner {
+            kind: OwnerKind::Host,
+            name: Some("host".to_owned()),
+            id: None,
+            pid: None,
+            evidence: vec![evidence.into()],
+        }
+    }
+
+    /// A short label: `vm:web-7`, `netns:tenant-a`, `host`, `none`.
+    pub fn label(&self) -> String {
+        match (&self.kind, &self.name) {
+            (OwnerKind::Host, _) => "host".to_owned(),
+            (OwnerKind::None, _) => "none".to_owned(),
+            (k, Some(n)) => format!("{}:{n}", k.as_str()),
+            (k, None) => format!("{}:?", k.as_str()),
+        }
+    }
+}
+
+impl Default for Owner {
+    fn default() -> Owner {
+        Owner::none("not examined")
+    }
+}
+
+/// A VF's link state knob (`IFLA_VF_LINK_STATE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VfLinkState {
+    /// Follows the PF's link.
+    Auto,
+    /// Forced up.
+    Enable,
+    /// Forced down.
+    Disable,
+}
+
+/// A VF as the PF reports it (`IFLA_VF_INFO`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VfState {
+    /// The VF index in the message.
+    pub index: u16,
+    /// `IFLA_VF_MAC`.
+    pub mac: Option<MacAddr>,
+    /// Port VLAN (`IFLA_VF_VLAN`), 0 = none.
+    pub vlan: Option<u32>,
+    /// VLAN priority.
+    pub qos: Option<u32>,
+    /// `IFLA_VF_SPOOFCHK`.
+    pub spoofchk: Option<bool>,
+    /// `IFLA_VF_TRUST`.
+    pub trust: Option<bool>,
+    /// `IFLA_VF_LINK_STATE`.
+    pub link_state: Option<VfLinkState>,
+    /// `IFLA_VF_RATE` minimum, Mbps.
+    pub min_tx_rate: Option<u32>,
+    /// `IFLA_VF_RATE` maximum, Mbps (0 = unlimited).
+    pub max_tx_rate: Option<u32>,
+    /// `IFLA_VF_STATS`.
+    pub stats: Option<VfStats>,
+}
+
+/// Per-VF counters (`IFLA_VF_STATS`, include/uapi/linux/if_link.h).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VfStats {
+    /// `IFLA_VF_STATS_RX_PACKETS`.
+    pub rx_packets: u64,
+    /// `IFLA_VF_STATS_TX_PACKETS`.
+    pub tx_packets: u64,
+    /// `IFLA_VF_STATS_RX_BYTES`.
+    pub rx_bytes: u64,
+    /// `IFLA_VF_STATS_TX_BYTES`.
+    pub tx_bytes: u64,
+    /// `IFLA_VF_STATS_BROADCAST`.
+    pub broadcast: u64,
+    /// `IFLA_VF_STATS_MULTICAST`.
+    pub multicast: u64,
+    /// `IFLA_VF_STATS_RX_DROPPED`.
+    pub rx_dropped: u64,
+    /// `IFLA_VF_STATS_TX_DROPPED`.
+    pub tx_dropped: u64,
+}
+
+/// AER counters of one function (`aer_dev_correctable`, `aer_dev_nonfatal`, `aer_dev_fatal`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AerCounters {
+    /// Per named bit (and `<array>_bit[N]` for unnamed bits), correctable.
+    pub correctable: BTreeMap<String, u64>,
+    /// Uncorrectable non-fatal.
+    pub nonfatal: BTreeMap<String, u64>,
+    /// Uncorrectable fatal.
+    pub fatal: BTreeMap<String, u64>,
+    /// `TOTAL_ERR_COR`.
+    pub total_correctable: u64,
+    /// `TOTAL_ERR_NONFATAL`.
+    pub total_nonfatal: u64,
+    /// `TOTAL_ERR_FATAL`.
+    pub total_fatal: u64,
+}
+
+impl Topology {
+    /// The VF with this index under this PF, per the topology of the moment.
+    pub fn vf(&self, pf: Bdf, index: VfIndex) -> Option<&Vf> {
+        self.pf(pf)?.vfs.iter().find(|v| v.index == index)
+    }
+
+    /// The PF with this address.
+    pub fn pf(&self, pf: Bdf) -> Option<&Pf> {
+        self.pfs.iter().find(|p| p.bdf == pf)
+    }
+
+    /// The owner of any function (PF or VF) by address, with the PF it belongs to.
+    pub fn function(&self, bdf: Bdf) -> Option<FunctionRef<'_>> {
+        for pf in &self.pfs {
+            if pf.bdf == bdf {
+                return Some(FunctionRef { pf, vf: None });
+            }
+            if let Some(vf) = pf.vfs.iter().find(|v| v.bdf == bdf) {
+                return Some(FunctionRef { pf, vf: Some(vf) });
+            }
+        }
+        None
+    }
+}
+
+/// A function found in the topology: a PF, or a VF with its PF.
+#[derive(Debug, Clone, Copy)]
+pub struct FunctionRef<'a> {
+    /// The PF (or the function itself when `vf` is `None`).
+    pub pf: &'a Pf,
+    /// The VF, when the function is one.
+    pub vf: Option<&'a Vf>,
+}
+
+impl FunctionRef<'_> {
+    /// The function's owner.
+    pub fn owner(&self) -> &Owner {
+        self.vf.map_or(&self.pf.owner, |v| &v.owner)
+    }
+}

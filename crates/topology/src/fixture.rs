@@ -1,0 +1,449 @@
+//! Builds host trees that reproduce the real layout, with real symlinks: sysfs (`virtfnN`,
+//! `physfn`, `driver`, `iommu_group`, `net/`), `/proc/<pid>` (fd links to `/dev/vfio/N`,
+//! `cmdline`, `cgroup`, `ns/net`), libvirt live XML and network namespaces. Tests use it for
+//! fixtures; the simulator materialises its host with it, so `--root DIR` reads both the way it
+//! reads `/`.
+//!
+//! # Conventions where a tree cannot hold the real thing
+//! - A process's namespace view is its own root: `/proc/<pid>/root/sys/class/net/<if>/device`.
+//! - A named namespace `/run/netns/<name>` (an nsfs bind mount on a real host) keeps its sysfs
+//!   view beside it in `/run/netns/<name>.sys/class/net/<if>/device`.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use vfguard_model::Bdf;
+
+/// The host namespace inode written to `/proc/1/ns/net`.
+pub const HOST_NETNS_INODE: u64 = 4_026_531_993;
+
+/// A PCI function to create.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    /// Address.
+    pub bdf: Bdf,
+    /// `vendor`, e.g. `0x8086`.
+    pub vendor: String,
+    /// `device`, e.g. `0x1572`.
+    pub device: String,
+    /// `class`, e.g. `0x020000`.
+    pub class: String,
+    /// Driver to bind, if any.
+    pub driver: Option<String>,
+    /// IOMMU group.
+    pub iommu_group: Option<u32>,
+    /// Netdevs (created in the host namespace).
+    pub netdevs: Vec<String>,
+    /// `sriov_totalvfs` (an SR-IOV PF) when set.
+    pub totalvfs: Option<u32>,
+    /// Write AER counter files.
+    pub aer: bool,
+}
+
+impl FunctionSpec {
+    /// An Intel Ethernet function with no driver.
+    pub fn new(bdf: Bdf) -> FunctionSpec {
+        FunctionSpec {
+            bdf,
+            vendor: "0x8086".into(),
+            device: "0x1572".into(),
+            class: "0x020000".into(),
+            driver: None,
+            iommu_group: None,
+            netdevs: Vec::new(),
+            totalvfs: None,
+            aer: true,
+        }
+    }
+}
+
+/// A QEMU process to create.
+#[derive(Debug, Clone, Default)]
+pub struct QemuSpec {
+    /// pid.
+    pub pid: u32,
+    /// `-name guest=...`.
+    pub name: String,
+    /// `-uuid`.
+    pub uuid: Option<String>,
+    /// Functions on its command line.
+    pub hostdevs: Vec<Bdf>,
+    /// Write `-device` in libvirt's JSON form instead of key=value.
+    pub json: bool,
+    /// `/dev/vfio/<group>` files it holds open.
+    pub vfio_groups: Vec<u32>,
+}
+
+/// A libvirt domain's live XML to create.
+#[derive(Debug, Clone, Default)]
+pub struct DomainSpec {
+    /// `<name>`.
+    pub name: String,
+    /// `<uuid>`.
+    pub uuid: String,
+    /// `<domstatus pid=...>`.
+    pub pid: u32,
+    /// `<hostdev type='pci'>` sources.
+    pub hostdevs: Vec<Bdf>,
+    /// `<interface type='hostdev'>` sources.
+    pub interfaces: Vec<Bdf>,
+}
+
+/// A host tree under a directory.
+#[derive(Debug, Clone)]
+pub struct HostFixture {
+    root: PathBuf,
+}
+
+fn write(path: &Path, text: &str) -> io::Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    fs::write(path, text)
+}
+
+fn link(target: &str, at: &Path) -> io::Result<()> {
+    if let Some(parent) = at.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    match fs::symlink_metadata(at) {
+        Ok(_) => fs::remove_file(at)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    symlink(target, at)
+}
+
+impl HostFixture {
+    /// Creates the skeleton of a host under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> io::Result<HostFixture> {
+        let f = HostFixture { root: root.into() };
+        for d in [
+            "sys/bus/pci/devices",
+            "sys/bus/pci/drivers",
+            "sys/kernel/iommu_groups",
+            "sys/class/net",
+            "run/libvirt/qemu",
+            "run/netns",
+            "dev/vfio",
+        ] {
+            fs::create_dir_all(f.root.join(d))?;
+        }
+        f.add_process(1, "systemd", &["/sbin/init"])?;
+        Ok(f)
+    }
+
+    /// The tree's root (pass it as `--root`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a host path lives in the tree.
+    pub fn path(&self, host_path: &str) -> PathBuf {
+        self.root.join(host_path.trim_start_matches('/'))
+    }
+
+    fn dev_dir(&self, bdf: Bdf) -> PathBuf {
+        self.path(&format!("/sys/devices/pci{:04x}:00/{bdf}", bdf.segment()))
+    }
+
+    /// Creates a PCI function.
+    pub fn add_function(&self, spec: &FunctionSpec) -> io::Result<()> {
+        let bdf = spec.bdf;
+        let dir = self.dev_dir(bdf);
+        fs::create_dir_all(&dir)?;
+        link(
+            &format!("../../../devices/pci{:04x}:00/{bdf}", bdf.segment()),
+            &self.path(&format!("/sys/bus/pci/devices/{bdf}")),
+        )?;
+        write(&dir.join("vendor"), &format!("{}\n", spec.vendor))?;
+        write(&dir.join("device"), &format!("{}\n", spec.device))?;
+        write(&dir.join("class"), &format!("{}\n", spec.class))?;
+        write(&dir.join("numa_node"), "0\n")?;
+        write(&dir.join("reset_method"), "flr\n")?;
+        if let Some(t) = spec.totalvfs {
+            write(&dir.join("sriov_totalvfs"), &format!("{t}\n"))?;
+            write(&dir.join("sriov_numvfs"), "0\n")?;
+        }
+        if spec.aer {
+            for (file, total) in [
+                ("aer_dev_correctable", "TOTAL_ERR_COR"),
+                ("aer_dev_nonfatal", "TOTAL_ERR_NONFATAL"),
+                ("aer_dev_fatal", "TOTAL_ERR_FATAL"),
+            ] {
+                write(&dir.join(file), &format!("{total} 0\n"))?;
+            }
+        }
+        if let Some(g) = spec.iommu_group {
+            self.set_iommu_group(bdf, g)?;
+        }
+        self.bind(bdf, spec.driver.as_deref())?;
+        for nd in &spec.netdevs {
+            self.add_netdev(bdf, nd)?;
+        }
+        Ok(())
+    }
+
+    fn set_iommu_group(&self, bdf: Bdf, g: u32) -> io::Result<()> {
+        link(
+            &format!("../../../kernel/iommu_groups/{g}"),
+            &self.dev_dir(bdf).join("iommu_group"),
+        )?;
+        link(
+            &format!("../../../../devices/pci{:04x}:00/{bdf}", bdf.segment()),
+            &self.path(&format!("/sys/kernel/iommu_groups/{g}/devices/{bdf}")),
+        )
+    }
+
+    /// Binds a driver (or unbinds, with `None`).
+    pub fn bind(&self, bdf: Bdf, driver: Option<&str>) -> io::Result<()> {
+        let at = self.dev_dir(bdf).join("driver");
+        match driver {
+            Some(d) => {
+                fs::create_dir_all(self.path(&format!("/sys/bus/pci/drivers/{d}")))?;
+                link(&format!("../../../bus/pci/drivers/{d}"), &at)
+            }
+            None => match fs::remove_file(&at) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// Creates a netdev of a function in the host namespace.
+    pub fn add_netdev(&self, bdf: Bdf, ifname: &str) -> io::Result<()> {
+        let dir = self.dev_dir(bdf).join("net").join(ifname);
+        write(&dir.join("ifindex"), "1\n")?;
+        link(
+            &format!(
+                "../../devices/pci{:04x}:00/{bdf}/net/{ifname}",
+                bdf.segment()
+            ),
+            &self.path(&format!("/sys/class/net/{ifname}")),
+        )
+    }
+
+    /// Removes a netdev from the host namespace (moved away or gone).
+    pub fn remove_netdev(&self, bdf: Bdf, ifname: &str) -> io::Result<()> {
+        let _ = fs::remove_file(self.path(&format!("/sys/class/net/{ifname}")));
+        match fs::remove_dir_all(self.dev_dir(bdf).join("net").join(ifname)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates `n` VFs under an SR-IOV PF with `virtfnN`/`physfn` links, replacing any previous
+    /// ones (as writing 0 then `n` to `sriov_numvfs` does). `vf_bdf(i)` gives each address and
+    /// `spec(i, bdf)` each function's details.
+    pub fn set_vfs(
+        &self,
+        pf: Bdf,
+        n: u16,
+        vf_bdf: impl Fn(u16) -> Bdf,
+        spec: impl Fn(u16, Bdf) -> FunctionSpec,
+    ) -> io::Result<Vec<Bdf>> {
+        let pf_dir = self.dev_dir(pf);
+        for name in fs::read_dir(&pf_dir)?.filter_map(|e| e.ok()) {
+            let fname = name.file_name().to_string_lossy().into_owned();
+            if fname.starts_with("virtfn") {
+                if let Ok(t) = fs::read_link(name.path()) {
+                    if let Some(old) = t
+                        .file_name()
+                        .and_then(|b| b.to_str())
+                        .and_then(|b| b.parse::<Bdf>().ok())
+                    {
+                        self.remove_function(old)?;
+                    }
+                }
+                fs::remove_file(name.path())?;
+            }
+        }
+        let mut out = Vec::new();
+        for i in 0..n {
+            let bdf = vf_bdf(i);
+            let mut s = spec(i, bdf);
+            s.bdf = bdf;
+            s.totalvfs = None;
+            s.aer = false;
+            self.add_function(&s)?;
+            link(&format!("../{bdf}"), &pf_dir.join(format!("virtfn{i}")))?;
+            link(&format!("../{pf}"), &self.dev_dir(bdf).join("physfn"))?;
+            out.push(bdf);
+        }
+        write(&pf_dir.join("sriov_numvfs"), &format!("{n}\n"))?;
+        Ok(out)
+    }
+
+    /// Removes a function (a VF going away).
+    pub fn remove_function(&self, bdf: Bdf) -> io::Result<()> {
+        let dir = self.dev_dir(bdf);
+        if let Ok(entries) = fs::read_dir(dir.join("net")) {
+            for e in entries.filter_map(|e| e.ok()) {
+                let _ = fs::remove_file(self.path(&format!(
+                    "/sys/class/net/{}",
+                    e.file_name().to_string_lossy()
+                )));
+            }
+        }
+        if let Ok(g) = fs::read_link(dir.join("iommu_group")) {
+            if let Some(g) = g.file_name().and_then(|g| g.to_str()) {
+                let _ = fs::remove_file(
+                    self.path(&format!("/sys/kernel/iommu_groups/{g}/devices/{bdf}")),
+                );
+            }
+        }
+        let _ = fs::remove_file(self.path(&format!("/sys/bus/pci/devices/{bdf}")));
+        match fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates a process with a command line (a NUL-separated `cmdline`), host namespace.
+    pub fn add_process(&self, pid: u32, comm: &str, argv: &[&str]) -> io::Result<()> {
+        let base = self.path(&format!("/proc/{pid}"));
+        fs::create_dir_all(base.join("fd"))?;
+        write(&base.join("comm"), &format!("{comm}\n"))?;
+        let mut cmd = argv.join("\0");
+        cmd.push('\0');
+        write(&base.join("cmdline"), &cmd)?;
+        write(&base.join("cgroup"), "0::/system.slice\n")?;
+        link(&format!("net:[{HOST_NETNS_INODE}]"), &base.join("ns/net"))?;
+        for (fd, target) in ["/dev/null", "/dev/null", "/dev/null"].iter().enumerate() {
+            link(target, &base.join("fd").join(fd.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Removes a process (it exited).
+    pub fn remove_process(&self, pid: u32) -> io::Result<()> {
+        match fs::remove_dir_all(self.path(&format!("/proc/{pid}"))) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates a QEMU process holding its vfio groups open.
+    pub fn add_qemu(&self, q: &QemuSpec) -> io::Result<()> {
+        let mut argv: Vec<String> = vec![
+            "/usr/bin/qemu-system-x86_64".into(),
+            "-name".into(),
+            format!("guest={},debug-threads=on", q.name),
+        ];
+        if let Some(u) = &q.uuid {
+            argv.extend(["-uuid".into(), u.clone()]);
+        }
+        for (i, h) in q.hostdevs.iter().enumerate() {
+            argv.push("-device".into());
+            argv.push(if q.json {
+                format!(r#"{{"driver":"vfio-pci","host":"{h}","id":"hostdev{i}","bus":"pci.{}","addr":"0x0"}}"#, i + 4)
+            } else {
+                format!("vfio-pci,host={h},id=hostdev{i},bus=pci.{},addr=0x0", i + 4)
+            });
+        }
+        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        self.add_process(q.pid, "qemu-system-x86", &refs)?;
+        let fd_dir = self.path(&format!("/proc/{}/fd", q.pid));
+        link("/dev/vfio/vfio", &fd_dir.join("20"))?;
+        for (i, g) in q.vfio_groups.iter().enumerate() {
+            write(&self.path(&format!("/dev/vfio/{g}")), "")?;
+            link(
+                &format!("/dev/vfio/{g}"),
+                &fd_dir.join((21 + i).to_string()),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Writes a libvirt domain's live XML (`/run/libvirt/qemu/<name>.xml`).
+    pub fn add_domain(&self, d: &DomainSpec) -> io::Result<()> {
+        let addr = |b: &Bdf| {
+            format!(
+                "<address domain='0x{:04x}' bus='0x{:02x}' slot='0x{:02x}' function='0x{:x}'/>",
+                b.segment(),
+                b.bus(),
+                b.device(),
+                b.function()
+            )
+        };
+        let mut devices = String::new();
+        for h in &d.hostdevs {
+            devices.push_str(&format!(
+                "      <hostdev mode='subsystem' type='pci' managed='yes'>\n        <driver name='vfio'/>\n        <source>{}</source>\n      </hostdev>\n",
+                addr(h)
+            ));
+        }
+        for h in &d.interfaces {
+            devices.push_str(&format!(
+                "      <interface type='hostdev' managed='yes'>\n        <source>{}</source>\n      </interface>\n",
+                addr(h).replace("<address ", "<address type='pci' ")
+            ));
+        }
+        let xml = format!(
+            "<domstatus state='running' reason='booted' pid='{}'>\n  <domain type='kvm' id='1'>\n    <name>{}</name>\n    <uuid>{}</uuid>\n    <devices>\n{devices}    </devices>\n  </domain>\n</domstatus>\n",
+            d.pid, d.name, d.uuid
+        );
+        write(
+            &self.path(&format!("/run/libvirt/qemu/{}.xml", d.name)),
+            &xml,
+        )?;
+        write(
+            &self.path(&format!("/run/libvirt/qemu/{}.pid", d.name)),
+            &d.pid.to_string(),
+        )
+    }
+
+    /// Removes a domain's live XML (it stopped).
+    pub fn remove_domain(&self, name: &str) -> io::Result<()> {
+        let _ = fs::remove_file(self.path(&format!("/run/libvirt/qemu/{name}.pid")));
+        match fs::remove_file(self.path(&format!("/run/libvirt/qemu/{name}.xml"))) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates a container: a process in its own namespace, with a cgroup naming its ID and the
+    /// listed VF netdevs in its namespace (they leave the host namespace).
+    pub fn add_container(
+        &self,
+        pid: u32,
+        id: &str,
+        netns_inode: u64,
+        links: &[(&str, Bdf)],
+    ) -> io::Result<()> {
+        self.add_process(pid, "pause", &["/pause"])?;
+        let base = self.path(&format!("/proc/{pid}"));
+        write(
+            &base.join("cgroup"),
+            &format!("0::/kubepods.slice/kubepods-besteffort.slice/cri-containerd-{id}.scope\n"),
+        )?;
+        link(&format!("net:[{netns_inode}]"), &base.join("ns/net"))?;
+        for (ifname, bdf) in links {
+            link(
+                &format!("../../../devices/pci{:04x}:00/{bdf}", bdf.segment()),
+                &base.join(format!("root/sys/class/net/{ifname}/device")),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Creates a named namespace (`ip netns add NAME`) holding the listed netdevs.
+    pub fn add_named_netns(&self, name: &str, links: &[(&str, Bdf)]) -> io::Result<()> {
+        write(&self.path(&format!("/run/netns/{name}")), "")?;
+        fs::create_dir_all(self.path(&format!("/run/netns/{name}.sys/class/net")))?;
+        for (ifname, bdf) in links {
+            link(
+                &format!("../../../devices/pci{:04x}:00/{bdf}", bdf.segment()),
+                &self.path(&format!("/run/netns/{name}.sys/class/net/{ifname}/device")),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Writes an AER counter file (`aer_dev_correctable`...) of a function.
+    pub fn write_aer(&self, bdf: Bdf, file: &str, text: &str) -> io::Result<()> {
+        write(&self.dev_dir(bdf).join(file), text)
+    }
+}

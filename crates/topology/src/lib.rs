@@ -1,0 +1,197 @@
+//! Host → [`Topology`]: PFs and whole NICs, their VFs (through `virtfnN`/`physfn`), IOMMU
+//! groups, the VF table the PF reports, and the owner of every function with its evidence.
+//!
+//! It reads the host only through `vfguard-host` traits, so the same code maps the live host,
+//! a fixture tree (`--root DIR`) and the simulator.
+//!
+//! # Design
+//! A read is a snapshot; [`TopologyWatcher`] compares snapshots and bumps the version when the
+//! structure changes (numvfs, drivers, netdevs, owners), so an attribution can name the topology
+//! it used and a VF index is never mapped through a stale `virtfn` table.
+
+pub mod fixture;
+pub mod libvirt;
+pub mod owners;
+pub mod qemu;
+pub mod sysfs;
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use vfguard_host::{HostFs, NetnsProbe, VfNet};
+use vfguard_model::{Bdf, Pf, Topology, Vf, VfIndex};
+
+use owners::OwnerIndex;
+use sysfs::{is_network_class, PciFunction, SysfsReader};
+
+/// Reads the topology through the host traits.
+#[derive(Clone)]
+pub struct TopologyReader {
+    fs: Arc<dyn HostFs>,
+    netns: Arc<dyn NetnsProbe>,
+    vfnet: Option<Arc<dyn VfNet>>,
+}
+
+impl TopologyReader {
+    /// A reader; without `vfnet` the VF states are left unknown.
+    pub fn new(
+        fs: Arc<dyn HostFs>,
+        netns: Arc<dyn NetnsProbe>,
+        vfnet: Option<Arc<dyn VfNet>>,
+    ) -> Self {
+        TopologyReader { fs, netns, vfnet }
+    }
+
+    /// One snapshot (version 0; see [`TopologyWatcher`]).
+    pub fn read(&self) -> Topology {
+        let mut sys = SysfsReader::new(self.fs.as_ref());
+        let all: BTreeMap<Bdf, PciFunction> = sys
+            .list()
+            .into_iter()
+            .map(|b| (b, sys.function(b)))
+            .collect();
+        let views = match self.netns.views() {
+            Ok(v) => v,
+            Err(e) => {
+                sys.warnings
+                    .push(format!("network namespaces not examined: {e}"));
+                Vec::new()
+            }
+        };
+        let idx = OwnerIndex::gather(self.fs.as_ref(), views);
+        let mut pfs = Vec::new();
+        for (bdf, f) in &all {
+            if f.physfn.is_some() || !(f.totalvfs.is_some() || is_network_class(f.class)) {
+                continue;
+            }
+            let mut vfs = Vec::with_capacity(f.virtfns.len());
+            for &(n, vbdf) in &f.virtfns {
+                let vf_f = match all.get(&vbdf) {
+                    Some(v) => v.clone(),
+                    None => {
+                        sys.warnings.push(format!(
+                            "{bdf} virtfn{n} points to {vbdf}, which is not in /sys/bus/pci/devices (vanished?)"
+                        ));
+                        continue;
+                    }
+                };
+                if vf_f.physfn.is_some_and(|p| p != *bdf) {
+                    sys.warnings
+                        .push(format!("{vbdf}: physfn does not point back to {bdf}"));
+                }
+                let group_peers = vf_f
+                    .iommu_group
+                    .map(|g| {
+                        sys.group_members(g)
+                            .into_iter()
+                            .filter(|m| *m != vbdf)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                vfs.push(Vf {
+                    index: VfIndex(n),
+                    bdf: vbdf,
+                    driver: vf_f.driver.clone(),
+                    netdev: vf_f.netdevs.first().cloned(),
+                    iommu_group: vf_f.iommu_group,
+                    group_peers,
+                    owner: idx.owner_of(&vf_f),
+                    state: None,
+                });
+            }
+            let numvfs = f.numvfs.unwrap_or(0);
+            if usize::try_from(numvfs).is_ok_and(|n| n != vfs.len()) && f.totalvfs.is_some() {
+                sys.warnings.push(format!(
+                    "{bdf}: sriov_numvfs is {numvfs} but {} VFs were found",
+                    vfs.len()
+                ));
+            }
+            let netdev = f.netdevs.first().cloned();
+            if let (Some(vfnet), Some(nd)) = (&self.vfnet, &netdev) {
+                if !vfs.is_empty() {
+                    match vfnet.vf_states(nd) {
+                        Ok(states) => {
+                            for st in states {
+                                if let Some(v) = vfs.iter_mut().find(|v| v.index.0 == st.index) {
+                                    v.state = Some(st);
+                                }
+                            }
+                        }
+                        Err(e) => sys
+                            .warnings
+                            .push(format!("{bdf} ({nd}): VF state not read: {e}")),
+                    }
+                }
+            }
+            pfs.push(Pf {
+                bdf: *bdf,
+                vendor: f.vendor.clone(),
+                device: f.device.clone(),
+                driver: f.driver.clone(),
+                netdevs: f.netdevs.clone(),
+                netdev,
+                numvfs,
+                totalvfs: f.totalvfs.unwrap_or(0),
+                numa_node: f.numa_node.filter(|n| *n >= 0),
+                reset_method: f.reset_method.clone(),
+                aer: f.aer,
+                iommu_group: f.iommu_group,
+                owner: idx.owner_of(f),
+                vfs,
+            });
+        }
+        let mut warnings = sys.warnings;
+        warnings.extend(idx.warnings);
+        Topology {
+            version: 0,
+            pfs,
+            warnings,
+        }
+    }
+}
+
+/// Re-reads the topology and versions it: the version rises whenever the structure changes.
+pub struct TopologyWatcher {
+    reader: TopologyReader,
+    fingerprint: Option<u64>,
+    version: u64,
+}
+
+impl TopologyWatcher {
+    /// A watcher starting at version 0 (the first refresh makes it 1).
+    pub fn new(reader: TopologyReader) -> TopologyWatcher {
+        TopologyWatcher {
+            reader,
+            fingerprint: None,
+            version: 0,
+        }
+    }
+
+    /// A fresh snapshot, and whether its structure differs from the previous one.
+    pub fn refresh(&mut self) -> (Topology, bool) {
+        let mut t = self.reader.read();
+        let fp = fingerprint(&t);
+        let changed = self.fingerprint != Some(fp);
+        if changed {
+            self.version += 1;
+            self.fingerprint = Some(fp);
+        }
+        t.version = self.version;
+        (t, changed)
+    }
+}
+
+/// A hash of what identifies functions and owners (VF states and counters excluded: they move
+/// all the time without changing the map).
+fn fingerprint(t: &Topology) -> u64 {
+    let mut h = DefaultHasher::new();
+    for pf in &t.pfs {
+        (pf.bdf, &pf.driver, &pf.netdevs, pf.numvfs, &pf.owner).hash(&mut h);
+        for vf in &pf.vfs {
+            (vf.index, vf.bdf, &vf.driver, &vf.netdev, &vf.owner).hash(&mut h);
+        }
+    }
+    h.finish()
+}

@@ -1,0 +1,334 @@
+//! The topology of fixture hosts: every owner kind with its evidence, whole-device passthrough,
+//! changes, and bad input.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use vfguard_host::{FsNetns, FsRoot, HostFs, NetnsProbe};
+use vfguard_model::{Bdf, OwnerKind, Topology, VfIndex};
+use vfguard_topology::fixture::{DomainSpec, FunctionSpec, HostFixture, QemuSpec};
+use vfguard_topology::{TopologyReader, TopologyWatcher};
+
+fn b(s: &str) -> Bdf {
+    s.parse().unwrap()
+}
+
+fn reader(root: &Path) -> TopologyReader {
+    let fs: Arc<dyn HostFs> = Arc::new(FsRoot::new(root));
+    let netns: Arc<dyn NetnsProbe> = Arc::new(FsNetns::new(fs.clone()));
+    TopologyReader::new(fs, netns, None)
+}
+
+const PF: &str = "0000:3b:00.0";
+
+fn vf_bdf(i: u16) -> Bdf {
+    Bdf::new(0, 0x3b, 2, u8::try_from(i).unwrap()).unwrap()
+}
+
+/// An i40e PF with 8 VFs, each owned differently, and a two-port igb NIC, port 1 passed whole.
+fn build(root: &Path) -> HostFixture {
+    let f = HostFixture::new(root).unwrap();
+    f.add_function(&FunctionSpec {
+        driver: Some("i40e".into()),
+        netdevs: vec!["enp59s0f0".into()],
+        totalvfs: Some(64),
+        iommu_group: Some(30),
+        ..FunctionSpec::new(b(PF))
+    })
+    .unwrap();
+    let drivers = [
+        "vfio-pci", "vfio-pci", "iavf", "iavf", "iavf", "", "vfio-pci", "vfio-pci",
+    ];
+    f.set_vfs(b(PF), 8, vf_bdf, |i, bdf| FunctionSpec {
+        device: "0x154c".into(),
+        driver: Some(drivers[usize::from(i)])
+            .filter(|d| !d.is_empty())
+            .map(Into::into),
+        iommu_group: Some(100 + u32::from(i)),
+        netdevs: if i == 4 {
+            vec!["enp59s0f0v4".into()]
+        } else {
+            vec![]
+        },
+        ..FunctionSpec::new(bdf)
+    })
+    .unwrap();
+    // VF0: plain QEMU, key=value command line, holds group 100.
+    f.add_qemu(&QemuSpec {
+        pid: 4100,
+        name: "web-7".into(),
+        uuid: Some("5b2c6f1e-0d1a-4b8e-9d1e-2b7f3c1d9a01".into()),
+        hostdevs: vec![vf_bdf(0)],
+        json: false,
+        vfio_groups: vec![100],
+    })
+    .unwrap();
+    // VF1: libvirt domain, JSON command line, holds group 101.
+    f.add_qemu(&QemuSpec {
+        pid: 4200,
+        name: "db-2".into(),
+        uuid: Some("11111111-2222-3333-4444-555555555555".into()),
+        hostdevs: vec![vf_bdf(1)],
+        json: true,
+        vfio_groups: vec![101],
+    })
+    .unwrap();
+    f.add_domain(&DomainSpec {
+        name: "db-2".into(),
+        uuid: "11111111-2222-3333-4444-555555555555".into(),
+        pid: 4200,
+        hostdevs: vec![],
+        interfaces: vec![vf_bdf(1)],
+    })
+    .unwrap();
+    // VF2: its netdev in a pod's namespace; VF3: in a named namespace.
+    let cid = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    f.add_container(5000, cid, 4_026_532_100, &[("net1", vf_bdf(2))])
+        .unwrap();
+    f.add_named_netns("tenant-a", &[("eth0", vf_bdf(3))])
+        .unwrap();
+    // VF7: libvirt says one domain, the holder calls itself another.
+    f.add_qemu(&QemuSpec {
+        pid: 4700,
+        name: "imposter".into(),
+        uuid: None,
+        hostdevs: vec![vf_bdf(7)],
+        json: false,
+        vfio_groups: vec![107],
+    })
+    .unwrap();
+    f.add_domain(&DomainSpec {
+        name: "batch-9".into(),
+        uuid: "99999999-0000-0000-0000-000000000009".into(),
+        pid: 4700,
+        hostdevs: vec![vf_bdf(7)],
+        interfaces: vec![],
+    })
+    .unwrap();
+    // A two-port igb NIC: port 0 on the host, port 1 passed through whole to a VM.
+    f.add_function(&FunctionSpec {
+        device: "0x1521".into(),
+        driver: Some("igb".into()),
+        netdevs: vec!["eno1".into()],
+        iommu_group: Some(40),
+        ..FunctionSpec::new(b("0000:5e:00.0"))
+    })
+    .unwrap();
+    f.add_function(&FunctionSpec {
+        device: "0x1521".into(),
+        driver: Some("vfio-pci".into()),
+        iommu_group: Some(41),
+        ..FunctionSpec::new(b("0000:5e:00.1"))
+    })
+    .unwrap();
+    f.add_qemu(&QemuSpec {
+        pid: 4300,
+        name: "fw-1".into(),
+        uuid: None,
+        hostdevs: vec![b("0000:5e:00.1")],
+        json: false,
+        vfio_groups: vec![41],
+    })
+    .unwrap();
+    // Some noise processes and a non-network function.
+    for pid in 10..40 {
+        f.add_process(pid, "kworker", &["[kworker]"]).unwrap();
+    }
+    f.add_function(&FunctionSpec {
+        class: "0x010802".into(),
+        driver: Some("nvme".into()),
+        ..FunctionSpec::new(b("0000:01:00.0"))
+    })
+    .unwrap();
+    f
+}
+
+fn owner(t: &Topology, i: u16) -> &vfguard_model::Owner {
+    &t.vf(b(PF), VfIndex(i)).unwrap().owner
+}
+
+#[test]
+fn maps_pfs_vfs_and_every_kind_of_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path());
+    let t = reader(dir.path()).read();
+    assert!(t.warnings.is_empty(), "{:?}", t.warnings);
+    let bdfs: Vec<String> = t.pfs.iter().map(|p| p.bdf.to_string()).collect();
+    assert_eq!(
+        bdfs,
+        [PF, "0000:5e:00.0", "0000:5e:00.1"],
+        "nvme is not a NIC"
+    );
+    let pf = t.pf(b(PF)).unwrap();
+    assert_eq!(
+        (pf.numvfs, pf.totalvfs, pf.driver.as_deref()),
+        (8, 64, Some("i40e"))
+    );
+    assert_eq!(pf.netdev.as_deref(), Some("enp59s0f0"));
+    assert_eq!(pf.owner.kind, OwnerKind::Host);
+    let indices: Vec<u16> = pf.vfs.iter().map(|v| v.index.0).collect();
+    assert_eq!(indices, (0..8).collect::<Vec<_>>());
+    assert_eq!(pf.vfs[5].bdf, vf_bdf(5));
+
+    let o = owner(&t, 0);
+    assert_eq!(
+        (o.kind, o.name.as_deref(), o.pid),
+        (OwnerKind::Vm, Some("web-7"), Some(4100))
+    );
+    assert_eq!(
+        o.id.as_deref(),
+        Some("5b2c6f1e-0d1a-4b8e-9d1e-2b7f3c1d9a01")
+    );
+    assert!(
+        o.evidence.iter().any(|e| e.contains("holds /dev/vfio/100")),
+        "{:?}",
+        o.evidence
+    );
+
+    let o = owner(&t, 1);
+    assert_eq!(
+        (o.kind, o.name.as_deref(), o.pid),
+        (OwnerKind::Vm, Some("db-2"), Some(4200))
+    );
+    assert!(o.evidence.iter().any(|e| e.contains("libvirt live XML")));
+    assert!(
+        o.evidence.iter().any(|e| e.contains("command line")),
+        "JSON -device parsed"
+    );
+
+    let o = owner(&t, 2);
+    assert_eq!(o.kind, OwnerKind::Netns);
+    assert_eq!(o.pid, Some(5000));
+    assert_eq!(
+        o.id.as_deref(),
+        Some("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+    );
+
+    let o = owner(&t, 3);
+    assert_eq!(
+        (o.kind, o.name.as_deref()),
+        (OwnerKind::Netns, Some("tenant-a"))
+    );
+
+    let o = owner(&t, 4);
+    assert_eq!(o.kind, OwnerKind::Host);
+    assert_eq!(
+        t.vf(b(PF), VfIndex(4)).unwrap().netdev.as_deref(),
+        Some("enp59s0f0v4")
+    );
+
+    assert_eq!(owner(&t, 5).kind, OwnerKind::None, "unbound");
+    assert_eq!(
+        owner(&t, 6).kind,
+        OwnerKind::None,
+        "vfio-bound, nobody holds it"
+    );
+
+    let o = owner(&t, 7);
+    assert_eq!(
+        (o.kind, o.name.as_deref()),
+        (OwnerKind::Vm, Some("batch-9")),
+        "libvirt preferred"
+    );
+    assert!(
+        o.evidence.iter().any(|e| e.starts_with("disagreement")),
+        "{:?}",
+        o.evidence
+    );
+
+    let whole = t.pf(b("0000:5e:00.1")).unwrap();
+    assert_eq!(
+        (whole.owner.kind, whole.owner.name.as_deref()),
+        (OwnerKind::Vm, Some("fw-1"))
+    );
+    assert_eq!(t.pf(b("0000:5e:00.0")).unwrap().owner.kind, OwnerKind::Host);
+    // Lookup by function address finds PFs and VFs alike.
+    assert_eq!(
+        t.function(vf_bdf(3)).unwrap().owner().name.as_deref(),
+        Some("tenant-a")
+    );
+    assert_eq!(
+        t.function(b("0000:5e:00.1"))
+            .unwrap()
+            .owner()
+            .name
+            .as_deref(),
+        Some("fw-1")
+    );
+}
+
+#[test]
+fn numvfs_change_bumps_the_version_and_remaps_indices() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = build(dir.path());
+    let mut w = TopologyWatcher::new(reader(dir.path()));
+    let (t1, changed) = w.refresh();
+    assert!(changed);
+    assert_eq!(t1.version, 1);
+    let (t2, changed) = w.refresh();
+    assert!(!changed);
+    assert_eq!(t2.version, 1);
+    // Recreate 2 VFs at other addresses: VF 0 must now map to the new BDF.
+    let new = |i: u16| Bdf::new(0, 0x3b, 0x0a, u8::try_from(i).unwrap()).unwrap();
+    f.set_vfs(b(PF), 2, new, |_, bdf| FunctionSpec {
+        driver: Some("iavf".into()),
+        ..FunctionSpec::new(bdf)
+    })
+    .unwrap();
+    let (t3, changed) = w.refresh();
+    assert!(changed);
+    assert_eq!(t3.version, 2);
+    assert_eq!(t3.vf(b(PF), VfIndex(0)).unwrap().bdf, new(0));
+    assert!(t3.vf(b(PF), VfIndex(5)).is_none());
+    // A VM stopping is a change too.
+    f.remove_process(4300).unwrap();
+    let (t4, changed) = w.refresh();
+    assert!(changed);
+    assert_eq!(
+        t4.pf(b("0000:5e:00.1")).unwrap().owner.kind,
+        OwnerKind::None
+    );
+}
+
+#[test]
+fn bad_input_gives_partial_results_with_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = build(dir.path());
+    // Garbage values, a dangling virtfn (a VF that vanished mid-scan), an unreadable attribute.
+    std::fs::write(
+        f.path("/sys/devices/pci0000:00/0000:3b:00.0/sriov_numvfs"),
+        "banana\n",
+    )
+    .unwrap();
+    std::fs::remove_dir_all(f.path("/sys/devices/pci0000:00/0000:3b:02.6")).unwrap();
+    std::fs::remove_file(f.path("/sys/bus/pci/devices/0000:3b:02.6")).unwrap();
+    std::fs::remove_file(f.path("/sys/devices/pci0000:00/0000:5e:00.0/class")).unwrap();
+    std::fs::create_dir(f.path("/sys/devices/pci0000:00/0000:5e:00.0/class")).unwrap();
+    std::fs::write(f.path("/run/libvirt/qemu/broken.xml"), "<domstatus><oops").unwrap();
+    std::os::unix::fs::symlink("nowhere", f.path("/sys/bus/pci/devices/not-a-bdf")).unwrap();
+    let t = reader(dir.path()).read();
+    let w = t.warnings.join("\n");
+    assert!(
+        w.contains("sriov_numvfs: unreadable value \"banana\""),
+        "{w}"
+    );
+    assert!(w.contains("virtfn6 points to 0000:3b:02.6"), "{w}");
+    assert!(w.contains("broken.xml"), "{w}");
+    assert!(w.contains("not-a-bdf"), "{w}");
+    let pf = t.pf(b(PF)).unwrap();
+    assert_eq!(pf.vfs.len(), 7, "the other VFs are still mapped");
+    assert_eq!(owner(&t, 0).name.as_deref(), Some("web-7"));
+}
+
+#[test]
+fn an_empty_or_missing_root_is_no_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = reader(dir.path()).read();
+    assert!(t.pfs.is_empty());
+    assert!(t
+        .warnings
+        .iter()
+        .any(|w| w.contains("/sys/bus/pci/devices")));
+}
