@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::mac::MacAddr;
 use crate::pci::{Bdf, VfIndex};
+use crate::topology::{Owner, Topology};
 
 /// What kind of fault (or notable non-fault) a message reports.
 ///
@@ -268,12 +269,37 @@ pub struct FaultEvent {
     pub seq: Option<u64>,
     /// Every other field the message yields (event codes, opcodes, AER status and bits...).
     pub details: BTreeMap<String, String>,
+    /// The owner of `function` (or of the PF), when a topology was consulted.
+    pub owner: Option<Owner>,
 }
 
 impl FaultEvent {
     /// Whether this event counts as a fault (a trusted message of a fault kind).
     pub fn is_fault(&self) -> bool {
         self.trusted && self.kind.is_fault()
+    }
+
+    /// Completes what the line says with the host map: the VF's BDF for a line naming PF + VF,
+    /// the PF and index for a line printed by (or naming) a VF, and the owner of the function
+    /// (or of the PF for PF-level lines). Nothing is guessed: what the topology does not know
+    /// stays unknown.
+    pub fn resolve(&mut self, topology: &Topology) {
+        if self.function.is_none() {
+            if let (Some(pf), Some(vf)) = (self.pf, self.vf) {
+                self.function = topology.vf(pf, vf).map(|v| v.bdf);
+            }
+        }
+        if let Some(f) = self.function.and_then(|b| topology.function(b)) {
+            if let Some(vf) = f.vf {
+                self.pf.get_or_insert(f.pf.bdf);
+                self.vf.get_or_insert(vf.index);
+            }
+            self.owner = Some(f.owner().clone());
+        } else if let Some(pf) = self.pf.and_then(|b| topology.pf(b)) {
+            if self.vf.is_none() {
+                self.owner = Some(pf.owner.clone());
+            }
+        }
     }
 }
 

@@ -239,6 +239,7 @@ fn new_event(
         timestamp: line.timestamp,
         seq: line.seq,
         details: BTreeMap::new(),
+        owner: None,
     }
 }
 

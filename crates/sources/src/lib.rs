@@ -1,7 +1,9 @@
 //! Host signals → raw records: the first stage of the pipeline.
 //!
 //! - [`kmsg`]: the kernel log record reader (gaps, resume, continuation fragments).
+//! - [`aer`]: PCIe AER counters from sysfs and their deltas.
 
+pub mod aer;
 pub mod kmsg;
 
 pub use kmsg::{KmsgEvent, KmsgReader, ReaderStats};

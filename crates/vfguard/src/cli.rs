@@ -41,6 +41,31 @@ pub enum Command {
     Scan(ScanArgs),
     /// List the driver message catalog: every message form vfguard recognises.
     Catalog(CatalogArgs),
+    /// Show the host map: PFs and whole NICs, their VFs, and who owns each function.
+    ///
+    /// For each PF: driver, netdev, numvfs/totalvfs and owner; for each VF: index, BDF, driver,
+    /// netdev, owner (a VM through vfio/QEMU/libvirt, a network namespace, the host, or none) and
+    /// its state as the PF reports it over rtnetlink (mac, vlan, spoofchk, trust, link state,
+    /// rate). Owners carry their evidence in --json.
+    ///
+    /// Examples:
+    ///   vfguard inventory
+    ///   vfguard inventory --json | jq '.pfs[].vfs[] | select(.owner.kind == "vm")'
+    ///   vfguard inventory --root /tmp/fixture-host
+    #[command(verbatim_doc_comment)]
+    Inventory(InventoryArgs),
+}
+
+/// `vfguard inventory` options.
+#[derive(Debug, clap::Args)]
+pub struct InventoryArgs {
+    /// Read sysfs, /proc and /run under DIR instead of / (a fixture tree, a simulated host).
+    /// Network namespaces are then read from files and VF state is not queried.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// One JSON document: {"pfs":[...], "version", "warnings"}.
+    #[arg(short = 'j', long)]
+    pub json: bool,
 }
 
 /// `vfguard scan` options.
@@ -55,6 +80,10 @@ pub struct ScanArgs {
     /// The log form; `auto` detects it per line.
     #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
     pub format: FormatArg,
+    /// Resolve events against this host's map (sysfs, /proc, /run under DIR; `/` for this host):
+    /// a line naming PF + VF gets the VF's BDF in `function`, and every event its `owner`.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
 }
 
 /// `--format` values.

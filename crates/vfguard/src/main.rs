@@ -2,6 +2,7 @@
 
 mod cli;
 mod cmd;
+mod host;
 
 use std::process::ExitCode;
 

@@ -1,6 +1,7 @@
 //! Subcommand implementations.
 
 mod catalog;
+mod inventory;
 mod scan;
 
 use std::process::ExitCode;
@@ -12,5 +13,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Scan(args) => scan::run(&args),
         Command::Catalog(args) => catalog::run(&args),
+        Command::Inventory(args) => inventory::run(&args),
     }
 }

@@ -33,6 +33,20 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<ExitCode> {
         args.files.iter().map(|p| p.as_path()).collect()
     };
     let many = inputs.len() > 1;
+    let topology = match &args.root {
+        Some(root) if !root.is_dir() => anyhow::bail!(
+            "--root {}: not a directory (give the root of a host tree, or / for this host)",
+            root.display()
+        ),
+        Some(root) => {
+            let t = crate::host::topology_reader(root).read();
+            for w in &t.warnings {
+                eprintln!("vfguard: warning: topology: {w}");
+            }
+            Some(t)
+        }
+        None => None,
+    };
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut summary = Summary::default();
@@ -42,6 +56,16 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<ExitCode> {
     for input in inputs {
         let name = input.display().to_string();
         let result = scan_input(input, hint, |ev| {
+            let resolved;
+            let ev = match &topology {
+                Some(t) => {
+                    let mut e = ev.clone();
+                    e.resolve(t);
+                    resolved = e;
+                    &resolved
+                }
+                None => ev,
+            };
             summary.add(ev);
             if args.json {
                 write_json(&mut out, ev, &name)

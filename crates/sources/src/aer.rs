@@ -1,0 +1,184 @@
+//! PCIe AER counters from sysfs (drivers/pci/pcie/aer.c `aer_stats_dev_attr`, ABI
+//! sysfs-bus-pci-devices-aer): `aer_dev_correctable`, `aer_dev_nonfatal`, `aer_dev_fatal` hold one
+//! `"<name> <count>"` line per named bit (`<array>_bit[N]` for unnamed ones) and a `TOTAL_ERR_*`
+//! line; root ports add `aer_rootport_total_err_{cor,fatal,nonfatal}`.
+//!
+//! Counters are complete even when the log is rate-limited (they are bumped before the rate
+//! check), so deltas between polls are the reliable signal. A counter that went down was reset
+//! (device reset, driver rebind): the delta is then the new value, never negative.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use vfguard_host::HostFs;
+use vfguard_model::{AerCounters, Bdf};
+
+/// A line of an AER counter file that is not `<name> <count>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: line {line}: expected \"<name> <count>\", got {text:?}")]
+pub struct AerParseError {
+    /// Which file.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// The line.
+    pub text: String,
+}
+
+/// Parses one counter file into per-bit counts and its `TOTAL_ERR_*` value.
+pub fn parse_counter_file(
+    file: &str,
+    text: &str,
+) -> Result<(BTreeMap<String, u64>, Option<u64>), AerParseError> {
+    let mut bits = BTreeMap::new();
+    let mut total = None;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let err = || AerParseError {
+            file: file.to_owned(),
+            line: n + 1,
+            text: line.to_owned(),
+        };
+        // Names are opaque and may hold spaces (the 4.19 ABI sample): the count is the last word.
+        let (name, count) = line.rsplit_once(char::is_whitespace).ok_or_else(err)?;
+        let count: u64 = count.parse().map_err(|_| err())?;
+        let name = name.trim();
+        if name.starts_with("TOTAL_ERR_") {
+            total = Some(count);
+        } else {
+            bits.insert(name.to_owned(), count);
+        }
+    }
+    Ok((bits, total))
+}
+
+/// Reads a function's AER counters; `None` when it has no AER capability (no files: many VFs).
+pub fn read_counters(fs: &dyn HostFs, bdf: Bdf) -> Result<Option<AerCounters>, AerParseError> {
+    let mut c = AerCounters::default();
+    let mut any = false;
+    for (name, bits, total) in [
+        (
+            "aer_dev_correctable",
+            &mut c.correctable,
+            &mut c.total_correctable,
+        ),
+        ("aer_dev_nonfatal", &mut c.nonfatal, &mut c.total_nonfatal),
+        ("aer_dev_fatal", &mut c.fatal, &mut c.total_fatal),
+    ] {
+        let path = PathBuf::from(format!("/sys/bus/pci/devices/{bdf}/{name}"));
+        let Ok(text) = fs.read(&path) else { continue };
+        any = true;
+        let (b, t) = parse_counter_file(&path.display().to_string(), &text)?;
+        *total = t.unwrap_or_else(|| b.values().sum());
+        *bits = b;
+    }
+    Ok(any.then_some(c))
+}
+
+/// What changed between two readings of one function's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AerDelta {
+    /// New correctable errors.
+    pub correctable: u64,
+    /// New non-fatal errors.
+    pub nonfatal: u64,
+    /// New fatal errors.
+    pub fatal: u64,
+    /// New errors per bit name (all three files).
+    pub bits: BTreeMap<String, u64>,
+    /// Some counter went down: the device's counters were reset in between.
+    pub reset: bool,
+}
+
+impl AerDelta {
+    /// Whether anything happened.
+    pub fn is_empty(&self) -> bool {
+        self.correctable == 0 && self.nonfatal == 0 && self.fatal == 0
+    }
+}
+
+/// `cur - prev`, surviving resets: a counter below its previous value restarted from zero.
+fn step(prev: u64, cur: u64, reset: &mut bool) -> u64 {
+    if cur >= prev {
+        cur - prev
+    } else {
+        *reset = true;
+        cur
+    }
+}
+
+/// The errors between two readings.
+pub fn delta(prev: &AerCounters, cur: &AerCounters) -> AerDelta {
+    let mut d = AerDelta::default();
+    d.correctable = step(prev.total_correctable, cur.total_correctable, &mut d.reset);
+    d.nonfatal = step(prev.total_nonfatal, cur.total_nonfatal, &mut d.reset);
+    d.fatal = step(prev.total_fatal, cur.total_fatal, &mut d.reset);
+    for (p, c) in [
+        (&prev.correctable, &cur.correctable),
+        (&prev.nonfatal, &cur.nonfatal),
+        (&prev.fatal, &cur.fatal),
+    ] {
+        for (name, &now) in c {
+            let before = p.get(name).copied().unwrap_or(0);
+            let n = step(before, now, &mut d.reset);
+            if n > 0 {
+                *d.bits.entry(name.clone()).or_default() += n;
+            }
+        }
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_current_and_old_names() {
+        let text = "RxErr 2\nBadTLP 0\nBadDLLP 1\nRollover 0\nTimeout 0\nNonFatalErr 0\nCorrIntErr 0\nHeaderOF 0\ndev_cor_errs_bit[5] 3\nTOTAL_ERR_COR 6\n";
+        let (bits, total) = parse_counter_file("aer_dev_correctable", text).unwrap();
+        assert_eq!(total, Some(6));
+        assert_eq!(bits["RxErr"], 2);
+        assert_eq!(bits["dev_cor_errs_bit[5]"], 3);
+        let (old, _) =
+            parse_counter_file("x", "Receiver Error 2\nBad TLP 0\nTOTAL_ERR_COR 2\n").unwrap();
+        assert_eq!(old["Receiver Error"], 2);
+        let err = parse_counter_file("aer_dev_fatal", "Undefined 0\ngarbage\n").unwrap_err();
+        assert_eq!(err.line, 2);
+    }
+
+    fn counters(cor: u64, bit: u64) -> AerCounters {
+        AerCounters {
+            total_correctable: cor,
+            correctable: BTreeMap::from([("RxErr".to_owned(), bit)]),
+            ..AerCounters::default()
+        }
+    }
+
+    #[test]
+    fn a_reset_counter_counts_from_zero() {
+        let d = delta(&counters(10, 10), &counters(3, 3));
+        assert!(d.reset);
+        assert_eq!((d.correctable, d.bits["RxErr"]), (3, 3));
+        let d = delta(&counters(10, 10), &counters(14, 14));
+        assert!(!d.reset);
+        assert_eq!(d.correctable, 4);
+    }
+
+    proptest! {
+        #[test]
+        fn deltas_are_never_negative_and_add_up_without_resets(a in any::<u64>(), b in any::<u64>()) {
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            let d = delta(&counters(lo, lo), &counters(hi, hi));
+            prop_assert_eq!(d.correctable, hi - lo);
+            prop_assert!(!d.reset);
+            let back = delta(&counters(hi, hi), &counters(lo, lo));
+            prop_assert!(back.correctable <= lo);
+            prop_assert_eq!(back.reset, hi != lo);
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! `vfguard inventory`: the host map, in the spirit of `ip -d link`.
+
+use std::io::{self, BufWriter, Write};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use vfguard_model::{Owner, OwnerKind, Pf, Topology, Vf, VfLinkState};
+
+use crate::cli::InventoryArgs;
+use crate::host::topology_reader;
+
+pub fn run(args: &InventoryArgs) -> anyhow::Result<ExitCode> {
+    if !args.root.is_dir() {
+        anyhow::bail!(
+            "--root {}: not a directory (give the root of a host tree, or / for this host)",
+            args.root.display()
+        );
+    }
+    let mut t = topology_reader(&args.root).read();
+    t.version = 1;
+    let mut out = BufWriter::new(io::stdout().lock());
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &t).context("writing JSON")?;
+        writeln!(out)?;
+    } else {
+        print_table(&mut out, &t)?;
+    }
+    out.flush()?;
+    for w in &t.warnings {
+        eprintln!("vfguard: warning: {w}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn owner_text(o: &Owner) -> String {
+    let mut s = o.label();
+    if let Some(pid) = o.pid {
+        s.push_str(&format!(" (pid {pid})"));
+    }
+    if o.kind == OwnerKind::None && !o.evidence.is_empty() {
+        // Say why: unbound, or vfio-bound with nobody holding it.
+        s = "none".to_owned();
+    }
+    s
+}
+
+fn print_table(out: &mut impl Write, t: &Topology) -> io::Result<()> {
+    if t.pfs.is_empty() {
+        writeln!(out, "no PFs or NICs found")?;
+    }
+    for pf in &t.pfs {
+        print_pf(out, pf)?;
+        for vf in &pf.vfs {
+            print_vf(out, vf)?;
+        }
+    }
+    Ok(())
+}
+
+fn print_pf(out: &mut impl Write, pf: &Pf) -> io::Result<()> {
+    let dash = || "-".to_owned();
+    write!(
+        out,
+        "pf {} {} [{}:{}] netdev {}",
+        pf.bdf,
+        pf.driver.clone().unwrap_or_else(|| "(no driver)".into()),
+        pf.vendor.clone().unwrap_or_else(dash),
+        pf.device.clone().unwrap_or_else(dash),
+        pf.netdev.clone().unwrap_or_else(dash),
+    )?;
+    if pf.totalvfs > 0 {
+        write!(out, " vfs {}/{}", pf.numvfs, pf.totalvfs)?;
+    } else {
+        write!(out, " (no SR-IOV)")?;
+    }
+    if let Some(n) = pf.numa_node {
+        write!(out, " numa {n}")?;
+    }
+    writeln!(out, " owner {}", owner_text(&pf.owner))
+}
+
+fn print_vf(out: &mut impl Write, vf: &Vf) -> io::Result<()> {
+    let dash = || "-".to_owned();
+    write!(
+        out,
+        "    vf {:<3} {} {:<9} {:<14} owner {:<24}",
+        vf.index.0,
+        vf.bdf,
+        vf.driver.clone().unwrap_or_else(dash),
+        vf.netdev.clone().unwrap_or_else(dash),
+        owner_text(&vf.owner),
+    )?;
+    if let Some(s) = &vf.state {
+        let onoff = |b: Option<bool>| match b {
+            Some(true) => "on",
+            Some(false) => "off",
+            None => "?",
+        };
+        let link = match s.link_state {
+            Some(VfLinkState::Auto) => "auto",
+            Some(VfLinkState::Enable) => "enable",
+            Some(VfLinkState::Disable) => "disable",
+            None => "?",
+        };
+        write!(
+            out,
+            " mac {} vlan {} spoofchk {} trust {} link-state {} rate {}/{}",
+            s.mac.map_or_else(dash, |m| m.to_string()),
+            s.vlan.map_or_else(dash, |v| v.to_string()),
+            onoff(s.spoofchk),
+            onoff(s.trust),
+            link,
+            s.min_tx_rate.map_or_else(dash, |v| v.to_string()),
+            s.max_tx_rate.map_or_else(dash, |v| v.to_string()),
+        )?;
+    }
+    writeln!(out)
+}
