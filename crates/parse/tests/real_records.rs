@@ -1,0 +1,32 @@
+//! Records captured from a real kernel (testdata/kmsg/*/, each with its provenance README).
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+use vfguard_model::{FaultKind, TrustBasis};
+use vfguard_parse::{scan_text, FormatHint};
+
+#[test]
+fn igb_on_linux_6_1_mac_override_records() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/kmsg/igb/6.1.0-82576-qemu.kmsg");
+    let text = std::fs::read(path).unwrap();
+    let (events, stats) = scan_text(&text, FormatHint::Kmsg);
+    assert_eq!(stats.lines, 18);
+    let got: Vec<(u64, u64, FaultKind, Option<u16>, Option<u64>)> = events
+        .iter()
+        .map(|e| (e.line, e.end_line, e.kind, e.vf.map(|v| v.0), e.seq))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, 3, FaultKind::Admin, Some(0), Some(394)),
+            (7, 9, FaultKind::MacOverride, Some(0), Some(396)),
+            (10, 12, FaultKind::Mailbox, Some(0), Some(397)),
+            (16, 18, FaultKind::MacOverride, Some(0), Some(403)),
+        ]
+    );
+    for e in &events {
+        assert_eq!(e.trust, TrustBasis::KernelRecord);
+        assert_eq!(e.pf.unwrap().to_string(), "0000:01:00.0");
+    }
+    assert!(events[1].message.ends_with("\nReload the VF driver to resume operations"));
+}
