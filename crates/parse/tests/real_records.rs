@@ -7,7 +7,10 @@ use vfguard_parse::{scan_text, FormatHint};
 
 #[test]
 fn igb_on_linux_6_1_mac_override_records() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/kmsg/igb/6.1.0-82576-qemu.kmsg");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/kmsg/igb/6.1.0-82576-qemu.kmsg"
+    );
     let text = std::fs::read(path).unwrap();
     let (events, stats) = scan_text(&text, FormatHint::Kmsg);
     assert_eq!(stats.lines, 18);
@@ -28,5 +31,7 @@ fn igb_on_linux_6_1_mac_override_records() {
         assert_eq!(e.trust, TrustBasis::KernelRecord);
         assert_eq!(e.pf.unwrap().to_string(), "0000:01:00.0");
     }
-    assert!(events[1].message.ends_with("\nReload the VF driver to resume operations"));
+    assert!(events[1]
+        .message
+        .ends_with("\nReload the VF driver to resume operations"));
 }

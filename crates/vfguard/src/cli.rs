@@ -54,6 +54,20 @@ pub enum Command {
     ///   vfguard inventory --root /tmp/fixture-host
     #[command(verbatim_doc_comment)]
     Inventory(InventoryArgs),
+    /// Developer tools: capture kernel data for test fixtures.
+    #[command(hide = true, subcommand)]
+    Debug(DebugCommand),
+}
+
+/// `vfguard debug` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Print, as hex, the RTM_NEWLINK message the kernel returns for a link with its VF table
+    /// (for testdata/netlink), then the VF table vfguard decodes from it.
+    NetlinkCapture {
+        /// The PF's netdev.
+        ifname: String,
+    },
 }
 
 /// `vfguard inventory` options.

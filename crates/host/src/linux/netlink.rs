@@ -119,6 +119,37 @@ impl Rtnl {
             .collect())
     }
 
+    /// The raw RTM_NEWLINK reply (one whole netlink message) for a link asked for by name with
+    /// `RTEXT_FILTER_VF`: what `testdata/netlink/*.hex` captures hold.
+    pub fn getlink_raw(&mut self, ifname: &str) -> io::Result<Vec<u8>> {
+        let mut msg = LinkMessage::default();
+        msg.attributes
+            .push(LinkAttribute::IfName(ifname.to_owned()));
+        msg.attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Vf]));
+        self.seq = self.seq.wrapping_add(1);
+        let mut nl = NetlinkMessage::from(RouteNetlinkMessage::GetLink(msg));
+        nl.header.flags = NLM_F_REQUEST;
+        nl.header.sequence_number = self.seq;
+        nl.finalize();
+        let mut buf = vec![0u8; nl.buffer_len()];
+        nl.serialize(&mut buf);
+        self.sock.send(&buf, 0)?;
+        let (data, _) = self.sock.recv_from_full()?;
+        let len = data
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_ne_bytes)
+            .and_then(|l| usize::try_from(l).ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "short netlink reply"))?;
+        let bytes = data
+            .get(..len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "truncated netlink reply"))?
+            .to_vec();
+        decode_newlink(&bytes)?;
+        Ok(bytes)
+    }
+
     /// The VF table of one link, asked for by name with `RTEXT_FILTER_VF`.
     pub fn vf_states(&mut self, ifname: &str) -> io::Result<Vec<VfState>> {
         let mut msg = LinkMessage::default();

@@ -6,7 +6,12 @@ mod scan;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command};
+use std::io::Write as _;
+
+use anyhow::Context as _;
+use vfguard_host::linux::netlink::{decode_newlink, Rtnl};
+
+use crate::cli::{Cli, Command, DebugCommand};
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -14,5 +19,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scan(args) => scan::run(&args),
         Command::Catalog(args) => catalog::run(&args),
         Command::Inventory(args) => inventory::run(&args),
+        Command::Debug(DebugCommand::NetlinkCapture { ifname }) => netlink_capture(&ifname),
     }
+}
+
+fn netlink_capture(ifname: &str) -> anyhow::Result<ExitCode> {
+    let bytes = Rtnl::open()
+        .and_then(|mut r| r.getlink_raw(ifname))
+        .with_context(|| format!("RTM_GETLINK {ifname}"))?;
+    let mut out = std::io::stdout().lock();
+    for chunk in bytes.chunks(16) {
+        let line: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+        writeln!(out, "{}", line.join(" "))?;
+    }
+    for vf in decode_newlink(&bytes)? {
+        eprintln!("{}", serde_json::to_string(&vf)?);
+    }
+    Ok(ExitCode::SUCCESS)
 }
