@@ -14,7 +14,8 @@ fn igb_on_linux_6_1_mac_override_records() {
     let text = std::fs::read(path).unwrap();
     let (events, stats) = scan_text(&text, FormatHint::Kmsg);
     assert_eq!(stats.lines, 18);
-    let got: Vec<(u64, u64, FaultKind, Option<u16>, Option<u64>)> = events
+    type Row = (u64, u64, FaultKind, Option<u16>, Option<u64>);
+    let got: Vec<Row> = events
         .iter()
         .map(|e| (e.line, e.end_line, e.kind, e.vf.map(|v| v.0), e.seq))
         .collect();
