@@ -78,6 +78,24 @@ pub fn read_counters(fs: &dyn HostFs, bdf: Bdf) -> Result<Option<AerCounters>, A
     Ok(any.then_some(c))
 }
 
+/// Root-port totals (`aer_rootport_total_err_{cor,nonfatal,fatal}`, `"%llu\n"` each): every
+/// error message the port received, from any function below it. `None` when the function is not
+/// a root port or RCEC.
+pub fn read_rootport_totals(fs: &dyn HostFs, bdf: Bdf) -> Option<(u64, u64, u64)> {
+    let read = |name: &str| -> Option<u64> {
+        fs.read(&PathBuf::from(format!("/sys/bus/pci/devices/{bdf}/{name}")))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some((
+        read("aer_rootport_total_err_cor")?,
+        read("aer_rootport_total_err_nonfatal")?,
+        read("aer_rootport_total_err_fatal")?,
+    ))
+}
+
 /// What changed between two readings of one function's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AerDelta {
@@ -167,6 +185,41 @@ mod tests {
         let d = delta(&counters(10, 10), &counters(14, 14));
         assert!(!d.reset);
         assert_eq!(d.correctable, 4);
+    }
+
+    #[test]
+    fn reads_device_and_rootport_files_through_the_host_fs() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = dir.path().join("sys/bus/pci/devices/0000:3a:00.0");
+        std::fs::create_dir_all(&dev).unwrap();
+        std::fs::write(
+            dev.join("aer_dev_correctable"),
+            "RxErr 4\nBadTLP 1\nTOTAL_ERR_COR 5\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dev.join("aer_dev_fatal"),
+            "Undefined 0\nTOTAL_ERR_FATAL 0\n",
+        )
+        .unwrap();
+        for (f, v) in [("cor", 7), ("nonfatal", 1), ("fatal", 0)] {
+            std::fs::write(
+                dev.join(format!("aer_rootport_total_err_{f}")),
+                format!("{v}\n"),
+            )
+            .unwrap();
+        }
+        let fs = vfguard_host::FsRoot::new(dir.path());
+        let bdf: Bdf = "0000:3a:00.0".parse().unwrap();
+        let c = read_counters(&fs, bdf).unwrap().unwrap();
+        assert_eq!(
+            (c.total_correctable, c.correctable["RxErr"], c.total_fatal),
+            (5, 4, 0)
+        );
+        assert_eq!(read_rootport_totals(&fs, bdf), Some((7, 1, 0)));
+        let none: Bdf = "0000:3b:02.0".parse().unwrap();
+        assert_eq!(read_counters(&fs, none).unwrap(), None);
+        assert_eq!(read_rootport_totals(&fs, none), None);
     }
 
     proptest! {

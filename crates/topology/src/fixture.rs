@@ -447,3 +447,122 @@ impl HostFixture {
         write(&self.dev_dir(bdf).join(file), text)
     }
 }
+
+fn bdf(bus: u8, dev: u8, func: u8) -> Bdf {
+    Bdf::new(0, bus, dev, func).unwrap_or_else(|| unreachable!("constant addresses are valid"))
+}
+
+fn vf_bdf(i: u16) -> Bdf {
+    bdf(0x3b, 2, u8::try_from(i).unwrap_or(0))
+}
+
+/// The sample host of the tests and of `testdata/sysfs/sample-host`: an i40e PF 0000:3b:00.0
+/// with 8 VFs owned every way there is (VF0 a QEMU by fd and key=value command line, VF1 a
+/// libvirt domain with a JSON command line, VF2 a pod's namespace, VF3 the named namespace
+/// `tenant-a`, VF4 the host, VF5 unbound, VF6 vfio-bound and unheld, VF7 libvirt and QEMU
+/// disagreeing), a two-port igb NIC with port 1 passed whole to the VM `fw-1`, an NVMe drive and
+/// some noise processes.
+pub fn sample_host(root: &Path) -> io::Result<HostFixture> {
+    let f = HostFixture::new(root)?;
+    let pf = bdf(0x3b, 0, 0);
+    f.add_function(&FunctionSpec {
+        driver: Some("i40e".into()),
+        netdevs: vec!["enp59s0f0".into()],
+        totalvfs: Some(64),
+        iommu_group: Some(30),
+        ..FunctionSpec::new(pf)
+    })?;
+    let drivers = [
+        "vfio-pci", "vfio-pci", "iavf", "iavf", "iavf", "", "vfio-pci", "vfio-pci",
+    ];
+    f.set_vfs(pf, 8, vf_bdf, |i, bdf| FunctionSpec {
+        device: "0x154c".into(),
+        driver: Some(drivers[usize::from(i)])
+            .filter(|d| !d.is_empty())
+            .map(Into::into),
+        iommu_group: Some(100 + u32::from(i)),
+        netdevs: if i == 4 {
+            vec!["enp59s0f0v4".into()]
+        } else {
+            vec![]
+        },
+        ..FunctionSpec::new(bdf)
+    })?;
+    // VF0: plain QEMU, key=value command line, holds group 100.
+    f.add_qemu(&QemuSpec {
+        pid: 4100,
+        name: "web-7".into(),
+        uuid: Some("5b2c6f1e-0d1a-4b8e-9d1e-2b7f3c1d9a01".into()),
+        hostdevs: vec![vf_bdf(0)],
+        json: false,
+        vfio_groups: vec![100],
+    })?;
+    // VF1: libvirt domain, JSON command line, holds group 101.
+    f.add_qemu(&QemuSpec {
+        pid: 4200,
+        name: "db-2".into(),
+        uuid: Some("11111111-2222-3333-4444-555555555555".into()),
+        hostdevs: vec![vf_bdf(1)],
+        json: true,
+        vfio_groups: vec![101],
+    })?;
+    f.add_domain(&DomainSpec {
+        name: "db-2".into(),
+        uuid: "11111111-2222-3333-4444-555555555555".into(),
+        pid: 4200,
+        hostdevs: vec![],
+        interfaces: vec![vf_bdf(1)],
+    })?;
+    // VF2: its netdev in a pod's namespace; VF3: in a named namespace.
+    let cid = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    f.add_container(5000, cid, 4_026_532_100, &[("net1", vf_bdf(2))])?;
+    f.add_named_netns("tenant-a", &[("eth0", vf_bdf(3))])?;
+    // VF7: libvirt says one domain, the holder calls itself another.
+    f.add_qemu(&QemuSpec {
+        pid: 4700,
+        name: "imposter".into(),
+        uuid: None,
+        hostdevs: vec![vf_bdf(7)],
+        json: false,
+        vfio_groups: vec![107],
+    })?;
+    f.add_domain(&DomainSpec {
+        name: "batch-9".into(),
+        uuid: "99999999-0000-0000-0000-000000000009".into(),
+        pid: 4700,
+        hostdevs: vec![vf_bdf(7)],
+        interfaces: vec![],
+    })?;
+    // A two-port igb NIC: port 0 on the host, port 1 passed through whole to a VM.
+    f.add_function(&FunctionSpec {
+        device: "0x1521".into(),
+        driver: Some("igb".into()),
+        netdevs: vec!["eno1".into()],
+        iommu_group: Some(40),
+        ..FunctionSpec::new(bdf(0x5e, 0, 0))
+    })?;
+    f.add_function(&FunctionSpec {
+        device: "0x1521".into(),
+        driver: Some("vfio-pci".into()),
+        iommu_group: Some(41),
+        ..FunctionSpec::new(bdf(0x5e, 0, 1))
+    })?;
+    f.add_qemu(&QemuSpec {
+        pid: 4300,
+        name: "fw-1".into(),
+        uuid: None,
+        hostdevs: vec![bdf(0x5e, 0, 1)],
+        json: false,
+        vfio_groups: vec![41],
+    })?;
+    // Some noise processes and a non-network function.
+    for pid in 10..40 {
+        f.add_process(pid, "kworker", &["[kworker]"])?;
+    }
+    f.add_function(&FunctionSpec {
+        class: "0x010802".into(),
+        driver: Some("nvme".into()),
+        ..FunctionSpec::new(bdf(0x01, 0, 0))
+    })?;
+    Ok(f)
+}

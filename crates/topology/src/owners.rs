@@ -253,10 +253,10 @@ impl OwnerIndex {
                 p.pid, p.comm
             ));
         }
-        let name = ns.name.clone().or_else(|| {
-            proc_
-                .map(|p| format!("{} (pid {})", p.comm, p.pid))
-                .or_else(|| ns.pid.map(|p| format!("pid {p}")))
+        let name = ns.name.clone().or_else(|| match (&container, proc_) {
+            (Some(c), _) => Some(format!("container {}", c.get(..12).unwrap_or(c))),
+            (None, Some(p)) if !p.comm.is_empty() => Some(p.comm.clone()),
+            _ => ns.pid.map(|p| format!("pid {p}")),
         });
         Some(Owner {
             kind: OwnerKind::Netns,

@@ -83,7 +83,7 @@ fn print_vf(out: &mut impl Write, vf: &Vf) -> io::Result<()> {
     let dash = || "-".to_owned();
     write!(
         out,
-        "    vf {:<3} {} {:<9} {:<14} owner {:<24}",
+        "    vf {:<3} {} {:<9} {:<14} owner {}",
         vf.index.0,
         vf.bdf,
         vf.driver.clone().unwrap_or_else(dash),
@@ -91,6 +91,7 @@ fn print_vf(out: &mut impl Write, vf: &Vf) -> io::Result<()> {
         owner_text(&vf.owner),
     )?;
     if let Some(s) = &vf.state {
+        write!(out, "  ")?;
         let onoff = |b: Option<bool>| match b {
             Some(true) => "on",
             Some(false) => "off",
@@ -104,7 +105,7 @@ fn print_vf(out: &mut impl Write, vf: &Vf) -> io::Result<()> {
         };
         write!(
             out,
-            " mac {} vlan {} spoofchk {} trust {} link-state {} rate {}/{}",
+            "mac {} vlan {} spoofchk {} trust {} link-state {} rate {}/{}",
             s.mac.map_or_else(dash, |m| m.to_string()),
             s.vlan.map_or_else(dash, |v| v.to_string()),
             onoff(s.spoofchk),
