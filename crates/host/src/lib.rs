@@ -8,14 +8,17 @@
 //! - [`kmsg::KmsgDevice`]: a source of `/dev/kmsg`-format records.
 //! - [`netns::NetnsProbe`]: network namespaces and the PCI functions of their links.
 //! - [`vfnet::VfNet`]: a PF's VF table over rtnetlink.
+//! - [`vfctl::VfControl`]: changing a VF through its PF.
 
 pub mod fs;
 pub mod kmsg;
 pub mod linux;
 pub mod netns;
+pub mod vfctl;
 pub mod vfnet;
 
 pub use fs::{FsRoot, HostFs};
 pub use kmsg::{KmsgDevice, KmsgRead, KmsgSeek};
 pub use netns::{FsNetns, NetnsLink, NetnsProbe, NetnsView, NoNetns};
+pub use vfctl::VfControl;
 pub use vfnet::VfNet;

@@ -289,6 +289,20 @@ impl FaultEvent {
                 self.function = topology.vf(pf, vf).map(|v| v.bdf);
             }
         }
+        // ice's mailbox-overflow warning names the VF only by its MAC: match the VF table.
+        if let (Some(pf), None, None, Some(mac)) = (self.pf, self.vf, self.function, self.mac) {
+            let by_mac = topology.pf(pf).and_then(|p| {
+                p.vfs
+                    .iter()
+                    .find(|v| v.state.as_ref().and_then(|s| s.mac) == Some(mac))
+            });
+            if let Some(v) = by_mac {
+                self.vf = Some(v.index);
+                self.function = Some(v.bdf);
+                self.details
+                    .insert("resolved_by".to_owned(), "mac".to_owned());
+            }
+        }
         if let Some(f) = self.function.and_then(|b| topology.function(b)) {
             if let Some(vf) = f.vf {
                 self.pf.get_or_insert(f.pf.bdf);

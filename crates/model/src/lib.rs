@@ -14,5 +14,5 @@ pub use kmsg::{KmsgDecodeError, KmsgFlag, KmsgRecord};
 pub use mac::{MacAddr, MacParseError};
 pub use pci::{Bdf, BdfParseError, VfIndex};
 pub use topology::{
-    AerCounters, Owner, OwnerKind, Pf, Topology, Vf, VfLinkState, VfState, VfStats,
+    AerCounters, Owner, OwnerKind, Pf, Topology, Vf, VfChange, VfLinkState, VfState, VfStats,
 };

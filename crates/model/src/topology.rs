@@ -273,3 +273,31 @@ impl FunctionRef<'_> {
         self.vf.map_or(&self.pf.owner, |v| &v.owner)
     }
 }
+
+/// One change to a VF through its PF (`ip link set <pf> vf N ...`): the knobs actions use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "knob", content = "value")]
+pub enum VfChange {
+    /// `state auto|enable|disable` (`IFLA_VF_LINK_STATE`).
+    LinkState(VfLinkState),
+    /// `spoofchk on|off` (`IFLA_VF_SPOOFCHK`).
+    SpoofChk(bool),
+    /// `trust on|off` (`IFLA_VF_TRUST`).
+    Trust(bool),
+    /// `min_tx_rate`/`max_tx_rate` in Mbps (`IFLA_VF_RATE`; 0 = no limit).
+    Rate {
+        /// Minimum.
+        min_mbps: u32,
+        /// Maximum.
+        max_mbps: u32,
+    },
+    /// `vlan N qos Q` (`IFLA_VF_VLAN`; 0 = none).
+    Vlan {
+        /// VLAN ID.
+        vlan: u16,
+        /// Priority.
+        qos: u8,
+    },
+    /// `mac X` (`IFLA_VF_MAC`).
+    Mac(MacAddr),
+}

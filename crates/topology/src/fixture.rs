@@ -404,16 +404,17 @@ impl HostFixture {
         }
     }
 
-    /// Creates a container: a process in its own namespace, with a cgroup naming its ID and the
-    /// listed VF netdevs in its namespace (they leave the host namespace).
+    /// Creates a container: a process named `comm` in its own namespace, with a cgroup naming
+    /// its ID and the listed VF netdevs in its namespace (they leave the host namespace).
     pub fn add_container(
         &self,
         pid: u32,
+        comm: &str,
         id: &str,
         netns_inode: u64,
         links: &[(&str, Bdf)],
     ) -> io::Result<()> {
-        self.add_process(pid, "pause", &["/pause"])?;
+        self.add_process(pid, comm, &["/pause"])?;
         let base = self.path(&format!("/proc/{pid}"));
         write(
             &base.join("cgroup"),
@@ -515,7 +516,7 @@ pub fn sample_host(root: &Path) -> io::Result<HostFixture> {
     })?;
     // VF2: its netdev in a pod's namespace; VF3: in a named namespace.
     let cid = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-    f.add_container(5000, cid, 4_026_532_100, &[("net1", vf_bdf(2))])?;
+    f.add_container(5000, "pause", cid, 4_026_532_100, &[("net1", vf_bdf(2))])?;
     f.add_named_netns("tenant-a", &[("eth0", vf_bdf(3))])?;
     // VF7: libvirt says one domain, the holder calls itself another.
     f.add_qemu(&QemuSpec {

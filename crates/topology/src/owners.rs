@@ -253,9 +253,11 @@ impl OwnerIndex {
                 p.pid, p.comm
             ));
         }
-        let name = ns.name.clone().or_else(|| match (&container, proc_) {
-            (Some(c), _) => Some(format!("container {}", c.get(..12).unwrap_or(c))),
-            (None, Some(p)) if !p.comm.is_empty() => Some(p.comm.clone()),
+        // The namespace's name; else the process's name (a container runtime names its init);
+        // else the container ID; else the pid.
+        let name = ns.name.clone().or_else(|| match (proc_, &container) {
+            (Some(p), _) if !p.comm.is_empty() => Some(p.comm.clone()),
+            (_, Some(c)) => Some(format!("container {}", c.get(..12).unwrap_or(c))),
             _ => ns.pid.map(|p| format!("pid {p}")),
         });
         Some(Owner {

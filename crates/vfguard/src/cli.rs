@@ -54,6 +54,19 @@ pub enum Command {
     ///   vfguard inventory --root /tmp/fixture-host
     #[command(verbatim_doc_comment)]
     Inventory(InventoryArgs),
+    /// Run a scenario on the simulated host and report what happened.
+    ///
+    /// A scenario (TOML, see docs/scenarios.md) describes a host (PFs, VMs, containers), what
+    /// tenants and hardware do over time, and the expected outcome. The simulated host prints
+    /// the exact kernel lines real drivers print; they go through vfguard's parser and topology
+    /// reader. Exit status: 0 expectations held, 1 an expectation failed, 2 a bad scenario file.
+    ///
+    /// Examples:
+    ///   vfguard simulate testdata/scenarios/mdd-flood-i40e.toml
+    ///   vfguard simulate --json testdata/scenarios/two-culprits.toml | jq .incidents
+    ///   vfguard simulate --log /tmp/kmsg.txt SCENARIO && vfguard scan --format kmsg /tmp/kmsg.txt
+    #[command(verbatim_doc_comment)]
+    Simulate(SimulateArgs),
     /// Developer tools: capture kernel data for test fixtures.
     #[command(hide = true, subcommand)]
     Debug(DebugCommand),
@@ -68,6 +81,26 @@ pub enum DebugCommand {
         /// The PF's netdev.
         ifname: String,
     },
+}
+
+/// `vfguard simulate` options.
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// The scenario file.
+    #[arg(value_name = "SCENARIO")]
+    pub scenario: PathBuf,
+    /// Print the final report as one JSON object.
+    #[arg(short = 'j', long)]
+    pub json: bool,
+    /// Also write every kernel record the host printed to FILE (raw /dev/kmsg format).
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Keep the simulated host's tree (sysfs, /proc, /run) in DIR, for `inventory --root DIR`.
+    #[arg(long, value_name = "DIR")]
+    pub keep_root: Option<PathBuf>,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
 }
 
 /// `vfguard inventory` options.

@@ -5,5 +5,5 @@ pub mod netlink;
 pub mod netns;
 
 pub use kmsg::{open_kmsg, DevKmsg, KmsgStream};
-pub use netlink::{NetlinkVfNet, Rtnl};
+pub use netlink::{NetlinkVfControl, NetlinkVfNet, Rtnl};
 pub use netns::LiveNetns;

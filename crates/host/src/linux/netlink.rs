@@ -7,14 +7,16 @@ use std::io;
 
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_route::link::{
-    LinkAttribute, LinkExtentMask, LinkMessage, LinkVfInfo, VfInfo, VfLinkState as NlLinkState,
+    LinkAttribute, LinkExtentMask, LinkMessage, LinkVfInfo, VfInfo, VfInfoLinkState, VfInfoMac,
+    VfInfoRate, VfInfoSpoofCheck, VfInfoTrust, VfInfoVlan, VfLinkState as NlLinkState,
     VfStats as NlVfStats,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
-use vfguard_model::{MacAddr, VfLinkState, VfState, VfStats};
+use vfguard_model::{MacAddr, VfChange, VfIndex, VfLinkState, VfState, VfStats};
 
 use crate::netns::NetnsLink;
+use crate::vfctl::VfControl;
 use crate::vfnet::VfNet;
 
 /// An rtnetlink socket in the calling thread's network namespace.
@@ -168,6 +170,55 @@ impl Rtnl {
     }
 }
 
+impl Rtnl {
+    /// The `RTM_SETLINK` that `ip link set <pf> vf N <change>` sends, as a link message.
+    pub fn setlink_message(pf_netdev: &str, vf: VfIndex, change: &VfChange) -> LinkMessage {
+        let id = u32::from(vf.0);
+        let info = match *change {
+            VfChange::LinkState(s) => VfInfo::LinkState(VfInfoLinkState::new(
+                id,
+                match s {
+                    VfLinkState::Auto => NlLinkState::Auto,
+                    VfLinkState::Enable => NlLinkState::Enable,
+                    VfLinkState::Disable => NlLinkState::Disable,
+                },
+            )),
+            VfChange::SpoofChk(on) => VfInfo::SpoofCheck(VfInfoSpoofCheck::new(id, on)),
+            VfChange::Trust(on) => VfInfo::Trust(VfInfoTrust::new(id, on)),
+            VfChange::Rate { min_mbps, max_mbps } => {
+                VfInfo::Rate(VfInfoRate::new(id, min_mbps, max_mbps))
+            }
+            VfChange::Vlan { vlan, qos } => {
+                VfInfo::Vlan(VfInfoVlan::new(id, u32::from(vlan), u32::from(qos)))
+            }
+            VfChange::Mac(m) => VfInfo::Mac(VfInfoMac::new(id, &m.0)),
+        };
+        let mut msg = LinkMessage::default();
+        msg.attributes
+            .push(LinkAttribute::IfName(pf_netdev.to_owned()));
+        msg.attributes
+            .push(LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![info])]));
+        msg
+    }
+
+    /// Applies one VF change; the kernel's errno comes back as the error.
+    pub fn set_vf(&mut self, pf_netdev: &str, vf: VfIndex, change: &VfChange) -> io::Result<()> {
+        let msg = Self::setlink_message(pf_netdev, vf, change);
+        self.request(RouteNetlinkMessage::SetLink(msg), NLM_F_REQUEST | NLM_F_ACK)
+            .map(|_| ())
+    }
+}
+
+/// [`VfControl`] over rtnetlink in the agent's own namespace.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NetlinkVfControl;
+
+impl VfControl for NetlinkVfControl {
+    fn set_vf(&self, pf_netdev: &str, vf: VfIndex, change: &VfChange) -> io::Result<()> {
+        Rtnl::open()?.set_vf(pf_netdev, vf, change)
+    }
+}
+
 /// Decodes a whole RTM_NEWLINK netlink message (as captured on the wire) into its VF table.
 pub fn decode_newlink(bytes: &[u8]) -> io::Result<Vec<VfState>> {
     let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes)
@@ -280,9 +331,6 @@ impl VfNet for NetlinkVfNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netlink_packet_route::link::{
-        VfInfoLinkState, VfInfoMac, VfInfoRate, VfInfoSpoofCheck, VfInfoTrust, VfInfoVlan,
-    };
 
     /// Builds an RTM_NEWLINK the way a PF driver's reply looks, with two VFs.
     fn newlink_bytes() -> Vec<u8> {

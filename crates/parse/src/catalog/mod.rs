@@ -339,6 +339,38 @@ impl Catalog {
     pub fn by_id(&self, id: &str) -> Option<&Compiled> {
         self.entries.iter().find(|c| c.entry.id == id)
     }
+
+    /// Renders the text of entry `id` exactly as the kernel prints it: the device prefix
+    /// (`<driver> <bdf>[ <netdev>]: `, the netdev form when the driver prints it with
+    /// `netdev_*`), the entry's sub-prefix, and the format filled with `values` (one raw string
+    /// per conversion). `None` for an unknown id or a wrong number of values.
+    pub fn render_line(
+        &self,
+        id: &str,
+        dev: Option<(&str, &str, Option<&str>)>,
+        values: &[&str],
+    ) -> Option<String> {
+        let c = self.by_id(id)?;
+        if values.len() != c.convs.len() {
+            return None;
+        }
+        let mut line = String::new();
+        if let Some((driver, device, netdev)) = dev {
+            let netdev_style =
+                crate::prefix::split(c.entry.example).is_some_and(|p| p.netdev.is_some());
+            match netdev.filter(|_| netdev_style) {
+                Some(nd) => line.push_str(&format!("{driver} {device} {nd}: ")),
+                None => line.push_str(&format!("{driver} {device}: ")),
+            }
+        }
+        if let Some(p) = c.entry.prefixes.first() {
+            if c.entry.example.contains(p) {
+                line.push_str(p);
+            }
+        }
+        line.push_str(&printf::render(&c.lines, values));
+        Some(line)
+    }
 }
 
 /// Shortest anchor worth searching for (shorter ones match too much noise).

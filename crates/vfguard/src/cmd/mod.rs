@@ -3,6 +3,7 @@
 mod catalog;
 mod inventory;
 mod scan;
+mod simulate;
 
 use std::process::ExitCode;
 
@@ -19,6 +20,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scan(args) => scan::run(&args),
         Command::Catalog(args) => catalog::run(&args),
         Command::Inventory(args) => inventory::run(&args),
+        Command::Simulate(args) => simulate::run(&args),
         Command::Debug(DebugCommand::NetlinkCapture { ifname }) => netlink_capture(&ifname),
     }
 }

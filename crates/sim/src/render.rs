@@ -1,0 +1,48 @@
+//! Kernel log records rendered from the driver catalog: every line the simulator prints is a
+//! format string a real driver prints, with its device prefix and `/dev/kmsg` dictionary.
+
+use vfguard_model::{Bdf, KmsgFlag, KmsgRecord, Severity};
+use vfguard_parse::catalog::{Catalog, Source};
+
+/// The kernel log level a catalog severity is printed at (dev_err 3, dev_warn 4, dev_info 6).
+fn level(sev: Severity) -> u8 {
+    match sev {
+        Severity::Critical => 2,
+        Severity::Error => 3,
+        Severity::Warning => 4,
+        Severity::Info => 6,
+    }
+}
+
+/// One record of entry `id` printed by `driver` on device `name` (with `netdev` for netdev_*
+/// lines), at `ts_usec`, with the dictionary `dev_printk` attaches (`SUBSYSTEM=pci`,
+/// `DEVICE=+pci:<bdf>`; a platform device gets `+platform:<name>`). An unknown id or a wrong
+/// value count is a bug in the simulator's driver models, reported as `None`.
+pub fn record(
+    id: &str,
+    device: Option<(&str, &str, Option<&str>)>,
+    values: &[&str],
+    seq: u64,
+    ts_usec: u64,
+) -> Option<KmsgRecord> {
+    let cat = Catalog::get();
+    let c = cat.by_id(id)?;
+    let dev = device.filter(|_| c.entry.source != Source::Bare);
+    let text = cat.render_line(id, dev, values)?;
+    let (subsystem, dict) = match dev.map(|(_, name, _)| name) {
+        Some(name) if name.parse::<Bdf>().is_ok() => (Some("pci"), Some(format!("+pci:{name}"))),
+        Some(name) => (Some("platform"), Some(format!("+platform:{name}"))),
+        None => (None, None),
+    };
+    Some(KmsgRecord {
+        seq,
+        ts_usec,
+        facility: 0,
+        level: level(c.entry.severity),
+        flag: KmsgFlag::Whole,
+        caller: None,
+        text,
+        subsystem: subsystem.map(str::to_owned),
+        device: dict,
+    })
+}

@@ -1,0 +1,260 @@
+//! The simulated host behind the host traits. Each handle shares the host's state, so what the
+//! agent does through them lands on the model.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use vfguard_host::{FsRoot, HostFs, KmsgDevice, KmsgRead, KmsgSeek, VfControl, VfNet};
+use vfguard_model::{Bdf, VfChange, VfIndex, VfState};
+
+use crate::state::ControlCall;
+use crate::Shared;
+
+fn lock(s: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    s.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The tree, read as it is; a write to a VF's `reset` resets the VF in the model.
+pub struct SimFs {
+    inner: FsRoot,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl SimFs {
+    /// Over the tree at `root`.
+    pub fn new(root: &Path, shared: Arc<Mutex<Shared>>) -> SimFs {
+        SimFs {
+            inner: FsRoot::new(root),
+            shared,
+        }
+    }
+}
+
+impl HostFs for SimFs {
+    fn read(&self, path: &Path) -> io::Result<String> {
+        self.inner.read(path)
+    }
+    fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
+        self.inner.read_link(path)
+    }
+    fn list(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.inner.list(path)
+    }
+    fn inode(&self, path: &Path) -> io::Result<u64> {
+        self.inner.inode(path)
+    }
+    fn write(&self, path: &Path, value: &str) -> io::Result<()> {
+        let mut s = lock(&self.shared);
+        let now = s.now_ms;
+        let target = path
+            .strip_prefix("/sys/bus/pci/devices")
+            .ok()
+            .and_then(|rest| {
+                let mut parts = rest.iter();
+                let bdf: Bdf = parts.next()?.to_str()?.parse().ok()?;
+                let attr = parts.next()?.to_str()?.to_owned();
+                Some((bdf, attr))
+            });
+        match target {
+            Some((bdf, attr)) if attr == "reset" && value.trim() == "1" => {
+                let ok = match s.vf_by_bdf(bdf) {
+                    Some(vf) => {
+                        vf.reset();
+                        true
+                    }
+                    None => false,
+                };
+                s.calls.push(ControlCall {
+                    at_ms: now,
+                    op: format!("reset {bdf}"),
+                    result: if ok { "ok" } else { "ENODEV" }.into(),
+                });
+                if ok {
+                    Ok(())
+                } else {
+                    Err(io::Error::from_raw_os_error(19))
+                }
+            }
+            _ => {
+                drop(s);
+                self.inner.write(path, value)
+            }
+        }
+    }
+}
+
+/// The kernel log, with `/dev/kmsg` semantics: one record per read, an overrun when the ring
+/// wrapped past the reader, `WouldBlock` when caught up.
+pub struct SimKmsg {
+    shared: Arc<Mutex<Shared>>,
+    next: u64,
+}
+
+impl SimKmsg {
+    /// At the oldest record.
+    pub fn new(shared: Arc<Mutex<Shared>>) -> SimKmsg {
+        let next = lock(&shared).log.first_seq();
+        SimKmsg { shared, next }
+    }
+}
+
+impl KmsgDevice for SimKmsg {
+    fn read_record(&mut self, buf: &mut [u8]) -> io::Result<KmsgRead> {
+        let s = lock(&self.shared);
+        let first = s.log.first_seq();
+        if self.next < first {
+            self.next = first;
+            return Ok(KmsgRead::Overrun);
+        }
+        let Some(rec) = s.log.get(self.next) else {
+            return Ok(KmsgRead::WouldBlock);
+        };
+        let text = rec.encode();
+        let n = text.len();
+        let dst = buf
+            .get_mut(..n)
+            .ok_or_else(|| io::Error::from_raw_os_error(22))?;
+        dst.copy_from_slice(text.as_bytes());
+        self.next += 1;
+        Ok(KmsgRead::Record(n))
+    }
+
+    fn seek(&mut self, to: KmsgSeek) -> io::Result<()> {
+        let s = lock(&self.shared);
+        self.next = match to {
+            KmsgSeek::Start => s.log.first_seq(),
+            KmsgSeek::End => s.log.next_seq(),
+        };
+        Ok(())
+    }
+}
+
+/// The PFs' VF tables as rtnetlink would report them.
+pub struct SimVfNet {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl SimVfNet {
+    /// Over the host's state.
+    pub fn new(shared: Arc<Mutex<Shared>>) -> SimVfNet {
+        SimVfNet { shared }
+    }
+}
+
+impl VfNet for SimVfNet {
+    fn vf_states(&self, pf_netdev: &str) -> io::Result<Vec<VfState>> {
+        let mut s = lock(&self.shared);
+        let pf = s
+            .pf_by_netdev(pf_netdev)
+            .ok_or_else(|| io::Error::from_raw_os_error(19))?;
+        Ok(pf.vfs.iter().map(|v| v.netlink()).collect())
+    }
+}
+
+/// The VF knobs: changes land on the model; unsupported knobs answer `EOPNOTSUPP`; injected
+/// failures answer their errno. Every call is recorded.
+pub struct SimVfControl {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl SimVfControl {
+    /// Over the host's state.
+    pub fn new(shared: Arc<Mutex<Shared>>) -> SimVfControl {
+        SimVfControl { shared }
+    }
+}
+
+fn knob(change: &VfChange) -> &'static str {
+    match change {
+        VfChange::LinkState(_) => "link_state",
+        VfChange::SpoofChk(_) => "spoofchk",
+        VfChange::Trust(_) => "trust",
+        VfChange::Rate { .. } => "rate",
+        VfChange::Vlan { .. } => "vlan",
+        VfChange::Mac(_) => "mac",
+    }
+}
+
+fn errno_of(name: &str) -> i32 {
+    match name {
+        "EBUSY" => 16,
+        "EOPNOTSUPP" => 95,
+        "ENODEV" => 19,
+        _ => 22,
+    }
+}
+
+impl VfControl for SimVfControl {
+    fn set_vf(&self, pf_netdev: &str, vf: VfIndex, change: &VfChange) -> io::Result<()> {
+        let mut s = lock(&self.shared);
+        let now = s.now_ms;
+        let op = format!(
+            "set_vf {pf_netdev} vf {} {}",
+            vf.0,
+            serde_json::to_string(change).unwrap_or_default()
+        );
+        let result = (|| -> Result<(), &'static str> {
+            let Some(pf_bdf) = s
+                .pfs
+                .iter()
+                .find(|p| p.spec.netdev == pf_netdev)
+                .map(|p| p.spec.bdf)
+            else {
+                return Err("ENODEV");
+            };
+            if let Some((errno, left)) = s.failures.get_mut(&pf_bdf) {
+                if *left > 0 {
+                    *left -= 1;
+                    return Err(if errno == "EBUSY" {
+                        "EBUSY"
+                    } else {
+                        "EOPNOTSUPP"
+                    });
+                }
+            }
+            let pf = s.pf_by_netdev(pf_netdev).ok_or("ENODEV")?;
+            if pf.spec.unsupported.iter().any(|k| k == knob(change)) {
+                return Err("EOPNOTSUPP");
+            }
+            let family = pf.family();
+            let v = pf.vfs.iter_mut().find(|x| x.index == vf).ok_or("EINVAL")?;
+            match *change {
+                VfChange::LinkState(l) => v.link_state = l,
+                VfChange::SpoofChk(on) => v.spoofchk = on,
+                VfChange::Trust(on) => v.trust = on,
+                VfChange::Rate { min_mbps, max_mbps } => {
+                    v.min_tx_rate = min_mbps;
+                    v.max_tx_rate = max_mbps;
+                }
+                VfChange::Vlan { vlan, qos } => {
+                    v.vlan = vlan;
+                    v.qos = qos;
+                    // i40e and ice reset the VF when its port VLAN changes.
+                    if matches!(
+                        family,
+                        crate::scenario::Family::I40e | crate::scenario::Family::Ice
+                    ) {
+                        v.reset();
+                    }
+                }
+                VfChange::Mac(m) => {
+                    v.mac = m;
+                    if matches!(
+                        family,
+                        crate::scenario::Family::I40e | crate::scenario::Family::Ice
+                    ) {
+                        v.reset();
+                    }
+                }
+            }
+            Ok(())
+        })();
+        s.calls.push(ControlCall {
+            at_ms: now,
+            op,
+            result: result.err().unwrap_or("ok").into(),
+        });
+        result.map_err(|e| io::Error::from_raw_os_error(errno_of(e)))
+    }
+}
