@@ -549,7 +549,18 @@ impl SimHost {
 
     /// Every record written so far (when the host keeps them).
     pub fn records(&self) -> Vec<KmsgRecord> {
-        self.lock().log.kept.clone().unwrap_or_default()
+        self.records_since(0)
+    }
+
+    /// The kept records from the `from`-th on.
+    pub fn records_since(&self, from: usize) -> Vec<KmsgRecord> {
+        self.lock()
+            .log
+            .kept
+            .as_ref()
+            .and_then(|k| k.get(from..))
+            .map(<[KmsgRecord]>::to_vec)
+            .unwrap_or_default()
     }
 
     /// The agent's control calls so far.

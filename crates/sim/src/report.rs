@@ -167,12 +167,12 @@ pub fn host_only(sim: &mut SimHost) -> Report {
     let mut out = Vec::new();
     for b in boundaries {
         sim.advance_to(b.saturating_sub(1));
-        let records = sim.records();
-        for rec in records.get(seen..).unwrap_or_default() {
+        let records = sim.records_since(seen);
+        for rec in &records {
             classifier.push(&kmsg_line(rec), &mut out);
         }
         classifier.finish(&mut out);
-        seen = records.len();
+        seen += records.len();
         for mut e in out.drain(..) {
             e.resolve(&topology);
             let a = attribution(&e, &topology);
@@ -181,17 +181,18 @@ pub fn host_only(sim: &mut SimHost) -> Report {
         sim.advance_to(b);
         topology = reader.read();
     }
-    let records = sim.records();
-    for rec in records.get(seen..).unwrap_or_default() {
+    let records = sim.records_since(seen);
+    for rec in &records {
         classifier.push(&kmsg_line(rec), &mut out);
     }
     classifier.finish(&mut out);
+    seen += records.len();
     for mut e in out.drain(..) {
         e.resolve(&topology);
         let a = attribution(&e, &topology);
         events.push((e, a));
     }
-    build_report(sim, &events, records.len() as u64)
+    build_report(sim, &events, seen as u64)
 }
 
 fn build_report(sim: &SimHost, events: &[(FaultEvent, Attribution)], records: u64) -> Report {

@@ -256,6 +256,8 @@ pub struct Catalog {
     pub anchor_entries: Vec<Vec<usize>>,
     /// The anchor literals, in prefilter order.
     pub anchors: Vec<String>,
+    /// Entry index by id.
+    ids: std::collections::HashMap<&'static str, usize>,
 }
 
 impl Catalog {
@@ -314,7 +316,13 @@ impl Catalog {
         // matcher needs overlapping matches, which only standard semantics give.
         let prefilter = build(aho_corasick::MatchKind::LeftmostFirst)?;
         let line_matcher = build(aho_corasick::MatchKind::Standard)?;
+        let ids = entries
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.entry.id, i))
+            .collect();
         Ok(Catalog {
+            ids,
             entries,
             prefilter,
             line_matcher,
@@ -337,7 +345,7 @@ impl Catalog {
 
     /// Looks an entry up by id.
     pub fn by_id(&self, id: &str) -> Option<&Compiled> {
-        self.entries.iter().find(|c| c.entry.id == id)
+        self.entries.get(*self.ids.get(id)?)
     }
 
     /// Renders the text of entry `id` exactly as the kernel prints it: the device prefix

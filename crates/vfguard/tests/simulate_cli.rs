@@ -1,0 +1,155 @@
+//! `vfguard simulate` end to end: exit codes, the JSON report's shape, the log it writes (which
+//! `vfguard scan` reads), and the tree it keeps (which `vfguard inventory --root` reads).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn vfguard(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vfguard"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/scenarios")
+        .join(name)
+}
+
+#[test]
+fn json_report_has_the_scripted_shape() {
+    let out = vfguard(&[
+        "simulate",
+        "--json",
+        scenario("two-culprits.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for k in [
+        "scenario",
+        "seed",
+        "incidents",
+        "actions",
+        "untouched",
+        "expectations",
+    ] {
+        assert!(r.get(k).is_some(), "report field {k}");
+    }
+    assert_eq!(
+        (r["scenario"].as_str(), r["seed"].as_u64()),
+        (Some("two-culprits"), Some(29))
+    );
+    let inc = &r["incidents"][0];
+    for k in [
+        "id",
+        "function",
+        "pf",
+        "vf",
+        "owner",
+        "kinds",
+        "attribution",
+        "first_fault_ms",
+        "contained_ms",
+        "actions",
+    ] {
+        assert!(inc.get(k).is_some(), "incident field {k}");
+    }
+    for k in ["kind", "name"] {
+        assert!(inc["owner"].get(k).is_some());
+    }
+    for k in ["method", "confidence"] {
+        assert!(inc["attribution"].get(k).is_some());
+    }
+    assert_eq!(r["expectations"]["passed"], true);
+    assert!(r["expectations"]["failures"].as_array().unwrap().is_empty());
+    let culprits: Vec<&str> = r["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["owner"]["name"].as_str())
+        .collect();
+    assert!(
+        culprits.contains(&"vm-b") && culprits.contains(&"pod-e"),
+        "{culprits:?}"
+    );
+}
+
+#[test]
+fn a_failed_expectation_exits_1_and_a_bad_file_exits_2_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(scenario("mdd-flood-i40e.toml")).unwrap();
+    let wrong = dir.path().join("wrong.toml");
+    std::fs::write(
+        &wrong,
+        text.replace("culprits = [\"evil-2\"]", "culprits = [\"web-1\"]"),
+    )
+    .unwrap();
+    let out = vfguard(&["simulate", wrong.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("FAILED: culprit web-1"), "{stdout}");
+    assert!(stdout.contains("evil-2 is not a culprit"), "{stdout}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        text.replace("kind = \"mdd_flood\"", "kind = \"mdd_floood\""),
+    )
+    .unwrap();
+    let out = vfguard(&["simulate", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    let line = text.lines().position(|l| l.contains("mdd_flood")).unwrap() + 1;
+    assert!(
+        err.contains(&format!("bad.toml:{line}: unknown variant `mdd_floood`")),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_log_it_writes_is_scanned_to_the_same_culprit_and_the_tree_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("kmsg.txt");
+    let root = dir.path().join("host");
+    let out = vfguard(&[
+        "simulate",
+        "--log",
+        log.to_str().unwrap(),
+        "--keep-root",
+        root.to_str().unwrap(),
+        scenario("dma-fault.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let scan = vfguard(&[
+        "scan",
+        "--json",
+        "--format",
+        "kmsg",
+        "--root",
+        root.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(scan.status.code(), Some(1), "faults found");
+    let events: Vec<serde_json::Value> = String::from_utf8(scan.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!events.is_empty());
+    for e in &events {
+        assert_eq!(e["kind"], "iommu_fault");
+        assert_eq!(e["owner"]["name"], "dma-rogue");
+        assert_eq!(e["trusted"], true);
+    }
+    let inv = vfguard(&["inventory", "--json", "--root", root.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&inv.stdout).unwrap();
+    assert_eq!(v["pfs"][0]["vfs"][3]["owner"]["name"], "dma-rogue");
+}
