@@ -3,12 +3,17 @@
 //! Every crate of the pipeline (signals → attribution → policy → actions) speaks in these types,
 //! so no bare strings or integers cross a crate boundary. This crate does no I/O.
 
+pub mod decision;
 pub mod fault;
 pub mod kmsg;
 pub mod mac;
 pub mod pci;
 pub mod topology;
 
+pub use decision::{
+    Action, ActionId, ActionKind, ActionOutcome, Decision, IncidentId, Millis, Observation,
+    OperatorRequest,
+};
 pub use fault::{FaultEvent, FaultKind, LogFormat, Severity, TrustBasis};
 pub use kmsg::{KmsgDecodeError, KmsgFlag, KmsgRecord};
 pub use mac::{MacAddr, MacParseError};

@@ -171,7 +171,7 @@ pub enum VfLinkState {
 }
 
 /// A VF as the PF reports it (`IFLA_VF_INFO`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct VfState {
     /// The VF index in the message.
     pub index: u16,
@@ -196,7 +196,7 @@ pub struct VfState {
 }
 
 /// Per-VF counters (`IFLA_VF_STATS`, include/uapi/linux/if_link.h).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct VfStats {
     /// `IFLA_VF_STATS_RX_PACKETS`.
     pub rx_packets: u64,

@@ -1,0 +1,241 @@
+//! What the engine takes in (observations) and gives out (decisions), and what actuators report
+//! back. These cross every stage after parsing: engine, actuators, journal, API.
+
+use serde::{Deserialize, Serialize};
+
+use crate::fault::FaultEvent;
+use crate::pci::{Bdf, VfIndex};
+use crate::topology::{Owner, VfChange, VfState, VfStats};
+
+/// Milliseconds on the agent's clock (injected: virtual in the simulator, wall time on a host).
+pub type Millis = u64;
+
+/// Identifies an incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IncidentId(pub u64);
+
+/// Identifies an action (intent and outcome share it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ActionId(pub u64);
+
+/// Something the engine is told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Observation {
+    /// A fault event from the kernel log.
+    Fault(FaultEvent),
+    /// AER counters of a function moved.
+    Aer {
+        /// The function.
+        function: Bdf,
+        /// New correctable errors.
+        correctable: u64,
+        /// New non-fatal errors.
+        nonfatal: u64,
+        /// New fatal errors.
+        fatal: u64,
+    },
+    /// A VF's counters, as last sampled.
+    VfStats {
+        /// The PF.
+        pf: Bdf,
+        /// The VF.
+        vf: VfIndex,
+        /// The counters.
+        stats: VfStats,
+    },
+    /// What an actuator did with an action.
+    Outcome(ActionOutcome),
+    /// An operator's decision.
+    Operator(OperatorRequest),
+    /// Time passed (cool-downs, hold-downs, windows).
+    Tick,
+}
+
+/// An operator's request, entering the same path as the engine's own decisions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "request")]
+pub enum OperatorRequest {
+    /// Isolate a function now.
+    Quarantine {
+        /// The function.
+        function: Bdf,
+        /// Why (required).
+        reason: String,
+        /// Who asked.
+        by: String,
+    },
+    /// Undo what was done to a function and close its incident.
+    Release {
+        /// The function.
+        function: Bdf,
+        /// Who asked.
+        by: String,
+    },
+}
+
+/// A rung of the escalation ladder, or a restore.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "action", content = "args")]
+pub enum ActionKind {
+    /// Tell someone (webhook, log); changes nothing.
+    Notify,
+    /// Change a VF knob through its PF.
+    SetVf(VfChange),
+    /// Function-level reset of the VF (sysfs `reset`).
+    ResetVf,
+    /// Detach the function from its VM (libvirt).
+    Detach,
+    /// Pause the VM.
+    PauseVm,
+    /// Reset the whole PF (never automatic unless configured).
+    ResetPf,
+    /// Put back the state captured before the first action.
+    Restore(Box<VfState>),
+}
+
+impl ActionKind {
+    /// A short stable name (`set_vf:link_state`, `reset_vf`, ...).
+    pub fn name(&self) -> String {
+        match self {
+            ActionKind::Notify => "notify".into(),
+            ActionKind::SetVf(c) => format!("set_vf:{}", c.knob()),
+            ActionKind::ResetVf => "reset_vf".into(),
+            ActionKind::Detach => "detach".into(),
+            ActionKind::PauseVm => "pause_vm".into(),
+            ActionKind::ResetPf => "reset_pf".into(),
+            ActionKind::Restore(_) => "restore".into(),
+        }
+    }
+
+    /// Whether, once it succeeded, the function can harm no one (its traffic or its VM stopped).
+    pub fn contains(&self) -> bool {
+        matches!(
+            self,
+            ActionKind::SetVf(VfChange::LinkState(crate::topology::VfLinkState::Disable))
+                | ActionKind::Detach
+                | ActionKind::PauseVm
+        )
+    }
+}
+
+impl VfChange {
+    /// The knob's stable name.
+    pub fn knob(&self) -> &'static str {
+        match self {
+            VfChange::LinkState(_) => "link_state",
+            VfChange::SpoofChk(_) => "spoofchk",
+            VfChange::Trust(_) => "trust",
+            VfChange::Rate { .. } => "rate",
+            VfChange::Vlan { .. } => "vlan",
+            VfChange::Mac(_) => "mac",
+        }
+    }
+}
+
+/// An action the engine decided on (the intent, journalled before it is carried out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    /// Its id.
+    pub id: ActionId,
+    /// The incident it serves.
+    pub incident: IncidentId,
+    /// The function it acts on.
+    pub function: Bdf,
+    /// Its PF and netdev (for VF knobs).
+    pub pf: Option<Bdf>,
+    /// The PF's netdev.
+    pub pf_netdev: Option<String>,
+    /// The VF index.
+    pub vf: Option<VfIndex>,
+    /// The owner at decision time.
+    pub owner: Option<Owner>,
+    /// What.
+    pub kind: ActionKind,
+    /// The rule or request that made it.
+    pub rule: String,
+    /// Decided, journalled, but not carried out (dry-run mode).
+    pub dry_run: bool,
+    /// When it was decided.
+    pub at: Millis,
+}
+
+/// What an actuator reports back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionOutcome {
+    /// The action.
+    pub id: ActionId,
+    /// `None` when it worked, else the errno name (`EOPNOTSUPP`, `EBUSY`, `ETIMEDOUT`...).
+    pub error: Option<String>,
+    /// The VF's state read just before acting (for restore).
+    pub before: Option<VfState>,
+    /// When it finished.
+    pub at: Millis,
+}
+
+/// What the engine decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "decision")]
+pub enum Decision {
+    /// An incident was opened.
+    IncidentOpened {
+        /// It.
+        incident: IncidentId,
+        /// The function (or PF) it is about.
+        function: Bdf,
+        /// Its owner then.
+        owner: Option<Owner>,
+    },
+    /// An observation was attributed (or left on the PF), with how and how sure.
+    Attributed {
+        /// The incident it joined.
+        incident: IncidentId,
+        /// `direct`, `requester`, `mac`, `sequence`, `absolute`, `whole_device`, `unattributed`.
+        method: String,
+        /// 0..=1.
+        confidence: f64,
+        /// A line of evidence.
+        evidence: String,
+    },
+    /// A rule's threshold was crossed.
+    ThresholdCrossed {
+        /// The incident.
+        incident: IncidentId,
+        /// The rule.
+        rule: String,
+        /// Faults in the window.
+        count: u32,
+    },
+    /// Act (or, in dry-run, record what would be done).
+    Act(Action),
+    /// An action was suppressed (guard cap, exclusion list, observe mode, low confidence).
+    Suppressed {
+        /// The incident.
+        incident: IncidentId,
+        /// What would have been done.
+        action: String,
+        /// Why not.
+        reason: String,
+    },
+    /// The incident is contained (by the agent, or by the driver disabling the VF).
+    Contained {
+        /// The incident.
+        incident: IncidentId,
+        /// How.
+        by: String,
+    },
+    /// The incident's function was put back after its cool-down.
+    Restored {
+        /// The incident.
+        incident: IncidentId,
+    },
+    /// The incident was closed.
+    Closed {
+        /// The incident.
+        incident: IncidentId,
+        /// Why.
+        reason: String,
+    },
+}
