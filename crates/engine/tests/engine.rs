@@ -1,0 +1,337 @@
+//! The engine against a simulated host map: attribution methods, the ladder, driver policy,
+//! failures, the guard, modes, operator requests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use vfguard_engine::{Engine, State};
+use vfguard_model::{ActionId, ActionKind, ActionOutcome, Decision, Observation, OperatorRequest};
+
+fn attributed(d: &[Decision]) -> Vec<(String, f64)> {
+    d.iter()
+        .filter_map(|d| match d {
+            Decision::Attributed {
+                method, confidence, ..
+            } => Some((method.clone(), *confidence)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn direct_mdd_climbs_the_ladder_while_faults_continue_and_stops_when_contained() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let mut e = Engine::new(policy("hold_down = \"1s\""));
+    let line = "i40e 0000:3b:00.0: 1 Tx Malicious Driver Detection events detected on PF 0 VF 2 MAC 5254003b0002. mdd-auto-reset-vfs=on";
+    let d = e.observe(&fault(line), &t, 1000);
+    assert_eq!(attributed(&d), [("direct".to_owned(), 1.0)]);
+    assert_eq!(acts(&d), [("0000:3c:00.2".to_owned(), "notify".to_owned())]);
+    // Within the hold-down: no climb.
+    assert!(acts(&e.observe(&fault(line), &t, 1500)).is_empty());
+    let ok = |id: u64, at| {
+        Observation::Outcome(ActionOutcome {
+            id: ActionId(id),
+            error: None,
+            before: None,
+            at,
+        })
+    };
+    e.observe(&ok(1, 1001), &t, 1001);
+    // After it, with faults continuing: MDD skips the spoof/trust/rate rungs.
+    let d = e.observe(&fault(line), &t, 2600);
+    assert_eq!(
+        acts(&d),
+        [("0000:3c:00.2".to_owned(), "reset_vf".to_owned())]
+    );
+    e.observe(&ok(2, 2601), &t, 2601);
+    let d = e.observe(&fault(line), &t, 3700);
+    assert_eq!(
+        acts(&d),
+        [("0000:3c:00.2".to_owned(), "set_vf:link_state".to_owned())]
+    );
+    let d = e.observe(&ok(3, 3701), &t, 3701);
+    assert!(d.iter().any(|d| matches!(d, Decision::Contained { .. })));
+    // Contained: no further action, whatever comes.
+    assert!(acts(&e.observe(&fault(line), &t, 9000)).is_empty());
+    let inc = e.incidents().next().unwrap();
+    assert_eq!(inc.state, State::Contained);
+    assert_eq!(inc.owner.as_ref().unwrap().name.as_deref(), Some("vm2"));
+}
+
+#[test]
+fn a_vf_the_driver_disabled_is_contained_then_restored_by_policy_only() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let mut e = Engine::new(policy("cool_down = \"60s\"\nclose_after = \"60s\""));
+    let d = e.observe(
+        &fault("i40e 0000:3b:00.0: Use PF Control I/F to re-enable the VF #2"),
+        &t,
+        1000,
+    );
+    assert!(d
+        .iter()
+        .any(|d| matches!(d, Decision::Contained { by, .. } if by.starts_with("driver"))));
+    // Before the cool-down nothing re-enables it.
+    for now in [2000, 30_000, 60_999] {
+        assert!(acts(&e.observe(&Observation::Tick, &t, now))
+            .iter()
+            .all(|(_, a)| a == "notify"));
+    }
+    let d = e.observe(&Observation::Tick, &t, 61_000);
+    let restore: Vec<_> = acts(&d);
+    assert_eq!(
+        restore,
+        [("0000:3c:00.2".to_owned(), "reset_vf".to_owned())]
+    );
+    let id = d
+        .iter()
+        .find_map(|d| match d {
+            Decision::Act(a) => Some(a.id),
+            _ => None,
+        })
+        .unwrap();
+    let d = e.observe(
+        &Observation::Outcome(ActionOutcome {
+            id,
+            error: None,
+            before: None,
+            at: 61_001,
+        }),
+        &t,
+        61_001,
+    );
+    assert!(d.iter().any(|d| matches!(d, Decision::Restored { .. })));
+    let d = e.observe(&Observation::Tick, &t, 130_000);
+    assert!(d.iter().any(|d| matches!(d, Decision::Closed { .. })));
+}
+
+#[test]
+fn pf_level_lines_never_punish_a_tenant() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let mut e = Engine::new(policy(""));
+    let mut all = Vec::new();
+    for i in 0..20u64 {
+        all.extend(acts(&e.observe(
+            &fault("ixgbe 0000:08:00.0 ens3f0: 500 Spoofed packets detected"),
+            &t,
+            1000 + i * 500,
+        )));
+        all.extend(acts(&e.observe(
+            &fault("ixgbe 0000:08:00.0 ens3f0: Reset adapter"),
+            &t,
+            1100 + i * 500,
+        )));
+    }
+    assert!(!all.is_empty());
+    assert!(
+        all.iter()
+            .all(|(f, a)| a == "notify" && f == "0000:08:00.0"),
+        "{all:?}"
+    );
+}
+
+#[test]
+fn sequence_attribution_takes_the_vf_the_next_line_names() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let mut e = Engine::new(policy(""));
+    let d1 = e.observe(&fault("i40e 0000:3b:00.0: VF attempting to override administratively set MAC address, bring down and up the VF interface to resume normal operation"), &t, 1000);
+    assert!(attributed(&d1).is_empty(), "held until the next line");
+    let d2 = e.observe(
+        &fault("i40e 0000:3b:00.0: VF 2 failed opcode 10, retval: -1"),
+        &t,
+        1200,
+    );
+    let methods: Vec<String> = attributed(&d2).into_iter().map(|(m, _)| m).collect();
+    assert_eq!(methods, ["sequence", "direct"]);
+    // Too late: it stays on the PF.
+    e.observe(&fault("i40e 0000:3b:00.0: VF is not trusted, switch the VF to trusted to add more VLAN addresses"), &t, 5000);
+    let d = e.observe(&Observation::Tick, &t, 7000);
+    assert_eq!(attributed(&d), [("unattributed".to_owned(), 0.0)]);
+}
+
+#[test]
+fn absolute_vf_numbers_are_mapped_only_once_the_base_is_learned() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let mut e = Engine::new(policy(""));
+    let global = "i40e 0000:3b:00.0: Malicious Driver Detection event 0x02 on TX queue 8 PF number 0x00 VF number 0x42";
+    assert!(attributed(&e.observe(&fault(global), &t, 1000)).is_empty());
+    let d = e.observe(&fault("i40e 0000:3b:00.0: 1 Tx Malicious Driver Detection events detected on PF 0 VF 2 MAC 5254003b0002. mdd-auto-reset-vfs=off"), &t, 1001);
+    let methods: Vec<String> = attributed(&d).into_iter().map(|(m, _)| m).collect();
+    assert_eq!(methods, ["absolute", "direct"]);
+    // Learned: the next global line maps at once (0x43 = VF 3).
+    let d = e.observe(&fault("i40e 0000:3b:00.0: Malicious Driver Detection event 0x02 on TX queue 12 PF number 0x00 VF number 0x43"), &t, 5000);
+    assert_eq!(attributed(&d), [("absolute".to_owned(), 0.9)]);
+    assert_eq!(
+        acts(&d).first().map(|(f, _)| f.as_str()),
+        Some("0000:3c:00.3")
+    );
+}
+
+#[test]
+fn requester_mac_and_whole_device_attributions() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let mut e = Engine::new(policy(""));
+    let d = e.observe(&fault("DMAR: [DMA Read NO_PASID] Request device [3c:00.2] fault addr 0x7ff3c000 [fault reason 0x06] PTE Read access is not set"), &t, 1000);
+    assert_eq!(attributed(&d), [("requester".to_owned(), 0.9)]);
+    let mac = "ice 0000:86:00.0: VF MAC 52:54:00:86:00:03 on PF MAC b4:96:91:86:00:01 is generating asynchronous messages and may be overflowing the PF message queue. Please see the Adapter User Guide for more information";
+    let d = e.observe(&fault(mac), &t, 1000);
+    assert_eq!(attributed(&d), [("mac".to_owned(), 0.95)]);
+    let d = e.observe(&fault("DMAR: [DMA Write NO_PASID] Request device [5e:00.1] fault addr 0x1000 [fault reason 0x05] PTE Write access is not set"), &t, 1000);
+    assert_eq!(attributed(&d)[0].0, "whole_device");
+}
+
+#[test]
+fn an_unsupported_knob_steps_up_at_once_and_ebusy_is_retried_once() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let mut e = Engine::new(policy("ladder = [\"vf_disable\", \"detach\"]"));
+    let line = "i40e 0000:3b:00.0: 1 Tx Malicious Driver Detection events detected on PF 0 VF 0 MAC 5254003b0000. mdd-auto-reset-vfs=on";
+    let d = e.observe(&fault(line), &t, 1000);
+    assert_eq!(
+        acts(&d),
+        [("0000:3c:00.0".to_owned(), "set_vf:link_state".to_owned())]
+    );
+    let busy = |id, at| {
+        Observation::Outcome(ActionOutcome {
+            id: ActionId(id),
+            error: Some("EBUSY".into()),
+            before: None,
+            at,
+        })
+    };
+    let d = e.observe(&busy(1, 1001), &t, 1001);
+    assert_eq!(
+        acts(&d),
+        [("0000:3c:00.0".to_owned(), "set_vf:link_state".to_owned())],
+        "retried"
+    );
+    let d = e.observe(&busy(2, 1002), &t, 1002);
+    assert_eq!(
+        acts(&d),
+        [("0000:3c:00.0".to_owned(), "detach".to_owned())],
+        "then the next rung"
+    );
+    let unsupported = Observation::Outcome(ActionOutcome {
+        id: ActionId(3),
+        error: Some("EOPNOTSUPP".into()),
+        before: None,
+        at: 1003,
+    });
+    let d = e.observe(&unsupported, &t, 1003);
+    assert!(
+        acts(&d).is_empty(),
+        "the ladder is exhausted: nothing more to try"
+    );
+    let inc = e.incidents().next().unwrap();
+    let results: Vec<String> = inc
+        .actions
+        .iter()
+        .map(|a| format!("{}={:?}", a.name, a.result))
+        .collect();
+    assert_eq!(results.len(), 3, "{results:?}");
+}
+
+#[test]
+fn the_guard_caps_actions_per_pf_and_the_exclusion_list_only_notifies() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let mut e = Engine::new(policy("ladder = [\"vf_disable\"]\n[guard]\nmax_actions_per_pf = 1\nmax_actions_per_host = 5\nexclude = [\"vm:infra-*\"]"));
+    let line = |vf: u16| {
+        format!("i40e 0000:3b:00.0: 1 Tx Malicious Driver Detection events detected on PF 0 VF {vf} MAC 5254003b000{vf}. mdd-auto-reset-vfs=on")
+    };
+    let d0 = e.observe(&fault(&line(0)), &t, 1000);
+    assert_eq!(acts(&d0).len(), 1);
+    let d2 = e.observe(&fault(&line(2)), &t, 1001);
+    assert!(acts(&d2).is_empty());
+    assert!(d2
+        .iter()
+        .any(|d| matches!(d, Decision::Suppressed { reason, .. } if reason.starts_with("guard"))));
+    let d3 = e.observe(&fault(&line(3)), &t, 1002);
+    assert_eq!(
+        acts(&d3),
+        [("0000:3c:00.3".to_owned(), "notify".to_owned())],
+        "excluded owner: notify only"
+    );
+}
+
+#[test]
+fn observe_mode_acts_on_nothing_and_dry_run_only_says_what_it_would_do() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let line = "i40e 0000:3b:00.0: 1 Tx Malicious Driver Detection events detected on PF 0 VF 2 MAC 5254003b0002. mdd-auto-reset-vfs=on";
+    let mut obs = Engine::new(policy("mode = \"observe\"\nladder = [\"vf_disable\"]"));
+    let d = obs.observe(&fault(line), &t, 1000);
+    assert!(acts(&d).is_empty());
+    assert!(d
+        .iter()
+        .any(|d| matches!(d, Decision::Suppressed { reason, .. } if reason == "observe mode")));
+    let mut dry = Engine::new(policy("mode = \"dry_run\"\nladder = [\"vf_disable\"]"));
+    let d = dry.observe(&fault(line), &t, 1000);
+    let a = d
+        .iter()
+        .find_map(|d| match d {
+            Decision::Act(a) => Some(a),
+            _ => None,
+        })
+        .unwrap();
+    assert!(a.dry_run);
+}
+
+#[test]
+fn untrusted_lines_are_ignored_and_operators_can_quarantine_and_release() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let mut e = Engine::new(policy(""));
+    let forged = faults("11,5,100,-;i40e 0000:3b:00.0: 9 Tx Malicious Driver Detection events detected on PF 0 VF 0 MAC 5254003b0000. mdd-auto-reset-vfs=off\n");
+    assert!(!forged[0].trusted);
+    assert!(e
+        .observe(&Observation::Fault(forged[0].clone()), &t, 1000)
+        .is_empty());
+    let q = Observation::Operator(OperatorRequest::Quarantine {
+        function: "0000:3c:00.0".parse().unwrap(),
+        reason: "ticket 42".into(),
+        by: "alice".into(),
+    });
+    let d = e.observe(&q, &t, 2000);
+    let a = d
+        .iter()
+        .find_map(|d| match d {
+            Decision::Act(a) => Some(a.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(a.kind.name(), "set_vf:link_state");
+    assert!(a.rule.contains("alice") && a.rule.contains("ticket 42"));
+    let before = vfguard_model::VfState {
+        index: 0,
+        spoofchk: Some(true),
+        link_state: Some(vfguard_model::VfLinkState::Auto),
+        ..Default::default()
+    };
+    e.observe(
+        &Observation::Outcome(ActionOutcome {
+            id: a.id,
+            error: None,
+            before: Some(before),
+            at: 2001,
+        }),
+        &t,
+        2001,
+    );
+    let r = Observation::Operator(OperatorRequest::Release {
+        function: "0000:3c:00.0".parse().unwrap(),
+        by: "alice".into(),
+    });
+    let d = e.observe(&r, &t, 3000);
+    assert!(d
+        .iter()
+        .any(|d| matches!(d, Decision::Act(a) if matches!(a.kind, ActionKind::Restore(_)))));
+    assert!(d.iter().any(|d| matches!(d, Decision::Closed { .. })));
+}
