@@ -19,6 +19,10 @@ use crate::policy::{Mode, Policy, Rung};
 /// are dropped until a VF reset clears the latch).
 const DRIVER_CONTAINS: &[&str] = &["ice.mbx.overflow"];
 
+/// An action not reported on within this long is taken as failed (`ETIMEDOUT`); actuators
+/// time out well before.
+const ACTION_BACKSTOP: Millis = 60_000;
+
 /// Retries of one rung after a transient error (EBUSY, ETIMEDOUT) before stepping up.
 const RETRIES: u32 = 1;
 
@@ -688,6 +692,29 @@ impl Engine {
     }
 
     fn tick(&mut self, t: &Topology, now: Millis, out: &mut Vec<Decision>) {
+        // An action no actuator reported on within the backstop timeout failed: never wait
+        // forever (and never let an incident stay in memory for it).
+        let mut stale: Vec<ActionId> = self
+            .pending
+            .iter()
+            .filter(|(aid, (iid, _))| {
+                self.incidents
+                    .get(iid)
+                    .and_then(|i| i.actions.iter().find(|a| a.id == **aid))
+                    .is_none_or(|a| a.at + ACTION_BACKSTOP <= now)
+            })
+            .map(|(aid, _)| *aid)
+            .collect();
+        stale.sort();
+        for id in stale {
+            let o = ActionOutcome {
+                id,
+                error: Some("ETIMEDOUT".into()),
+                before: None,
+                at: now,
+            };
+            self.outcome(&o, t, now, out);
+        }
         let w = self.policy.sequence_window;
         for a in self.attributor.expire(t, now, w) {
             self.fault(&a, t, now, out);

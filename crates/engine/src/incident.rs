@@ -10,7 +10,7 @@ use vfguard_model::{
 use crate::attribute::{Key, Method};
 
 /// Evidence lines kept per incident (older ones are counted, not kept: memory stays bounded).
-pub const EVIDENCE_KEPT: usize = 64;
+pub const EVIDENCE_KEPT: usize = 32;
 
 /// Where an incident stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -335,3 +335,63 @@ fn untrusted_lines_are_ignored_and_operators_can_quarantine_and_release() {
         .any(|d| matches!(d, Decision::Act(a) if matches!(a.kind, ActionKind::Restore(_)))));
     assert!(d.iter().any(|d| matches!(d, Decision::Closed { .. })));
 }
+
+#[test]
+fn memory_is_bounded_by_the_windows_not_by_uptime() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let mut e = Engine::new(policy("mode = \"observe\"\nclose_after = \"10m\"\n[[rule]]\nname = \"mdd\"\nkinds = [\"mdd_tx\"]\nwindow = \"1m\"\nthreshold = 50\n"));
+    let line = "i40e 0000:3b:00.0: 1 Tx Malicious Driver Detection events detected on PF 0 VF 2 MAC 5254003b0002. mdd-auto-reset-vfs=on";
+    let obs = fault(line);
+    for i in 0..20_000u64 {
+        let now = 1000 + i * 100;
+        for d in e.observe(&obs, &t, now) {
+            if let Decision::Act(a) = d {
+                e.observe(
+                    &Observation::Outcome(ActionOutcome {
+                        id: a.id,
+                        error: None,
+                        before: None,
+                        at: now,
+                    }),
+                    &t,
+                    now,
+                );
+            }
+        }
+    }
+    let inc = e.incidents().next().unwrap();
+    assert_eq!(inc.faults, 20_000);
+    assert!(inc.windows.values().all(|w| w.len() <= 50));
+    assert!(inc.evidence.len() <= vfguard_engine::incident::EVIDENCE_KEPT);
+    // Quiet long enough: the incident leaves memory (the journal keeps it).
+    let d = e.observe(&Observation::Tick, &t, 1000 + 20_000 * 100 + 11 * 60_000);
+    assert!(d.iter().any(|d| matches!(d, Decision::Closed { .. })));
+    assert_eq!(e.incidents().count(), 0);
+}
+
+#[test]
+fn an_action_no_actuator_reports_on_times_out_and_is_retried() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let mut e = Engine::new(policy("ladder = [\"vf_disable\", \"detach\"]"));
+    let line = "i40e 0000:3b:00.0: 1 Tx Malicious Driver Detection events detected on PF 0 VF 0 MAC 5254003b0000. mdd-auto-reset-vfs=on";
+    assert_eq!(acts(&e.observe(&fault(line), &t, 1000)).len(), 1);
+    assert!(
+        acts(&e.observe(&Observation::Tick, &t, 30_000)).is_empty(),
+        "not yet"
+    );
+    let d = e.observe(&Observation::Tick, &t, 61_000);
+    assert_eq!(
+        acts(&d),
+        [("0000:3c:00.0".to_owned(), "set_vf:link_state".to_owned())]
+    );
+    let a = d
+        .iter()
+        .find_map(|d| match d {
+            Decision::Act(a) => Some(a.rule.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(a, "retry after ETIMEDOUT");
+}

@@ -72,7 +72,7 @@ fn scenario() -> impl Strategy<Value = (Vec<u16>, Vec<Step>, Vec<u8>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
 
     #[test]
     fn actions_hit_only_culprits_climb_only_on_new_faults_and_respect_the_guard((bad, steps, outcomes) in scenario()) {

@@ -12,6 +12,9 @@ use crate::mac::MacAddr;
 use crate::pci::{Bdf, VfIndex};
 
 /// The map of the host's network functions at one moment.
+///
+/// Treat it as immutable once built: lookups build an index on first use (a map is read on
+/// every event, and a host has thousands of VFs).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Topology {
     /// Bumped whenever the structure changes (numvfs, drivers, netdevs, owners).
@@ -20,6 +23,19 @@ pub struct Topology {
     pub pfs: Vec<Pf>,
     /// What could not be read, and why (the rest is still valid).
     pub warnings: Vec<String>,
+    /// Function address → (PF position, VF position), built on first lookup.
+    #[serde(skip)]
+    pub index: LookupIndex,
+}
+
+/// A lazily built lookup index (equal to any other: it is derived data).
+#[derive(Debug, Clone, Default)]
+pub struct LookupIndex(std::sync::OnceLock<std::collections::HashMap<Bdf, (usize, Option<usize>)>>);
+
+impl PartialEq for LookupIndex {
+    fn eq(&self, _: &LookupIndex) -> bool {
+        true
+    }
 }
 
 /// A physical function: an SR-IOV capable PF, or a network function without SR-IOV (a whole
@@ -234,27 +250,47 @@ pub struct AerCounters {
 }
 
 impl Topology {
+    fn lookup(&self) -> &std::collections::HashMap<Bdf, (usize, Option<usize>)> {
+        self.index.0.get_or_init(|| {
+            let mut m = std::collections::HashMap::new();
+            for (pi, pf) in self.pfs.iter().enumerate() {
+                m.insert(pf.bdf, (pi, None));
+                for (vi, vf) in pf.vfs.iter().enumerate() {
+                    m.insert(vf.bdf, (pi, Some(vi)));
+                }
+            }
+            m
+        })
+    }
+
     /// The VF with this index under this PF, per the topology of the moment.
     pub fn vf(&self, pf: Bdf, index: VfIndex) -> Option<&Vf> {
-        self.pf(pf)?.vfs.iter().find(|v| v.index == index)
+        let vfs = &self.pf(pf)?.vfs;
+        // VFs are listed in index order; fall back to a search if they are not.
+        vfs.get(usize::from(index.0))
+            .filter(|v| v.index == index)
+            .or_else(|| vfs.iter().find(|v| v.index == index))
     }
 
     /// The PF with this address.
     pub fn pf(&self, pf: Bdf) -> Option<&Pf> {
-        self.pfs.iter().find(|p| p.bdf == pf)
+        match self.lookup().get(&pf) {
+            Some(&(pi, None)) => self.pfs.get(pi),
+            _ => None,
+        }
     }
 
     /// The owner of any function (PF or VF) by address, with the PF it belongs to.
     pub fn function(&self, bdf: Bdf) -> Option<FunctionRef<'_>> {
-        for pf in &self.pfs {
-            if pf.bdf == bdf {
-                return Some(FunctionRef { pf, vf: None });
-            }
-            if let Some(vf) = pf.vfs.iter().find(|v| v.bdf == bdf) {
-                return Some(FunctionRef { pf, vf: Some(vf) });
-            }
+        let &(pi, vi) = self.lookup().get(&bdf)?;
+        let pf = self.pfs.get(pi)?;
+        match vi {
+            None => Some(FunctionRef { pf, vf: None }),
+            Some(vi) => Some(FunctionRef {
+                pf,
+                vf: Some(pf.vfs.get(vi)?),
+            }),
         }
-        None
     }
 }
 

@@ -148,6 +148,7 @@ impl TopologyReader {
             version: 0,
             pfs,
             warnings,
+            index: Default::default(),
         }
     }
 }
