@@ -14,6 +14,7 @@ pub mod attribute;
 pub mod engine;
 pub mod incident;
 pub mod policy;
+pub mod restart;
 
 pub use attribute::{Key, Method};
 pub use engine::Engine;
