@@ -9,6 +9,7 @@
 //! - [`netns::NetnsProbe`]: network namespaces and the PCI functions of their links.
 //! - [`vfnet::VfNet`]: a PF's VF table over rtnetlink.
 //! - [`vfctl::VfControl`]: changing a VF through its PF.
+//! - [`vmctl::VmControl`]: detaching functions from VMs, pausing VMs.
 
 pub mod fs;
 pub mod kmsg;
@@ -16,9 +17,11 @@ pub mod linux;
 pub mod netns;
 pub mod vfctl;
 pub mod vfnet;
+pub mod vmctl;
 
 pub use fs::{FsRoot, HostFs};
 pub use kmsg::{KmsgDevice, KmsgRead, KmsgSeek};
 pub use netns::{FsNetns, NetnsLink, NetnsProbe, NetnsView, NoNetns};
 pub use vfctl::VfControl;
 pub use vfnet::VfNet;
+pub use vmctl::{NoVmControl, VmControl};

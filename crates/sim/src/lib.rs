@@ -28,7 +28,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use vfguard_host::{FsNetns, HostFs, KmsgDevice, NetnsProbe, VfControl, VfNet};
+use vfguard_host::{FsNetns, HostFs, KmsgDevice, NetnsProbe, VfControl, VfNet, VmControl};
 use vfguard_model::{Bdf, KmsgRecord, VfIndex, VfLinkState, VfStats};
 use vfguard_topology::fixture::{DomainSpec, FunctionSpec, HostFixture, QemuSpec};
 use vfguard_topology::TopologyReader;
@@ -38,7 +38,7 @@ use rng::Rng;
 use scenario::{BehaviourKind, Scenario};
 use state::{ControlCall, Failures, LogRing, SimOwner, SimPf, SimVf};
 
-pub use traits::{SimFs, SimKmsg, SimVfControl, SimVfNet};
+pub use traits::{SimFs, SimKmsg, SimVfControl, SimVfNet, SimVmControl};
 
 /// Records the ring keeps by default (the kernel's default buffer holds a few thousand).
 pub const DEFAULT_RING: usize = 1 << 16;
@@ -70,7 +70,7 @@ pub struct Shared {
     pub failures: Failures,
     /// Bumped when the tree changed (an owner left, a VF was detached).
     pub topology_changes: u64,
-    fixture: HostFixture,
+    pub(crate) fixture: HostFixture,
 }
 
 impl Shared {
@@ -187,6 +187,7 @@ impl SimHost {
                 pid: 4000 + u32::try_from(k).unwrap_or(0),
                 functions,
                 present: true,
+                paused: false,
             });
         }
         for (k, c) in scenario.container.iter().enumerate() {
@@ -204,6 +205,7 @@ impl SimHost {
                 pid: 6000 + u32::try_from(k).unwrap_or(0),
                 functions,
                 present: true,
+                paused: false,
             });
         }
         let shared = Shared {
@@ -483,11 +485,12 @@ impl SimHost {
                     _ => true,
                 };
                 let still_owned = match &spec.owner {
-                    Some(o) => self
-                        .lock()
-                        .owners
-                        .iter()
-                        .any(|x| &x.name == o.get_ref() && x.present),
+                    Some(o) => self.lock().owners.iter().any(|x| {
+                        &x.name == o.get_ref()
+                            && x.present
+                            && !x.paused
+                            && x.functions.contains(&(pi, vi))
+                    }),
                     None => true,
                 };
                 if fire && still_owned {
@@ -596,6 +599,11 @@ impl SimHost {
     /// The VF knobs.
     pub fn vfctl(&self) -> Arc<dyn VfControl> {
         Arc::new(SimVfControl::new(self.shared.clone()))
+    }
+
+    /// VM control (detach, pause) on the simulated tenants.
+    pub fn vmctl(&self) -> Arc<dyn VmControl> {
+        Arc::new(SimVmControl::new(self.shared.clone()))
     }
 
     /// Namespace views, from the tree.

@@ -129,6 +129,8 @@ pub struct SimOwner {
     pub functions: Vec<(usize, Option<usize>)>,
     /// Still holds its functions (a migrated VM holds none).
     pub present: bool,
+    /// Paused by the agent: it does nothing.
+    pub paused: bool,
 }
 
 /// The kernel log ring: bounded like the kernel's, so a slow reader sees an overrun.

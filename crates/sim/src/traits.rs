@@ -181,6 +181,7 @@ fn errno_of(name: &str) -> i32 {
         "EBUSY" => 16,
         "EOPNOTSUPP" => 95,
         "ENODEV" => 19,
+        "ENOENT" => 2,
         _ => 22,
     }
 }
@@ -256,5 +257,107 @@ impl VfControl for SimVfControl {
             result: result.err().unwrap_or("ok").into(),
         });
         result.map_err(|e| io::Error::from_raw_os_error(errno_of(e)))
+    }
+}
+
+/// VM control on the simulated tenants: a detached function leaves its VM (the VM's QEMU no
+/// longer holds it, libvirt no longer lists it, and the tenant can no longer act through it); a
+/// paused VM does nothing.
+pub struct SimVmControl {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl SimVmControl {
+    /// Over the host's state.
+    pub fn new(shared: Arc<Mutex<Shared>>) -> SimVmControl {
+        SimVmControl { shared }
+    }
+}
+
+impl vfguard_host::VmControl for SimVmControl {
+    fn detach(&self, domain: &str, bdf: Bdf) -> io::Result<()> {
+        let mut s = lock(&self.shared);
+        let now = s.now_ms;
+        let found = s
+            .owners
+            .iter()
+            .position(|o| o.vm && o.present && o.name == domain);
+        let result = (|| -> Result<(), &'static str> {
+            let k = found.ok_or("ENOENT")?;
+            let func = s
+                .owners
+                .get(k)
+                .and_then(|o| {
+                    o.functions.iter().position(|&(pi, vi)| {
+                        let pf = s.pfs.get(pi);
+                        match vi {
+                            Some(v) => pf.and_then(|p| p.vfs.get(v)).is_some_and(|x| x.bdf == bdf),
+                            None => pf.is_some_and(|p| p.spec.bdf == bdf),
+                        }
+                    })
+                })
+                .ok_or("ENODEV")?;
+            let owner = s.owners.get_mut(k).ok_or("ENOENT")?;
+            owner.functions.remove(func);
+            let (pid, name) = (owner.pid, owner.name.clone());
+            // The tree follows: the VM's QEMU and libvirt describe what it still holds.
+            let remaining: Vec<(Bdf, u32)> = owner
+                .functions
+                .clone()
+                .into_iter()
+                .filter_map(|(pi, vi)| {
+                    let pf = s.pfs.get(pi)?;
+                    let base = u32::try_from(pi).ok()? * 1000;
+                    match vi {
+                        Some(v) => Some((pf.vfs.get(v)?.bdf, base + u32::try_from(v).ok()?)),
+                        None => Some((pf.spec.bdf, base + 999)),
+                    }
+                })
+                .collect();
+            let _ = s.fixture.remove_process(pid);
+            let _ = s.fixture.add_qemu(&vfguard_topology::fixture::QemuSpec {
+                pid,
+                name: name.clone(),
+                uuid: None,
+                hostdevs: remaining.iter().map(|(b, _)| *b).collect(),
+                json: false,
+                vfio_groups: remaining.iter().map(|(_, g)| *g).collect(),
+            });
+            let _ = s.fixture.remove_domain(&name);
+            s.topology_changes += 1;
+            Ok(())
+        })();
+        s.calls.push(ControlCall {
+            at_ms: now,
+            op: format!("detach {bdf} from {domain}"),
+            result: result.err().unwrap_or("ok").into(),
+        });
+        result.map_err(|e| io::Error::from_raw_os_error(errno_of(e)))
+    }
+
+    fn pause(&self, domain: &str) -> io::Result<()> {
+        let mut s = lock(&self.shared);
+        let now = s.now_ms;
+        let ok = match s
+            .owners
+            .iter_mut()
+            .find(|o| o.vm && o.present && o.name == domain)
+        {
+            Some(o) => {
+                o.paused = true;
+                true
+            }
+            None => false,
+        };
+        s.calls.push(ControlCall {
+            at_ms: now,
+            op: format!("pause {domain}"),
+            result: if ok { "ok" } else { "ENOENT" }.into(),
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(2))
+        }
     }
 }

@@ -3,7 +3,9 @@
 pub mod kmsg;
 pub mod netlink;
 pub mod netns;
+pub mod virsh;
 
 pub use kmsg::{open_kmsg, DevKmsg, KmsgStream};
 pub use netlink::{NetlinkVfControl, NetlinkVfNet, Rtnl};
 pub use netns::LiveNetns;
+pub use virsh::Virsh;
