@@ -276,8 +276,13 @@ fn build_report(sim: &SimHost, events: &[(FaultEvent, Attribution)], records: u6
             x.failures
                 .push(format!("hardware fault on {pf}: nothing was reported"));
         }
-        for i in on_pf {
-            if matches!(i.owner.kind.as_str(), "vm" | "netns") && i.function != Some(*pf) {
+        // The PF's own incidents (its function, or lines naming none of its functions) must not
+        // be pinned on a tenant; its VFs' incidents are their tenants' business.
+        for i in on_pf
+            .iter()
+            .filter(|i| i.function == Some(*pf) || i.function.is_none())
+        {
+            if matches!(i.owner.kind.as_str(), "vm" | "netns") {
                 x.failures.push(format!(
                     "hardware fault on {pf} was blamed on {:?}",
                     i.owner.name

@@ -25,6 +25,20 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Watch vfguard protect a simulated host: ten tenants, one malicious, one buggy, a VM
+    /// holding a whole NIC, and a PCIe hiccup no tenant caused.
+    ///
+    /// The built-in scenario runs on the simulated host in accelerated virtual time: a live
+    /// timeline of incidents, attributions, actions and containment, then a report per incident
+    /// (the culprit, how it was attributed, the actions and their outcomes, the time from first
+    /// fault to containment) and the tenants left untouched.
+    ///
+    /// Examples:
+    ///   vfguard demo
+    ///   vfguard demo --speed 0 --journal /tmp/demo.db && vfguard explain --journal /tmp/demo.db 1
+    ///   vfguard demo --json | jq .incidents
+    #[command(verbatim_doc_comment)]
+    Demo(DemoArgs),
     /// Find NIC, PCIe and IOMMU faults in a saved kernel log (offline analysis).
     ///
     /// Reads dmesg output (plain, -T, -H, -x), syslog/kern.log, journalctl (short, short-iso),
@@ -67,6 +81,10 @@ pub enum Command {
     ///   vfguard simulate --log /tmp/kmsg.txt SCENARIO && vfguard scan --format kmsg /tmp/kmsg.txt
     #[command(verbatim_doc_comment)]
     Simulate(SimulateArgs),
+    /// Show an incident's evidence chain from the journal: what the kernel said, how each line
+    /// was attributed and with what confidence, each decision and the rule that made it, each
+    /// action and its outcome.
+    Explain(ExplainArgs),
     /// Developer tools: capture kernel data for test fixtures.
     #[command(hide = true, subcommand)]
     Debug(DebugCommand),
@@ -81,6 +99,38 @@ pub enum DebugCommand {
         /// The PF's netdev.
         ifname: String,
     },
+}
+
+/// `vfguard demo` options.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Print the final report as one JSON object (the shape of `vfguard simulate --json`).
+    #[arg(short = 'j', long)]
+    pub json: bool,
+    /// Virtual seconds per wall-clock second (0: as fast as possible).
+    #[arg(long, default_value_t = 10.0)]
+    pub speed: f64,
+    /// Journal the run into FILE, for `vfguard explain --journal FILE INCIDENT`.
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+}
+
+/// `vfguard explain` options.
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The incident's number.
+    #[arg(value_name = "INCIDENT")]
+    pub incident: u64,
+    /// The journal to read.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/var/lib/vfguard/journal.db"
+    )]
+    pub journal: PathBuf,
+    /// One JSON object.
+    #[arg(short = 'j', long)]
+    pub json: bool,
 }
 
 /// `vfguard simulate` options.
@@ -101,6 +151,18 @@ pub struct SimulateArgs {
     /// Override the scenario's seed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// The agent's policy (TOML, see docs/engine.md); the built-in defaults otherwise.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Play the host alone: report what the log shows, with no agent acting.
+    #[arg(long)]
+    pub host_only: bool,
+    /// Print the agent's timeline (incidents, actions, containment) as it happens.
+    #[arg(long, conflicts_with = "json")]
+    pub timeline: bool,
+    /// Journal the agent's run into FILE (SQLite; read it with `vfguard explain --journal FILE`).
+    #[arg(long, value_name = "FILE", conflicts_with = "host_only")]
+    pub journal: Option<PathBuf>,
 }
 
 /// `vfguard inventory` options.

@@ -1,8 +1,10 @@
 //! `vfguard`: the one binary. CLI subcommands and, later, the daemon wiring.
 
+mod agent;
 mod cli;
 mod cmd;
 mod host;
+mod simrun;
 
 use std::process::ExitCode;
 

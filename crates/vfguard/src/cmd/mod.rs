@@ -1,9 +1,11 @@
 //! Subcommand implementations.
 
 mod catalog;
+mod demo;
+mod explain;
 mod inventory;
 mod scan;
-mod simulate;
+pub mod simulate;
 
 use std::process::ExitCode;
 
@@ -21,6 +23,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Catalog(args) => catalog::run(&args),
         Command::Inventory(args) => inventory::run(&args),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Explain(args) => explain::run(&args),
+        Command::Demo(args) => demo::run(&args),
         Command::Debug(DebugCommand::NetlinkCapture { ifname }) => netlink_capture(&ifname),
     }
 }

@@ -30,7 +30,32 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         None => SimHost::new(scenario),
     }
     .context("building the simulated host")?;
-    let report = host_only(&mut sim);
+    let policy = match &args.policy {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            vfguard_engine::Policy::from_toml(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        None => vfguard_engine::Policy::default(),
+    };
+    let report = if args.host_only {
+        host_only(&mut sim)
+    } else {
+        let quiet = args.json;
+        crate::simrun::run(
+            &mut sim,
+            policy,
+            100,
+            args.journal.as_deref(),
+            0.0,
+            |line| {
+                if !quiet && args.timeline {
+                    println!("{line}");
+                }
+            },
+        )?
+    };
     if let Some(path) = &args.log {
         let mut w = BufWriter::new(
             File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -51,7 +76,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(u8::from(!report.expectations.passed)))
 }
 
-fn print_report(out: &mut impl Write, r: &Report) -> io::Result<()> {
+pub fn print_report(out: &mut impl Write, r: &Report) -> io::Result<()> {
     writeln!(
         out,
         "scenario {} (seed {}): {} kernel records in {} ms of virtual time",
@@ -82,6 +107,19 @@ fn print_report(out: &mut impl Write, r: &Report) -> io::Result<()> {
             i.attribution.method,
             i.attribution.confidence
         )?;
+        for a in &i.actions {
+            writeln!(out, "    {:>7} ms  {:<22} {}", a.at_ms, a.action, a.result)?;
+        }
+        if let Some(c) = i.contained_ms {
+            writeln!(
+                out,
+                "    contained at {c} ms, {} ms after its first fault",
+                c - i.first_fault_ms
+            )?;
+        }
+    }
+    if !r.untouched.is_empty() {
+        writeln!(out, "untouched: {}", r.untouched.join(", "))?;
     }
     for f in &r.expectations.failures {
         writeln!(out, "FAILED: {f}")?;

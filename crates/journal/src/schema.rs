@@ -1,0 +1,251 @@
+//! The journal's schema and its migrations.
+//!
+//! The schema is an ordered list of migrations. `schema_migrations` records each one applied,
+//! and opening a journal applies the missing ones in order, each in its own `BEGIN IMMEDIATE`
+//! transaction: a crash or a power cut part-way leaves the file at the last complete version,
+//! and the next open carries on from there. A file written by a newer build (a version this
+//! build does not know) is refused untouched rather than half understood.
+//!
+//! # Design
+//!
+//! Observations, decisions and action intents and outcomes share one commit-order sequence
+//! (`counters.last_seq`): `observations.id`, `decisions.id`, `actions.intent_seq` and
+//! `actions.outcome_seq` are drawn from it, so `replay` can interleave the tables exactly as
+//! they were committed. The counter lives in the database, updated in the same transaction as
+//! the rows, so a lost tail transaction gives its numbers back and retention never makes them
+//! repeat.
+//!
+//! Version 2 derives the `incidents` table from the decisions of version 1 (a backfill in the
+//! same transaction), and adds the indices incident lookups, retention and `pending_intents`
+//! need. Every statement `record_batch` runs is a primary-key or index lookup (checked by
+//! `record_batch_never_scans` in the tests), so a commit costs the same on the first day and
+//! after a year.
+//!
+//! The full reference, with queries an operator would run, is `docs/journal.md`.
+
+use rusqlite::{params, Connection, TransactionBehavior};
+use vfguard_model::{Decision, IncidentId, Observation};
+
+use crate::codec::Cell;
+use crate::entry::observation_pf;
+use crate::error::JournalErrorKind;
+use crate::incident;
+
+/// Derives data for a new schema from the rows already there.
+pub(crate) type Backfill = fn(&Connection) -> Result<(), JournalErrorKind>;
+
+/// One step of the schema.
+pub(crate) struct Migration {
+    /// Its version (1, 2, ...: consecutive).
+    pub version: u32,
+    /// A short name, stored beside the version.
+    pub name: &'static str,
+    /// DDL (and data changes) to run.
+    pub sql: &'static str,
+    /// Data to derive after the DDL, in the same transaction.
+    pub backfill: Option<Backfill>,
+}
+
+const BOOTSTRAP: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at INTEGER NOT NULL
+);";
+
+const V1_JOURNAL: &str = "
+CREATE TABLE counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT INTO counters (name, value) VALUES ('last_seq', 0);
+
+CREATE TABLE observations (
+    id       INTEGER PRIMARY KEY,
+    at_ms    INTEGER NOT NULL,
+    type     TEXT NOT NULL,
+    function TEXT,
+    incident INTEGER,
+    body     TEXT NOT NULL
+);
+
+CREATE TABLE decisions (
+    id       INTEGER PRIMARY KEY,
+    at_ms    INTEGER NOT NULL,
+    type     TEXT NOT NULL,
+    incident INTEGER,
+    body     TEXT NOT NULL
+);
+
+CREATE TABLE actions (
+    id          INTEGER PRIMARY KEY,
+    incident    INTEGER NOT NULL,
+    function    TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    rule        TEXT NOT NULL,
+    dry_run     INTEGER NOT NULL CHECK (dry_run IN (0, 1)),
+    intent_seq  INTEGER NOT NULL UNIQUE,
+    intent_ms   INTEGER NOT NULL,
+    intent      TEXT NOT NULL,
+    outcome_seq INTEGER UNIQUE,
+    outcome_ms  INTEGER,
+    error       TEXT,
+    before      TEXT
+);
+
+CREATE TABLE cursors (
+    source TEXT PRIMARY KEY,
+    seq    INTEGER NOT NULL
+);
+";
+
+const V2_INCIDENTS: &str = "
+CREATE TABLE incidents (
+    id          INTEGER PRIMARY KEY,
+    function    TEXT NOT NULL,
+    opened_ms   INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    state       TEXT NOT NULL
+                CHECK (state IN ('open', 'escalating', 'contained', 'restored', 'closed')),
+    owner       TEXT,
+    owner_label TEXT,
+    pf          TEXT
+);
+CREATE INDEX incidents_state ON incidents (state);
+CREATE INDEX incidents_function ON incidents (function);
+CREATE INDEX incidents_pf ON incidents (pf);
+CREATE INDEX incidents_owner_label ON incidents (owner_label);
+
+CREATE INDEX observations_incident ON observations (incident);
+CREATE INDEX observations_at ON observations (at_ms);
+CREATE INDEX decisions_incident ON decisions (incident);
+CREATE INDEX decisions_at ON decisions (at_ms);
+CREATE INDEX actions_incident ON actions (incident);
+CREATE INDEX actions_pending ON actions (intent_seq) WHERE outcome_seq IS NULL;
+";
+
+/// Every migration, in order. The last one's version is the schema version of this build.
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "journal",
+        sql: V1_JOURNAL,
+        backfill: None,
+    },
+    Migration {
+        version: 2,
+        name: "incidents",
+        sql: V2_INCIDENTS,
+        backfill: Some(backfill_incidents),
+    },
+];
+
+/// The version recorded in `schema_migrations` (0 for a new, empty file).
+pub(crate) fn version(conn: &Connection) -> Result<u32, JournalErrorKind> {
+    let exists: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !exists {
+        return Ok(0);
+    }
+    let v: i64 = conn.query_row(
+        "SELECT coalesce(max(version), 0) FROM schema_migrations",
+        [],
+        |row| row.get(0),
+    )?;
+    u32::try_from(v).map_err(|_| JournalErrorKind::Invalid {
+        table: "schema_migrations",
+        id: v,
+        column: "version",
+        value: v.to_string(),
+    })
+}
+
+/// Brings the file up to the last of `migrations`, one transaction per migration.
+pub(crate) fn migrate(
+    conn: &mut Connection,
+    migrations: &[Migration],
+) -> Result<(), JournalErrorKind> {
+    let known = migrations.last().map_or(0, |m| m.version);
+    let current = version(conn)?;
+    if current > known {
+        return Err(JournalErrorKind::TooNew {
+            found: current,
+            known,
+        });
+    }
+    for m in migrations.iter().filter(|m| m.version > current) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(BOOTSTRAP)?;
+        // Another process may have migrated between our read and our lock.
+        if version(&tx)? >= m.version {
+            continue;
+        }
+        tx.execute_batch(m.sql)?;
+        if let Some(backfill) = m.backfill {
+            backfill(&tx)?;
+        }
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at)
+             VALUES (?1, ?2, CAST(unixepoch('subsec') * 1000 AS INTEGER))",
+            params![m.version, m.name],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Version 2: derives each incident's row from the decisions already journalled, then fills
+/// in PFs and update times from the observations attached to them.
+fn backfill_incidents(conn: &Connection) -> Result<(), JournalErrorKind> {
+    let mut stmt = conn.prepare("SELECT id, at_ms, body FROM decisions ORDER BY id")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        let at = Cell::new("decisions", id, "at_ms").uint(row.get(1)?)?;
+        let decision: Decision =
+            Cell::new("decisions", id, "body").json(&row.get::<_, String>(2)?)?;
+        incident::apply_decision(conn, at, &decision)?;
+    }
+    let mut stmt = conn.prepare(
+        "SELECT id, at_ms, incident, body FROM observations WHERE incident IS NOT NULL ORDER BY id",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        let at = Cell::new("observations", id, "at_ms").uint(row.get(1)?)?;
+        let inc = IncidentId(Cell::new("observations", id, "incident").uint(row.get(2)?)?);
+        let obs: Observation =
+            Cell::new("observations", id, "body").json(&row.get::<_, String>(3)?)?;
+        incident::touch(conn, inc, at, observation_pf(&obs))?;
+    }
+    Ok(())
+}
+
+/// The names of the tables, for tests and `docs/journal.md`.
+#[cfg(test)]
+pub(crate) fn tables(conn: &Connection) -> Result<Vec<String>, JournalErrorKind> {
+    let mut stmt = conn.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
+         ORDER BY name",
+    )?;
+    let names = stmt
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(names)
+}
+
+/// Whether a row for this migration version exists (used by tests).
+#[cfg(test)]
+pub(crate) fn applied(conn: &Connection, v: u32) -> Result<bool, JournalErrorKind> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM schema_migrations WHERE version = ?1",
+            [v],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}

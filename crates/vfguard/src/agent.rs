@@ -1,0 +1,380 @@
+//! The agent's core loop, one step at a time: read the kernel log, classify, let the engine
+//! decide, journal, act, report outcomes back, tick. Time is given to each step, so the same
+//! loop runs in virtual time on the simulated host and in real time on a live one.
+//!
+//! # Design
+//! - Every action's intent is journalled before the actuator is called and its outcome after;
+//!   the observations that decided something, the decisions and the kmsg cursor go in one
+//!   transaction per step, so a restart resumes after the last committed record and never
+//!   repeats an action.
+//! - On start with a journal: the engine is rebuilt by replaying the journal, reading resumes
+//!   after the journalled cursor, and interrupted actions are reconciled against the state read
+//!   back from the host.
+//! - The topology is re-read every `topology_every_ms` and after a detach; VF counters and AER
+//!   counters are sampled every `stats_every_ms`. AER counter deltas beyond what the log already
+//!   reported are fed as observations: counters are complete where the log is rate-limited.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use vfguard_act::Actuator;
+use vfguard_engine::restart::{reconcile, replay};
+use vfguard_engine::{Engine, Policy};
+use vfguard_host::{HostFs, KmsgDevice, VfNet};
+use vfguard_journal::{Batch, Entry, Journal};
+use vfguard_model::{
+    ActionKind, Bdf, Decision, FaultKind, IncidentId, Millis, Observation, Topology,
+};
+use vfguard_parse::{kmsg_line, Classifier};
+use vfguard_sources::{KmsgEvent, KmsgReader};
+use vfguard_topology::{TopologyReader, TopologyWatcher};
+
+/// How the loop samples the host.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The policy.
+    pub policy: Policy,
+    /// Re-read the topology this often.
+    pub topology_every_ms: Millis,
+    /// Sample VF and AER counters this often.
+    pub stats_every_ms: Millis,
+    /// Without a journal cursor: replay the kernel log from the start (else tail from the end).
+    pub replay_history: bool,
+}
+
+impl Default for AgentConfig {
+    fn default() -> AgentConfig {
+        AgentConfig {
+            policy: Policy::default(),
+            topology_every_ms: 1000,
+            stats_every_ms: 1000,
+            replay_history: true,
+        }
+    }
+}
+
+/// The host handles the loop uses.
+pub struct AgentHost {
+    /// The kernel log.
+    pub kmsg: Box<dyn KmsgDevice>,
+    /// The host map.
+    pub topology: TopologyReader,
+    /// VF tables (counters).
+    pub vfnet: Arc<dyn VfNet>,
+    /// sysfs (AER counters).
+    pub fs: Arc<dyn HostFs>,
+    /// The actuators.
+    pub actuator: Actuator,
+}
+
+/// What the loop did in one step, for reports.
+#[derive(Debug, Default)]
+pub struct StepReport {
+    /// Decisions, with their time.
+    pub decisions: Vec<(Millis, Decision)>,
+    /// Outcomes of the actions carried out.
+    pub outcomes: Vec<vfguard_model::ActionOutcome>,
+    /// Fault kinds attributed per incident.
+    pub kinds: Vec<(IncidentId, FaultKind)>,
+}
+
+/// The loop's state.
+pub struct Agent {
+    cfg: AgentConfig,
+    engine: Engine,
+    classifier: Classifier,
+    reader: KmsgReader<Box<dyn KmsgDevice>>,
+    watcher: TopologyWatcher,
+    topo: Topology,
+    vfnet: Arc<dyn VfNet>,
+    fs: Arc<dyn HostFs>,
+    actuator: Actuator,
+    journal: Option<Journal>,
+    last_topology: Millis,
+    last_stats: Millis,
+    aer_last: HashMap<Bdf, vfguard_model::AerCounters>,
+    aer_logged: HashMap<Bdf, u64>,
+    /// Records read, gaps seen.
+    pub records: u64,
+    /// Records known lost to overruns.
+    pub lost: u64,
+}
+
+impl Agent {
+    /// Starts the loop: with a journal, rebuilds the engine from it and resumes after its
+    /// cursor; interrupted actions are reconciled.
+    pub fn start(
+        cfg: AgentConfig,
+        host: AgentHost,
+        journal: Option<&Path>,
+        now: Millis,
+    ) -> anyhow::Result<(Agent, StepReport)> {
+        let mut watcher = TopologyWatcher::new(host.topology);
+        let (topo, _) = watcher.refresh();
+        let mut engine = Engine::new(cfg.policy.clone());
+        let mut reader = KmsgReader::new(host.kmsg);
+        let mut report = StepReport::default();
+        let journal = match journal {
+            Some(p) => Some(
+                Journal::open(p).with_context(|| format!("opening the journal {}", p.display()))?,
+            ),
+            None => None,
+        };
+        let mut cursor = None;
+        if let Some(j) = &journal {
+            cursor = j.cursor("kmsg")?;
+            let history: Vec<(Millis, Observation)> = j
+                .replay()?
+                .into_iter()
+                .filter_map(|e| match e {
+                    Entry::Observation(o) => Some((o.at, o.observation)),
+                    Entry::Outcome { outcome, .. } => {
+                        Some((outcome.at, Observation::Outcome(outcome)))
+                    }
+                    _ => None,
+                })
+                .collect();
+            replay(&mut engine, &history, &topo);
+        }
+        match cursor {
+            Some(seq) => reader.resume_after(seq)?,
+            None if cfg.replay_history => reader.replay()?,
+            None => reader.tail()?,
+        }
+        let mut agent = Agent {
+            cfg,
+            engine,
+            classifier: Classifier::new(),
+            reader,
+            watcher,
+            topo,
+            vfnet: host.vfnet,
+            fs: host.fs,
+            actuator: host.actuator,
+            journal,
+            last_topology: now,
+            last_stats: now,
+            aer_last: HashMap::new(),
+            aer_logged: HashMap::new(),
+            records: 0,
+            lost: 0,
+        };
+        // Actions journalled without an outcome: judge them from the state read back.
+        let pending = agent
+            .journal
+            .as_ref()
+            .map(Journal::pending_intents)
+            .transpose()?
+            .unwrap_or_default();
+        let mut queue = Vec::new();
+        for a in pending {
+            let state = a.pf_netdev.as_ref().zip(a.vf).and_then(|(nd, vf)| {
+                agent
+                    .vfnet
+                    .vf_states(nd)
+                    .ok()?
+                    .into_iter()
+                    .find(|s| s.index == vf.0)
+            });
+            let o = reconcile(&a, state.as_ref(), now);
+            if let Some(j) = agent.journal.as_mut() {
+                j.record_outcome(&o)?;
+            }
+            queue.push(Observation::Outcome(o));
+        }
+        agent.process(queue, now, &mut report)?;
+        Ok((agent, report))
+    }
+
+    /// The topology in use.
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+
+    /// One step at `now`.
+    pub fn step(&mut self, now: Millis) -> anyhow::Result<StepReport> {
+        let mut report = StepReport::default();
+        if now >= self.last_topology + self.cfg.topology_every_ms {
+            self.refresh_topology(now);
+        }
+        let mut events = Vec::new();
+        let mut last_seq = None;
+        while let Some(ev) = self.reader.next_event()? {
+            match ev {
+                KmsgEvent::Record(r) => {
+                    self.records += 1;
+                    last_seq = Some(r.seq);
+                    self.classifier.push(&kmsg_line(&r), &mut events);
+                }
+                KmsgEvent::Gap { first, last } => self.lost += last - first + 1,
+                KmsgEvent::Malformed { .. } => {}
+            }
+        }
+        self.classifier.finish(&mut events);
+        let mut queue: Vec<Observation> = Vec::with_capacity(events.len() + 8);
+        for e in events {
+            if matches!(
+                e.kind,
+                FaultKind::AerCorrectable | FaultKind::AerNonfatal | FaultKind::AerFatal
+            ) {
+                if let Some(f) = e.function {
+                    *self.aer_logged.entry(f).or_default() += 1;
+                }
+            }
+            queue.push(Observation::Fault(e));
+        }
+        if now >= self.last_stats + self.cfg.stats_every_ms {
+            self.last_stats = now;
+            queue.extend(self.sample());
+        }
+        queue.push(Observation::Tick);
+        // The records read this step are covered by the first batch of the step.
+        self.process_with_cursor(queue, now, &mut report, last_seq)?;
+        Ok(report)
+    }
+
+    fn refresh_topology(&mut self, now: Millis) {
+        let (t, _) = self.watcher.refresh();
+        self.topo = t;
+        self.last_topology = now;
+    }
+
+    /// VF counters of every PF with VFs, and AER counter deltas the log did not account for.
+    fn sample(&mut self) -> Vec<Observation> {
+        let mut out = Vec::new();
+        for pf in &self.topo.pfs {
+            let Some(nd) = pf.netdev.as_deref() else {
+                continue;
+            };
+            if pf.vfs.is_empty() {
+                continue;
+            }
+            if let Ok(states) = self.vfnet.vf_states(nd) {
+                for s in states {
+                    if let Some(stats) = s.stats {
+                        out.push(Observation::VfStats {
+                            pf: pf.bdf,
+                            vf: vfguard_model::VfIndex(s.index),
+                            stats,
+                        });
+                    }
+                }
+            }
+        }
+        let functions: Vec<Bdf> = self
+            .topo
+            .pfs
+            .iter()
+            .filter(|p| p.aer)
+            .map(|p| p.bdf)
+            .chain(
+                self.topo
+                    .pfs
+                    .iter()
+                    .flat_map(|p| p.vfs.iter().map(|v| v.bdf)),
+            )
+            .collect();
+        for f in functions {
+            let Ok(Some(now)) = vfguard_sources::aer::read_counters(self.fs.as_ref(), f) else {
+                continue;
+            };
+            let logged = self.aer_logged.remove(&f).unwrap_or(0);
+            if let Some(prev) = self.aer_last.insert(f, now.clone()) {
+                let d = vfguard_sources::aer::delta(&prev, &now);
+                let correctable = d.correctable.saturating_sub(logged);
+                if correctable + d.nonfatal + d.fatal > 0 {
+                    out.push(Observation::Aer {
+                        function: f,
+                        correctable,
+                        nonfatal: d.nonfatal,
+                        fatal: d.fatal,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Observes a round of observations, commits what mattered (with the kmsg cursor) in one
+    /// transaction, then carries out the actions: intent journalled, actuator called, outcome
+    /// journalled and observed in the next round.
+    fn process(
+        &mut self,
+        first: Vec<Observation>,
+        now: Millis,
+        report: &mut StepReport,
+    ) -> anyhow::Result<()> {
+        self.process_with_cursor(first, now, report, None)
+    }
+
+    fn process_with_cursor(
+        &mut self,
+        first: Vec<Observation>,
+        now: Millis,
+        report: &mut StepReport,
+        mut cursor: Option<u64>,
+    ) -> anyhow::Result<()> {
+        let mut round = first;
+        while !round.is_empty() || cursor.is_some() {
+            let mut batch = Batch {
+                at: now,
+                observations: Vec::new(),
+                decisions: Vec::new(),
+                cursor: cursor.take().map(|s| ("kmsg".to_owned(), s)),
+            };
+            let mut acts = Vec::new();
+            for obs in round.drain(..) {
+                let decisions = self.engine.observe(&obs, &self.topo, now);
+                if decisions.is_empty() {
+                    continue;
+                }
+                let incident = decisions.iter().find_map(|d| match d {
+                    Decision::Attributed { incident, .. }
+                    | Decision::IncidentOpened { incident, .. } => Some(*incident),
+                    _ => None,
+                });
+                if let (Observation::Fault(e), Some(i)) = (&obs, incident) {
+                    report.kinds.push((i, e.kind));
+                }
+                // Outcomes are journalled on their own, right after the actuator returns.
+                if !matches!(obs, Observation::Outcome(_)) {
+                    batch.observations.push((obs, incident));
+                }
+                for d in decisions {
+                    if let Decision::Act(a) = &d {
+                        acts.push(a.clone());
+                    }
+                    batch.decisions.push(d.clone());
+                    report.decisions.push((now, d));
+                }
+            }
+            if let Some(j) = self.journal.as_mut() {
+                if !batch.observations.is_empty()
+                    || !batch.decisions.is_empty()
+                    || batch.cursor.is_some()
+                {
+                    j.record_batch(&batch)?;
+                }
+            }
+            let mut detached = false;
+            for a in acts {
+                if let Some(j) = self.journal.as_mut() {
+                    j.record_intent(&a)?;
+                }
+                let o = self.actuator.execute(&a, now);
+                if let Some(j) = self.journal.as_mut() {
+                    j.record_outcome(&o)?;
+                }
+                detached |= a.kind == ActionKind::Detach && o.error.is_none();
+                report.outcomes.push(o.clone());
+                round.push(Observation::Outcome(o));
+            }
+            if detached {
+                self.refresh_topology(now);
+            }
+        }
+        Ok(())
+    }
+}

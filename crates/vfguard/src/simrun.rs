@@ -1,0 +1,337 @@
+//! Running a scenario with the agent acting on the simulated host, and its report (the shape of
+//! `vfguard simulate --json` and `vfguard demo --json`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use vfguard_act::{Actuator, MemoryNotifier};
+use vfguard_engine::Policy;
+use vfguard_model::{ActionKind, Decision, IncidentId, Millis};
+use vfguard_sim::report::{ActionRow, Attribution, Expectations, Incident, OwnerRef, Report};
+use vfguard_sim::SimHost;
+
+use crate::agent::{Agent, AgentConfig, AgentHost};
+
+/// One line of the live timeline.
+pub fn describe(at: Millis, d: &Decision, owners: &BTreeMap<IncidentId, String>) -> Option<String> {
+    let secs = at as f64 / 1000.0;
+    let who = |i: &IncidentId| owners.get(i).cloned().unwrap_or_else(|| "?".into());
+    let text = match d {
+        Decision::IncidentOpened {
+            incident, function, ..
+        } => format!(
+            "incident {} opened on {function} ({})",
+            incident.0,
+            who(incident)
+        ),
+        Decision::Attributed {
+            incident,
+            method,
+            confidence,
+            evidence,
+        } => {
+            format!("  #{} {method} ({confidence:.2}): {evidence}", incident.0)
+        }
+        Decision::ThresholdCrossed {
+            incident,
+            rule,
+            count,
+        } => format!("  #{} rule {rule}: {count} in its window", incident.0),
+        Decision::Act(a) => format!(
+            "  #{} {}{} on {} ({})",
+            a.incident.0,
+            if a.dry_run { "WOULD " } else { "" },
+            a.kind.name(),
+            a.function,
+            a.rule
+        ),
+        Decision::Suppressed {
+            incident,
+            action,
+            reason,
+        } => format!("  #{} {action} suppressed: {reason}", incident.0),
+        Decision::Contained { incident, by } => format!(
+            "incident {} CONTAINED by {by} ({})",
+            incident.0,
+            who(incident)
+        ),
+        Decision::Restored { incident } => format!("incident {} restored", incident.0),
+        Decision::Closed { incident, reason } => {
+            format!("incident {} closed: {reason}", incident.0)
+        }
+    };
+    Some(format!("{secs:>8.3}s {text}"))
+}
+
+/// Plays the scenario with the agent; `on_line` sees every timeline line as it happens.
+pub fn run(
+    sim: &mut SimHost,
+    policy: Policy,
+    step_ms: Millis,
+    journal: Option<&std::path::Path>,
+    speed: f64,
+    mut on_line: impl FnMut(&str),
+) -> anyhow::Result<Report> {
+    let notifier = Arc::new(MemoryNotifier::default());
+    let host = AgentHost {
+        kmsg: sim.kmsg(),
+        topology: sim.topology_reader(),
+        vfnet: sim.vfnet(),
+        fs: sim.fs(),
+        actuator: Actuator {
+            vfctl: sim.vfctl(),
+            vfnet: sim.vfnet(),
+            fs: sim.fs(),
+            vm: sim.vmctl(),
+            notifier,
+        },
+    };
+    let cfg = AgentConfig {
+        policy,
+        ..AgentConfig::default()
+    };
+    let (mut agent, _) = Agent::start(cfg, host, journal, 0)?;
+    let duration = sim.scenario().scenario.duration_ms;
+    let mut decisions: Vec<(Millis, Decision)> = Vec::new();
+    let mut outcomes = BTreeMap::new();
+    let mut kinds: BTreeMap<IncidentId, BTreeSet<vfguard_model::FaultKind>> = BTreeMap::new();
+    let mut owners: BTreeMap<IncidentId, String> = BTreeMap::new();
+    let mut now = 0;
+    let started = std::time::Instant::now();
+    while now < duration {
+        now = (now + step_ms).min(duration);
+        if speed > 0.0 {
+            // Accelerated real time: virtual `now` is reached at `now / speed` of wall time.
+            let due = std::time::Duration::from_secs_f64(now as f64 / 1000.0 / speed);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        sim.advance_to(now);
+        let r = agent.step(now)?;
+        for (i, k) in r.kinds {
+            kinds.entry(i).or_default().insert(k);
+        }
+        for o in r.outcomes {
+            outcomes.insert(o.id, o);
+        }
+        for (at, d) in r.decisions {
+            if let Decision::IncidentOpened {
+                incident, owner, ..
+            } = &d
+            {
+                owners.insert(
+                    *incident,
+                    owner
+                        .as_ref()
+                        .map_or_else(|| "unknown".into(), vfguard_model::Owner::label),
+                );
+            }
+            if !matches!(
+                d,
+                Decision::Attributed { .. } | Decision::ThresholdCrossed { .. }
+            ) || decisions.len() < 4000
+            {
+                if let Some(line) = describe(at, &d, &owners) {
+                    if !matches!(d, Decision::Attributed { .. }) {
+                        on_line(&line);
+                    }
+                }
+            }
+            decisions.push((at, d));
+        }
+    }
+    Ok(build(sim, &agent, &decisions, &outcomes, &kinds))
+}
+
+fn build(
+    sim: &SimHost,
+    agent: &Agent,
+    decisions: &[(Millis, Decision)],
+    outcomes: &BTreeMap<vfguard_model::ActionId, vfguard_model::ActionOutcome>,
+    kinds: &BTreeMap<IncidentId, BTreeSet<vfguard_model::FaultKind>>,
+) -> Report {
+    let sc = sim.scenario();
+    let t = agent.topology();
+    let mut incidents: BTreeMap<IncidentId, Incident> = BTreeMap::new();
+    let mut actions = Vec::new();
+    let mut touched: BTreeSet<String> = BTreeSet::new();
+    for (at, d) in decisions {
+        match d {
+            Decision::IncidentOpened {
+                incident,
+                function,
+                owner,
+            } => {
+                let r = t.function(*function);
+                incidents.entry(*incident).or_insert_with(|| Incident {
+                    id: u32::try_from(incident.0).unwrap_or(u32::MAX),
+                    function: Some(*function),
+                    pf: r.map(|r| r.pf.bdf),
+                    vf: r.and_then(|r| r.vf).map(|v| v.index.0),
+                    owner: OwnerRef {
+                        kind: owner
+                            .as_ref()
+                            .map_or("none", |o| o.kind.as_str())
+                            .to_owned(),
+                        name: owner.as_ref().and_then(|o| o.name.clone()),
+                    },
+                    kinds: Vec::new(),
+                    attribution: Attribution {
+                        method: "unattributed".into(),
+                        confidence: 0.0,
+                    },
+                    first_fault_ms: *at,
+                    contained_ms: None,
+                    actions: Vec::new(),
+                    events: 0,
+                });
+            }
+            Decision::Attributed {
+                incident,
+                method,
+                confidence,
+                ..
+            } => {
+                if let Some(i) = incidents.get_mut(incident) {
+                    i.events += 1;
+                    if *confidence > i.attribution.confidence || i.events == 1 {
+                        i.attribution = Attribution {
+                            method: method.clone(),
+                            confidence: *confidence,
+                        };
+                    }
+                }
+            }
+            Decision::Contained { incident, .. } => {
+                if let Some(i) = incidents.get_mut(incident) {
+                    i.contained_ms.get_or_insert(*at);
+                }
+            }
+            Decision::Act(a) => {
+                let owner = a.owner.as_ref().and_then(|o| o.name.clone());
+                let punitive = !matches!(a.kind, ActionKind::Notify | ActionKind::Restore(_))
+                    && a.rule != "cool_down";
+                if punitive {
+                    if let Some(o) = &owner {
+                        touched.insert(o.clone());
+                    }
+                }
+                let row = ActionRow {
+                    at_ms: *at,
+                    action: format!(
+                        "{}{}",
+                        if a.dry_run { "dry_run:" } else { "" },
+                        a.kind.name()
+                    ),
+                    function: Some(a.function),
+                    owner,
+                    result: outcomes.get(&a.id).map_or_else(
+                        || "pending".into(),
+                        |o| o.error.clone().unwrap_or_else(|| "ok".into()),
+                    ),
+                };
+                if let Some(i) = incidents.get_mut(&a.incident) {
+                    i.actions.push(row.clone());
+                }
+                actions.push(row);
+            }
+            _ => {}
+        }
+    }
+    for (id, k) in kinds {
+        if let Some(i) = incidents.get_mut(id) {
+            i.kinds = k.iter().copied().collect();
+        }
+    }
+    let list: Vec<Incident> = incidents.into_values().collect();
+    let owners: Vec<String> = sc
+        .vm
+        .iter()
+        .map(|v| v.name.clone())
+        .chain(sc.container.iter().map(|c| c.name.clone()))
+        .collect();
+    let culprits: BTreeSet<String> = sc
+        .expect
+        .culprits
+        .iter()
+        .map(|c| c.get_ref().clone())
+        .collect();
+    let mut x = Expectations::default();
+    for c in &culprits {
+        let mine: Vec<&Incident> = list
+            .iter()
+            .filter(|i| i.owner.name.as_deref() == Some(c.as_str()))
+            .collect();
+        if mine.is_empty() {
+            x.failures
+                .push(format!("culprit {c}: no fault was attributed to it"));
+            continue;
+        }
+        match mine
+            .iter()
+            .filter_map(|i| i.contained_ms.map(|t| (i, t)))
+            .min_by_key(|(_, t)| *t)
+        {
+            None => x.failures.push(format!("culprit {c}: never contained")),
+            Some((i, t)) => {
+                if let Some(limit) = sc.expect.contained_within_ms {
+                    if t - i.first_fault_ms > limit {
+                        x.failures.push(format!(
+                            "culprit {c}: contained {} ms after its first fault (limit {limit})",
+                            t - i.first_fault_ms
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for o in &touched {
+        if !culprits.contains(o) {
+            x.failures
+                .push(format!("{o} is not a culprit but was acted on"));
+        }
+    }
+    for i in &list {
+        if matches!(i.owner.kind.as_str(), "vm" | "netns") {
+            if let Some(n) = &i.owner.name {
+                if !culprits.contains(n) && !i.kinds.is_empty() {
+                    x.failures.push(format!(
+                        "{n} is not a culprit but incident {} ({:?}) was attributed to it",
+                        i.id, i.kinds
+                    ));
+                }
+            }
+        }
+    }
+    for pf in &sc.expect.hardware_faults {
+        let own: Vec<&Incident> = list.iter().filter(|i| i.function == Some(*pf)).collect();
+        if own.is_empty() && !list.iter().any(|i| i.pf == Some(*pf)) {
+            x.failures
+                .push(format!("hardware fault on {pf}: nothing was reported"));
+        }
+        // The PF's own incidents must not be pinned on a tenant (unless a VM holds it whole).
+        for i in own {
+            if i.owner.kind == "netns" {
+                x.failures.push(format!(
+                    "hardware fault on {pf} was blamed on {:?}",
+                    i.owner.name
+                ));
+            }
+        }
+    }
+    x.passed = x.failures.is_empty();
+    Report {
+        scenario: sc.scenario.name.clone(),
+        seed: sc.scenario.seed,
+        incidents: list,
+        actions,
+        untouched: owners
+            .into_iter()
+            .filter(|o| !touched.contains(o))
+            .collect(),
+        expectations: x,
+        records: agent.records,
+        duration_ms: sc.scenario.duration_ms,
+    }
+}
