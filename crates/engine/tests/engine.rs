@@ -395,3 +395,21 @@ fn an_action_no_actuator_reports_on_times_out_and_is_retried() {
         .unwrap();
     assert_eq!(a, "retry after ETIMEDOUT");
 }
+
+#[test]
+fn the_same_vf_index_under_two_pfs_is_two_functions() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let mut e = Engine::new(policy(""));
+    e.observe(&fault("i40e 0000:3b:00.0: 1 Tx Malicious Driver Detection events detected on PF 0 VF 1 MAC 5254003b0001. mdd-auto-reset-vfs=on"), &t, 1000);
+    e.observe(
+        &fault("ixgbe 0000:08:00.0 ens3f0: Malicious event on VF 1 tx:2 rx:0"),
+        &t,
+        1001,
+    );
+    let mut fns: Vec<String> = e.incidents().map(|i| format!("{:?}", i.function)).collect();
+    fns.sort();
+    assert_eq!(fns, ["Some(0000:09:00.1)", "Some(0000:3c:00.1)"]);
+    let owners: Vec<String> = e.incidents().map(|i| i.owner_label()).collect();
+    assert!(owners.contains(&"vm:x1".to_owned()));
+}

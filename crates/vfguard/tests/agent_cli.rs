@@ -7,48 +7,117 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn vfguard(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfguard")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_vfguard"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
 fn the_demo_contains_every_culprit_and_touches_no_one_else() {
     let out = vfguard(&["demo", "--speed", "0", "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["scenario"], "demo");
     assert_eq!(r["expectations"]["passed"], true, "{}", r["expectations"]);
     let incidents = r["incidents"].as_array().unwrap();
     for culprit in ["mallory", "legacy-app", "firewall"] {
-        let i = incidents.iter().find(|i| i["owner"]["name"] == culprit).unwrap_or_else(|| panic!("{culprit}"));
+        let i = incidents
+            .iter()
+            .find(|i| i["owner"]["name"] == culprit)
+            .unwrap_or_else(|| panic!("{culprit}"));
         assert!(i["contained_ms"].is_u64(), "{culprit} contained");
     }
-    let untouched: Vec<&str> = r["untouched"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
-    for innocent in ["web-1", "web-2", "db-1", "cache-1", "batch-1", "batch-2", "ci-runner", "pod-metrics"] {
-        assert!(untouched.contains(&innocent), "{innocent} must be untouched");
+    let untouched: Vec<&str> = r["untouched"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for innocent in [
+        "web-1",
+        "web-2",
+        "db-1",
+        "cache-1",
+        "batch-1",
+        "batch-2",
+        "ci-runner",
+        "pod-metrics",
+    ] {
+        assert!(
+            untouched.contains(&innocent),
+            "{innocent} must be untouched"
+        );
     }
     // The PCIe hiccup is reported on the PF, owned by the host, and nobody is acted on for it.
-    let aer = incidents.iter().find(|i| i["kinds"].as_array().unwrap().iter().any(|k| k == "aer_correctable")).unwrap();
+    let aer = incidents
+        .iter()
+        .find(|i| {
+            i["kinds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k == "aer_correctable")
+        })
+        .unwrap();
     assert_eq!(aer["owner"]["kind"], "host");
     assert!(aer["actions"].as_array().unwrap().is_empty());
     let human = vfguard(&["demo", "--speed", "0"]);
     let text = String::from_utf8(human.stdout).unwrap();
-    assert!(text.contains("timeline:") && text.contains("CONTAINED") && text.contains("expectations: passed"), "{text}");
+    assert!(
+        text.contains("timeline:")
+            && text.contains("CONTAINED")
+            && text.contains("expectations: passed"),
+        "{text}"
+    );
 }
 
 #[test]
 fn a_journalled_run_is_explained_from_the_journal() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("j.db");
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/scenarios/vlan-spoof-igb.toml");
-    let out = vfguard(&["simulate", "--journal", db.to_str().unwrap(), scenario.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let scenario =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/scenarios/vlan-spoof-igb.toml");
+    let out = vfguard(&[
+        "simulate",
+        "--journal",
+        db.to_str().unwrap(),
+        scenario.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = vfguard(&["explain", "--journal", db.to_str().unwrap(), "1"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.starts_with("incident 1 on 0000:03:00.1 (PF 0000:02:00.0): owner vm:vlan-hopper, contained"), "{text}");
+    assert!(
+        text.starts_with(
+            "incident 1 on 0000:03:00.1 (PF 0000:02:00.0): owner vm:vlan-hopper, contained"
+        ),
+        "{text}"
+    );
     assert!(text.contains("attributed direct (1.00)"), "{text}");
-    assert!(text.contains("set_vf:link_state by rule") && text.contains("failed: EOPNOTSUPP"), "{text}");
-    assert!(text.contains("detach by rule") && text.contains("fallback after set_vf:link_state failed"), "{text}");
+    assert!(
+        text.contains("set_vf:link_state by rule") && text.contains("failed: EOPNOTSUPP"),
+        "{text}"
+    );
+    assert!(
+        text.contains("detach by rule") && text.contains("fallback after set_vf:link_state failed"),
+        "{text}"
+    );
     let json = vfguard(&["explain", "--json", "--journal", db.to_str().unwrap(), "1"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["state"], "contained");
