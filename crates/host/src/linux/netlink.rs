@@ -171,8 +171,9 @@ impl Rtnl {
 }
 
 impl Rtnl {
-    /// The `RTM_SETLINK` that `ip link set <pf> vf N <change>` sends, as a link message.
-    pub fn setlink_message(pf_netdev: &str, vf: VfIndex, change: &VfChange) -> LinkMessage {
+    /// The message `ip link set <pf> vf N <change>` sends (an `RTM_NEWLINK` on the PF's
+    /// ifindex with one `IFLA_VF_INFO`), byte for byte but for the sequence number.
+    pub fn setlink_message(pf_ifindex: u32, vf: VfIndex, change: &VfChange) -> LinkMessage {
         let id = u32::from(vf.0);
         let info = match *change {
             VfChange::LinkState(s) => VfInfo::LinkState(VfInfoLinkState::new(
@@ -194,19 +195,41 @@ impl Rtnl {
             VfChange::Mac(m) => VfInfo::Mac(VfInfoMac::new(id, &m.0)),
         };
         let mut msg = LinkMessage::default();
-        msg.attributes
-            .push(LinkAttribute::IfName(pf_netdev.to_owned()));
+        msg.header.index = pf_ifindex;
         msg.attributes
             .push(LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![info])]));
         msg
     }
 
+    /// The bytes of [`Rtnl::setlink_message`] as sent, with sequence number `seq`.
+    pub fn setlink_bytes(pf_ifindex: u32, vf: VfIndex, change: &VfChange, seq: u32) -> Vec<u8> {
+        let msg = Self::setlink_message(pf_ifindex, vf, change);
+        let mut nl = NetlinkMessage::from(RouteNetlinkMessage::NewLink(msg));
+        nl.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        nl.header.sequence_number = seq;
+        nl.finalize();
+        let mut buf = vec![0u8; nl.buffer_len()];
+        nl.serialize(&mut buf);
+        buf
+    }
+
     /// Applies one VF change; the kernel's errno comes back as the error.
     pub fn set_vf(&mut self, pf_netdev: &str, vf: VfIndex, change: &VfChange) -> io::Result<()> {
-        let msg = Self::setlink_message(pf_netdev, vf, change);
-        self.request(RouteNetlinkMessage::SetLink(msg), NLM_F_REQUEST | NLM_F_ACK)
+        let msg = Self::setlink_message(ifindex(pf_netdev)?, vf, change);
+        self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_REQUEST | NLM_F_ACK)
             .map(|_| ())
     }
+}
+
+/// A netdev's ifindex (`/sys/class/net/<dev>/ifindex`).
+fn ifindex(netdev: &str) -> io::Result<u32> {
+    if netdev.is_empty() || netdev.contains('/') {
+        return Err(io::Error::from_raw_os_error(libc::ENODEV));
+    }
+    std::fs::read_to_string(format!("/sys/class/net/{netdev}/ifindex"))?
+        .trim()
+        .parse()
+        .map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))
 }
 
 /// [`VfControl`] over rtnetlink in the agent's own namespace.
@@ -412,5 +435,16 @@ mod tests {
             );
         }
         assert!(rtnl.vf_states("no-such-link0").is_err());
+        // A link without VF operations answers EOPNOTSUPP: the errno the policy steps up on.
+        let err = rtnl
+            .set_vf("lo", VfIndex(0), &VfChange::SpoofChk(true))
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EOPNOTSUPP), "{err}");
+        assert_eq!(
+            rtnl.set_vf("no-such-link0", VfIndex(0), &VfChange::Trust(false))
+                .unwrap_err()
+                .raw_os_error(),
+            Some(libc::ENOENT)
+        );
     }
 }
