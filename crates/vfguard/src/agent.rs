@@ -42,6 +42,9 @@ pub struct AgentConfig {
     pub stats_every_ms: Millis,
     /// Without a journal cursor: replay the kernel log from the start (else tail from the end).
     pub replay_history: bool,
+    /// The most records one step reads; the rest wait for the next step, so that a storm never
+    /// delays the actions it calls for by more than one step.
+    pub max_records_per_step: usize,
 }
 
 impl Default for AgentConfig {
@@ -51,6 +54,7 @@ impl Default for AgentConfig {
             topology_every_ms: 1000,
             stats_every_ms: 1000,
             replay_history: true,
+            max_records_per_step: 20_000,
         }
     }
 }
@@ -193,6 +197,11 @@ impl Agent {
         &self.topo
     }
 
+    /// Replaces the policy (a reload); incidents carry on.
+    pub fn set_policy(&mut self, p: Policy) {
+        self.engine.set_policy(p);
+    }
+
     /// One step at `now`.
     pub fn step(&mut self, now: Millis) -> anyhow::Result<StepReport> {
         let mut report = StepReport::default();
@@ -201,7 +210,12 @@ impl Agent {
         }
         let mut events = Vec::new();
         let mut last_seq = None;
-        while let Some(ev) = self.reader.next_event()? {
+        let mut budget = self.cfg.max_records_per_step;
+        while budget > 0 {
+            budget -= 1;
+            let Some(ev) = self.reader.next_event()? else {
+                break;
+            };
             match ev {
                 KmsgEvent::Record(r) => {
                     self.records += 1;

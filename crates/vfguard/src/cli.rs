@@ -81,6 +81,20 @@ pub enum Command {
     ///   vfguard simulate --log /tmp/kmsg.txt SCENARIO && vfguard scan --format kmsg /tmp/kmsg.txt
     #[command(verbatim_doc_comment)]
     Simulate(SimulateArgs),
+    /// Run the agent: read the kernel log, attribute faults, act by policy, journal everything.
+    ///
+    /// On a host: reads /dev/kmsg (resuming after the journal's cursor), samples VF and AER
+    /// counters, watches the topology, and acts through rtnetlink, sysfs and libvirt. With --sim
+    /// the same loop runs on the simulated host (`demo` for the built-in scenario). SIGTERM stops
+    /// it cleanly, SIGHUP reloads --config (an invalid file is refused and the running
+    /// configuration stays); systemd readiness and watchdog through NOTIFY_SOCKET.
+    ///
+    /// Examples:
+    ///   vfguard run --config /etc/vfguard/vfguard.toml
+    ///   vfguard run --sim demo --journal /tmp/demo.db
+    ///   vfguard run --sim testdata/scenarios/two-culprits.toml --speed 0 --journal /tmp/t.db
+    #[command(verbatim_doc_comment)]
+    Run(RunArgs),
     /// Show an incident's evidence chain from the journal: what the kernel said, how each line
     /// was attributed and with what confidence, each decision and the rule that made it, each
     /// action and its outcome.
@@ -99,6 +113,26 @@ pub enum DebugCommand {
         /// The PF's netdev.
         ifname: String,
     },
+}
+
+/// `vfguard run` options.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The configuration file (TOML; see deploy/vfguard.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The journal (overrides the configuration).
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Read sysfs, /proc and /run under DIR (overrides the configuration).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Run on the simulated host: a scenario file, or `demo`.
+    #[arg(long, value_name = "SCENARIO")]
+    pub sim: Option<String>,
+    /// With --sim: virtual seconds per wall-clock second (1: real time; 0: as fast as possible).
+    #[arg(long, default_value_t = 1.0, requires = "sim")]
+    pub speed: f64,
 }
 
 /// `vfguard demo` options.

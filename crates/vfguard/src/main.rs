@@ -3,6 +3,7 @@
 mod agent;
 mod cli;
 mod cmd;
+mod config;
 mod host;
 mod simrun;
 

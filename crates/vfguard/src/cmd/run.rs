@@ -1,0 +1,290 @@
+//! `vfguard run`: the agent as a service.
+//!
+//! The loop runs on its own thread (it blocks on the journal and the host); the main thread
+//! waits on signals: SIGTERM/SIGINT stop it after the step in flight (journal committed), SIGHUP
+//! reloads the configuration file (an invalid one is refused with the reason, and the running
+//! configuration stays). systemd is told READY=1 once the loop runs, WATCHDOG=1 from every step
+//! when a watchdog is set, STOPPING=1 on the way out.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use tokio::signal::unix::{signal, SignalKind};
+use vfguard_act::{Actuator, MemoryNotifier};
+use vfguard_engine::Policy;
+use vfguard_host::linux::{open_kmsg, NetlinkVfControl, NetlinkVfNet, Virsh};
+use vfguard_host::FsRoot;
+use vfguard_model::{Decision, IncidentId, Millis};
+use vfguard_sim::scenario::Scenario;
+use vfguard_sim::SimHost;
+
+use crate::agent::{Agent, AgentConfig, AgentHost};
+use crate::cli::RunArgs;
+use crate::config::Config;
+
+enum Control {
+    Stop,
+    Reload(Box<Policy>),
+}
+
+const DEMO: &str = include_str!("../../../../testdata/scenarios/demo.toml");
+
+/// Tells systemd something, when it asked to be told (`NOTIFY_SOCKET`).
+fn sd_notify(msg: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let _ = match bytes.strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name)
+                .and_then(|a| sock.send_to_addr(msg.as_bytes(), &a))
+        }
+        None => sock.send_to(msg.as_bytes(), PathBuf::from(path)),
+    };
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(j) = &args.journal {
+        cfg.journal = j.clone();
+    }
+    if let Some(r) = &args.root {
+        cfg.root = r.clone();
+    }
+    if let Some(parent) = cfg.journal.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(cfg, args))
+}
+
+async fn serve(cfg: Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let (tx, rx) = mpsc::channel::<Control>();
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
+    let sim = args.sim.clone();
+    let speed = args.speed;
+    let worker_cfg = cfg.clone();
+    std::thread::Builder::new()
+        .name("vfguard-agent".into())
+        .spawn(move || {
+            let r = agent_thread(&worker_cfg, sim.as_deref(), speed, &rx);
+            let _ = done_tx.send(r);
+        })
+        .context("starting the agent thread")?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            r = &mut done_rx => {
+                return match r {
+                    Ok(Ok(())) => Ok(ExitCode::SUCCESS),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => anyhow::bail!("the agent thread died"),
+                };
+            }
+            _ = term.recv() => { let _ = tx.send(Control::Stop); }
+            _ = int.recv() => { let _ = tx.send(Control::Stop); }
+            _ = hup.recv() => {
+                match &args.config {
+                    None => eprintln!("vfguard: SIGHUP: no --config file to reload"),
+                    Some(p) => match Config::load(p) {
+                        Ok(c) => {
+                            eprintln!("vfguard: reloaded {}", p.display());
+                            let _ = tx.send(Control::Reload(Box::new(c.policy)));
+                        }
+                        Err(e) => eprintln!("vfguard: reload refused: {e:#}; the running configuration stays"),
+                    },
+                }
+            }
+        }
+    }
+}
+
+fn wall_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn log(at: Millis, d: &Decision, owners: &mut std::collections::BTreeMap<IncidentId, String>) {
+    if let Decision::IncidentOpened {
+        incident, owner, ..
+    } = d
+    {
+        owners.insert(
+            *incident,
+            owner
+                .as_ref()
+                .map_or_else(|| "unknown".into(), vfguard_model::Owner::label),
+        );
+    }
+    if matches!(
+        d,
+        Decision::Attributed { .. } | Decision::ThresholdCrossed { .. }
+    ) {
+        return;
+    }
+    if let Some(line) = crate::simrun::describe(at, d, owners) {
+        eprintln!("vfguard: {}", line.trim_start());
+    }
+}
+
+fn agent_thread(
+    cfg: &Config,
+    sim: Option<&str>,
+    speed: f64,
+    rx: &mpsc::Receiver<Control>,
+) -> anyhow::Result<()> {
+    let agent_cfg = AgentConfig {
+        policy: cfg.policy.clone(),
+        topology_every_ms: cfg.topology_every_ms,
+        stats_every_ms: cfg.stats_every_ms,
+        replay_history: cfg.replay_history,
+        max_records_per_step: cfg.max_records_per_step,
+    };
+    let watchdog = std::env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|us| Duration::from_micros(us / 2));
+    let mut owners = std::collections::BTreeMap::new();
+    let mut last_ping = Instant::now();
+    let mut ping = || {
+        if let Some(every) = watchdog {
+            if last_ping.elapsed() >= every {
+                sd_notify("WATCHDOG=1");
+                last_ping = Instant::now();
+            }
+        }
+    };
+    match sim {
+        Some(name) => {
+            let scenario = if name == "demo" {
+                Scenario::parse("demo.toml (built in)", DEMO)
+            } else {
+                Scenario::load(std::path::Path::new(name))
+            }
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut host = SimHost::new(scenario).context("building the simulated host")?;
+            let notifier = Arc::new(MemoryNotifier::default());
+            let handles = AgentHost {
+                kmsg: host.kmsg(),
+                topology: host.topology_reader(),
+                vfnet: host.vfnet(),
+                fs: host.fs(),
+                actuator: Actuator {
+                    vfctl: host.vfctl(),
+                    vfnet: host.vfnet(),
+                    fs: host.fs(),
+                    vm: host.vmctl(),
+                    notifier,
+                },
+            };
+            let (mut agent, first) = Agent::start(agent_cfg, handles, Some(&cfg.journal), 0)?;
+            for (at, d) in &first.decisions {
+                log(*at, d, &mut owners);
+            }
+            sd_notify("READY=1");
+            eprintln!(
+                "vfguard: running on the simulated host {:?} ({}x)",
+                host.scenario().scenario.name,
+                speed
+            );
+            let started = Instant::now();
+            let duration = host.scenario().scenario.duration_ms;
+            let mut now = 0;
+            while now < duration {
+                match rx.try_recv() {
+                    Ok(Control::Stop) => break,
+                    Ok(Control::Reload(p)) => agent.set_policy(*p),
+                    Err(_) => {}
+                }
+                now = (now + cfg.step_ms).min(duration);
+                if speed > 0.0 {
+                    let due = Duration::from_secs_f64(now as f64 / 1000.0 / speed);
+                    if let Some(w) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(w);
+                    }
+                }
+                host.advance_to(now);
+                for (at, d) in agent.step(now)?.decisions {
+                    log(at, &d, &mut owners);
+                }
+                ping();
+            }
+        }
+        None => {
+            let kmsg = open_kmsg(&cfg.kmsg, true)
+                .with_context(|| format!("opening {}", cfg.kmsg.display()))?;
+            let fs: Arc<dyn vfguard_host::HostFs> = Arc::new(FsRoot::new(&cfg.root));
+            let vfnet: Arc<dyn vfguard_host::VfNet> = Arc::new(NetlinkVfNet);
+            let handles = AgentHost {
+                kmsg,
+                topology: crate::host::topology_reader(&cfg.root),
+                vfnet: vfnet.clone(),
+                fs: fs.clone(),
+                actuator: Actuator {
+                    vfctl: Arc::new(NetlinkVfControl),
+                    vfnet,
+                    fs,
+                    vm: Arc::new(Virsh::default()),
+                    notifier: Arc::new(crate::cmd::run::LogNotifier),
+                },
+            };
+            let (mut agent, first) =
+                Agent::start(agent_cfg, handles, Some(&cfg.journal), wall_ms())?;
+            for (at, d) in &first.decisions {
+                log(*at, d, &mut owners);
+            }
+            sd_notify("READY=1");
+            eprintln!("vfguard: running; journal {}", cfg.journal.display());
+            loop {
+                match rx.recv_timeout(Duration::from_millis(cfg.step_ms)) {
+                    Ok(Control::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    Ok(Control::Reload(p)) => agent.set_policy(*p),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                }
+                let now = wall_ms();
+                for (at, d) in agent.step(now)?.decisions {
+                    log(at, &d, &mut owners);
+                }
+                ping();
+            }
+        }
+    }
+    sd_notify("STOPPING=1");
+    eprintln!("vfguard: stopped; the journal is committed");
+    Ok(())
+}
+
+/// Notifications to the log (stderr; journald under systemd).
+pub struct LogNotifier;
+
+impl vfguard_act::Notifier for LogNotifier {
+    fn notify(&self, a: &vfguard_model::Action) -> std::io::Result<()> {
+        let owner = a
+            .owner
+            .as_ref()
+            .map_or_else(|| "unknown".to_owned(), vfguard_model::Owner::label);
+        eprintln!(
+            "vfguard: NOTIFY incident={} function={} owner={owner} rule={:?}",
+            a.incident.0, a.function, a.rule
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,162 @@
+//! The daemon's configuration file: `RawConfig` as written (TOML, every key optional), validated
+//! into `Config`; errors name the field and the value.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+use vfguard_engine::policy::RawPolicy;
+use vfguard_engine::Policy;
+
+/// As written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// The journal (SQLite).
+    pub journal: Option<PathBuf>,
+    /// The kernel log device (or a record file/FIFO).
+    pub kmsg: Option<PathBuf>,
+    /// Read sysfs, /proc and /run under this root.
+    pub root: Option<PathBuf>,
+    /// On a first start (no journal cursor): read the kernel log from its start, else tail it.
+    pub replay_history: Option<bool>,
+    /// The loop's period.
+    pub step: Option<String>,
+    /// Topology re-read period.
+    pub topology_every: Option<String>,
+    /// VF and AER counter sampling period.
+    pub stats_every: Option<String>,
+    /// The most kernel records one step reads (the rest waits for the next step).
+    pub max_records_per_step: Option<usize>,
+    /// The policy (docs/engine.md).
+    pub policy: Option<RawPolicy>,
+}
+
+/// Validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The journal.
+    pub journal: PathBuf,
+    /// The kernel log.
+    pub kmsg: PathBuf,
+    /// The host root.
+    pub root: PathBuf,
+    /// Replay history on a first start.
+    pub replay_history: bool,
+    /// The loop's period, ms.
+    pub step_ms: u64,
+    /// Topology period, ms.
+    pub topology_every_ms: u64,
+    /// Counters period, ms.
+    pub stats_every_ms: u64,
+    /// Records per step.
+    pub max_records_per_step: usize,
+    /// The policy.
+    pub policy: Policy,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            journal: PathBuf::from("/var/lib/vfguard/journal.db"),
+            kmsg: PathBuf::from("/dev/kmsg"),
+            root: PathBuf::from("/"),
+            replay_history: true,
+            step_ms: 100,
+            topology_every_ms: 5000,
+            stats_every_ms: 1000,
+            max_records_per_step: 20_000,
+            policy: Policy::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Parses and validates TOML.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| {
+                text.get(..s.start)
+                    .map_or(0, |t| t.matches('\n').count() + 1)
+            });
+            anyhow::anyhow!("line {}: {}", line.unwrap_or(0), e.message())
+        })?;
+        let mut c = Config::default();
+        let dur = |field: &str, v: &Option<String>, min: u64| -> anyhow::Result<Option<u64>> {
+            match v {
+                None => Ok(None),
+                Some(t) => {
+                    let ms = vfguard_engine::policy::parse_duration(field, t)?;
+                    if ms < min {
+                        anyhow::bail!("{field} ({t}) must be at least {min} ms");
+                    }
+                    Ok(Some(ms))
+                }
+            }
+        };
+        if let Some(j) = raw.journal {
+            c.journal = j;
+        }
+        if let Some(k) = raw.kmsg {
+            c.kmsg = k;
+        }
+        if let Some(r) = raw.root {
+            c.root = r;
+        }
+        if let Some(r) = raw.replay_history {
+            c.replay_history = r;
+        }
+        if let Some(ms) = dur("step", &raw.step, 1)? {
+            c.step_ms = ms;
+        }
+        if let Some(ms) = dur("topology_every", &raw.topology_every, 100)? {
+            c.topology_every_ms = ms;
+        }
+        if let Some(ms) = dur("stats_every", &raw.stats_every, 100)? {
+            c.stats_every_ms = ms;
+        }
+        if let Some(n) = raw.max_records_per_step {
+            if n == 0 {
+                anyhow::bail!("max_records_per_step (0) must be > 0");
+            }
+            c.max_records_per_step = n;
+        }
+        if let Some(p) = &raw.policy {
+            c.policy = Policy::validate(p).map_err(|e| anyhow::anyhow!("policy.{e}"))?;
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_errors_that_name_the_field() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.step_ms, 100);
+        let c = Config::parse("step = \"50ms\"\n[policy]\nmode = \"dry_run\"\n").unwrap();
+        assert_eq!(
+            (c.step_ms, c.policy.mode),
+            (50, vfguard_engine::Mode::DryRun)
+        );
+        let e = Config::parse("stats_every = \"5ms\"")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "stats_every (5ms) must be at least 100 ms");
+        let e = Config::parse("[policy]\nquarantine_vlan = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "policy.quarantine_vlan (0) must be 1..=4094");
+        let e = format!("{:#}", Config::parse("jornal = \"x\"").unwrap_err());
+        assert!(e.starts_with("line 1: unknown field `jornal`"), "{e}");
+    }
+}

@@ -1,0 +1,191 @@
+//! `vfguard run` as a process: kill -9 mid-scenario and restart on the same journal (no event
+//! lost, no action repeated), SIGHUP with a bad configuration keeps the old one, SIGTERM stops
+//! cleanly.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_wrap)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vfguard_journal::{Entry, Journal};
+use vfguard_model::{Decision, Observation};
+
+fn spawn(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_vfguard"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn scenario(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/scenarios")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// Reads stderr lines until one contains `needle` (or the deadline passes).
+fn wait_for(
+    lines: &mut impl Iterator<Item = String>,
+    needle: &str,
+    deadline: Duration,
+) -> Vec<String> {
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    for l in lines.by_ref() {
+        let hit = l.contains(needle);
+        seen.push(l);
+        if hit || start.elapsed() > deadline {
+            break;
+        }
+    }
+    seen
+}
+
+#[test]
+fn kill_9_mid_scenario_then_restart_loses_no_event_and_repeats_no_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let sc = scenario("two-culprits.toml");
+    let mut child = spawn(&[
+        "run",
+        "--sim",
+        &sc,
+        "--speed",
+        "10",
+        "--journal",
+        db.to_str().unwrap(),
+    ]);
+    let mut lines = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    // Wait until the agent has acted at least once, then kill it without warning.
+    let seen = wait_for(&mut lines, "reset_vf", Duration::from_secs(20));
+    assert!(seen.iter().any(|l| l.contains("reset_vf")), "{seen:?}");
+    unsafe_kill(child.id(), 9);
+    let _ = child.wait();
+    let before = Journal::open(&db).unwrap().replay().unwrap().len();
+    assert!(before > 0);
+    // Restart on the same journal and run to the end.
+    let out = Command::new(env!("CARGO_BIN_EXE_vfguard"))
+        .args([
+            "run",
+            "--sim",
+            &sc,
+            "--speed",
+            "0",
+            "--journal",
+            db.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = Journal::open(&db).unwrap();
+    let entries = j.replay().unwrap();
+    // No kernel record was taken twice, and none after the first run's cursor was skipped.
+    let seqs: Vec<u64> = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Observation(o) => match &o.observation {
+                Observation::Fault(f) => f.seq,
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    let unique: BTreeSet<u64> = seqs.iter().copied().collect();
+    assert_eq!(unique.len(), seqs.len(), "a record was journalled twice");
+    // No action id was carried out twice (the journal also refuses a duplicate intent).
+    let intents: Vec<u64> = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Intent { action, .. } => Some(action.id.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(intents.iter().collect::<BTreeSet<_>>().len(), intents.len());
+    assert!(
+        j.pending_intents().unwrap().is_empty(),
+        "every intent has its outcome"
+    );
+    // Both culprits were contained, across the crash.
+    let contained = entries
+        .iter()
+        .filter(
+            |e| matches!(e, Entry::Decision(d) if matches!(d.decision, Decision::Contained { .. })),
+        )
+        .count();
+    assert!(contained >= 2, "{contained} containments");
+}
+
+#[test]
+fn sighup_with_a_bad_config_keeps_the_old_one_and_sigterm_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let cfg = dir.path().join("vfguard.toml");
+    std::fs::write(&cfg, "[policy]\nmode = \"dry_run\"\n").unwrap();
+    let sc = scenario("mdd-flood-i40e.toml");
+    let mut child = spawn(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--sim",
+        &sc,
+        "--speed",
+        "1",
+        "--journal",
+        db.to_str().unwrap(),
+    ]);
+    let mut lines = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let seen = wait_for(
+        &mut lines,
+        "running on the simulated host",
+        Duration::from_secs(20),
+    );
+    assert!(seen.last().unwrap().contains("running"), "{seen:?}");
+    std::fs::write(&cfg, "[policy]\nquarantine_vlan = 9999\n").unwrap();
+    unsafe_kill(child.id(), 1);
+    let seen = wait_for(&mut lines, "reload", Duration::from_secs(20));
+    let last = seen.last().unwrap();
+    assert!(
+        last.contains("reload refused")
+            && last.contains("quarantine_vlan (9999)")
+            && last.contains("running configuration stays"),
+        "{last}"
+    );
+    std::fs::write(&cfg, "[policy]\nmode = \"observe\"\n").unwrap();
+    unsafe_kill(child.id(), 1);
+    let seen = wait_for(&mut lines, "reloaded", Duration::from_secs(20));
+    assert!(seen.last().unwrap().contains("reloaded"), "{seen:?}");
+    unsafe_kill(child.id(), 15);
+    let rest: Vec<String> = lines.collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("stopped; the journal is committed")),
+        "{rest:?}"
+    );
+}
+
+fn unsafe_kill(pid: u32, sig: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
