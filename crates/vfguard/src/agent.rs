@@ -45,6 +45,10 @@ pub struct AgentConfig {
     /// The most records one step reads; the rest wait for the next step, so that a storm never
     /// delays the actions it calls for by more than one step.
     pub max_records_per_step: usize,
+    /// Journal retention: rows older than this go (open incidents' rows stay).
+    pub retention_age_ms: Millis,
+    /// Journal retention: at most this many observations are kept.
+    pub retention_rows: u64,
 }
 
 impl Default for AgentConfig {
@@ -55,6 +59,8 @@ impl Default for AgentConfig {
             stats_every_ms: 1000,
             replay_history: true,
             max_records_per_step: 20_000,
+            retention_age_ms: 30 * 24 * 3_600_000,
+            retention_rows: 10_000_000,
         }
     }
 }
@@ -98,6 +104,7 @@ pub struct Agent {
     journal: Option<Journal>,
     last_topology: Millis,
     last_stats: Millis,
+    last_retention: Millis,
     aer_last: HashMap<Bdf, vfguard_model::AerCounters>,
     aer_logged: HashMap<Bdf, u64>,
     /// Records read, gaps seen.
@@ -160,6 +167,7 @@ impl Agent {
             journal,
             last_topology: now,
             last_stats: now,
+            last_retention: now,
             aer_last: HashMap::new(),
             aer_logged: HashMap::new(),
             records: 0,
@@ -246,6 +254,12 @@ impl Agent {
         queue.push(Observation::Tick);
         // The records read this step are covered by the first batch of the step.
         self.process_with_cursor(queue, now, &mut report, last_seq)?;
+        if now >= self.last_retention + 3_600_000 {
+            self.last_retention = now;
+            if let Some(j) = self.journal.as_mut() {
+                j.apply_retention(now, self.cfg.retention_age_ms, self.cfg.retention_rows)?;
+            }
+        }
         Ok(report)
     }
 

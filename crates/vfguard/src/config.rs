@@ -28,6 +28,10 @@ pub struct RawConfig {
     pub stats_every: Option<String>,
     /// The most kernel records one step reads (the rest waits for the next step).
     pub max_records_per_step: Option<usize>,
+    /// Journal rows older than this are deleted (open incidents' rows stay).
+    pub retention_age: Option<String>,
+    /// At most this many observations are kept in the journal.
+    pub retention_rows: Option<u64>,
     /// The policy (docs/engine.md).
     pub policy: Option<RawPolicy>,
 }
@@ -51,6 +55,10 @@ pub struct Config {
     pub stats_every_ms: u64,
     /// Records per step.
     pub max_records_per_step: usize,
+    /// Retention age, ms.
+    pub retention_age_ms: u64,
+    /// Retention rows.
+    pub retention_rows: u64,
     /// The policy.
     pub policy: Policy,
 }
@@ -66,6 +74,8 @@ impl Default for Config {
             topology_every_ms: 5000,
             stats_every_ms: 1000,
             max_records_per_step: 20_000,
+            retention_age_ms: 30 * 24 * 3_600_000,
+            retention_rows: 10_000_000,
             policy: Policy::default(),
         }
     }
@@ -128,6 +138,15 @@ impl Config {
             }
             c.max_records_per_step = n;
         }
+        if let Some(ms) = dur("retention_age", &raw.retention_age, 60_000)? {
+            c.retention_age_ms = ms;
+        }
+        if let Some(n) = raw.retention_rows {
+            if n == 0 {
+                anyhow::bail!("retention_rows (0) must be > 0");
+            }
+            c.retention_rows = n;
+        }
         if let Some(p) = &raw.policy {
             c.policy = Policy::validate(p).map_err(|e| anyhow::anyhow!("policy.{e}"))?;
         }
@@ -138,6 +157,22 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shipped_config_file_is_the_defaults() {
+        let text = include_str!("../../../deploy/vfguard.toml");
+        let c = Config::parse(text).unwrap();
+        let d = Config::default();
+        assert_eq!(
+            (c.step_ms, c.topology_every_ms, c.stats_every_ms),
+            (d.step_ms, d.topology_every_ms, d.stats_every_ms)
+        );
+        assert_eq!(
+            (c.retention_age_ms, c.retention_rows, c.max_records_per_step),
+            (d.retention_age_ms, d.retention_rows, d.max_records_per_step)
+        );
+        assert_eq!(c.policy, d.policy);
+    }
 
     #[test]
     fn defaults_and_errors_that_name_the_field() {

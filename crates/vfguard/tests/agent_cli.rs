@@ -128,3 +128,30 @@ fn a_journalled_run_is_explained_from_the_journal() {
     assert_eq!(nojournal.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&nojournal.stderr).contains("no journal at /nonexistent/j.db"));
 }
+
+#[test]
+fn every_scenario_passes_with_the_agent_acting() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/scenarios");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut n = 0;
+    for f in files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+    {
+        let out = vfguard(&["simulate", "--json", f.to_str().unwrap()]);
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            f.display(),
+            r["expectations"]
+        );
+        n += 1;
+    }
+    assert!(n >= 12);
+}

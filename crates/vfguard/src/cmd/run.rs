@@ -157,6 +157,8 @@ fn agent_thread(
         stats_every_ms: cfg.stats_every_ms,
         replay_history: cfg.replay_history,
         max_records_per_step: cfg.max_records_per_step,
+        retention_age_ms: cfg.retention_age_ms,
+        retention_rows: cfg.retention_rows,
     };
     let watchdog = std::env::var("WATCHDOG_USEC")
         .ok()
