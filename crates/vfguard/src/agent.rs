@@ -88,6 +88,9 @@ pub struct StepReport {
     pub outcomes: Vec<vfguard_model::ActionOutcome>,
     /// Fault kinds attributed per incident.
     pub kinds: Vec<(IncidentId, FaultKind)>,
+    /// For each action carried out: how long after the step began (its records were read) the
+    /// actuator returned.
+    pub acted_after: Vec<std::time::Duration>,
 }
 
 /// The loop's state.
@@ -105,6 +108,7 @@ pub struct Agent {
     last_topology: Millis,
     last_stats: Millis,
     last_retention: Millis,
+    step_started: Option<std::time::Instant>,
     aer_last: HashMap<Bdf, vfguard_model::AerCounters>,
     aer_logged: HashMap<Bdf, u64>,
     /// Records read, gaps seen.
@@ -168,6 +172,7 @@ impl Agent {
             last_topology: now,
             last_stats: now,
             last_retention: now,
+            step_started: None,
             aer_last: HashMap::new(),
             aer_logged: HashMap::new(),
             records: 0,
@@ -213,9 +218,7 @@ impl Agent {
     /// One step at `now`.
     pub fn step(&mut self, now: Millis) -> anyhow::Result<StepReport> {
         let mut report = StepReport::default();
-        if now >= self.last_topology + self.cfg.topology_every_ms {
-            self.refresh_topology(now);
-        }
+        self.step_started = Some(std::time::Instant::now());
         let mut events = Vec::new();
         let mut last_seq = None;
         let mut budget = self.cfg.max_records_per_step;
@@ -254,6 +257,10 @@ impl Agent {
         queue.push(Observation::Tick);
         // The records read this step are covered by the first batch of the step.
         self.process_with_cursor(queue, now, &mut report, last_seq)?;
+        // Housekeeping after the actions, never before them.
+        if now >= self.last_topology + self.cfg.topology_every_ms {
+            self.refresh_topology(now);
+        }
         if now >= self.last_retention + 3_600_000 {
             self.last_retention = now;
             if let Some(j) = self.journal.as_mut() {
@@ -396,6 +403,9 @@ impl Agent {
                     j.record_outcome(&o)?;
                 }
                 detached |= a.kind == ActionKind::Detach && o.error.is_none();
+                if let Some(t0) = self.step_started {
+                    report.acted_after.push(t0.elapsed());
+                }
                 report.outcomes.push(o.clone());
                 round.push(Observation::Outcome(o));
             }

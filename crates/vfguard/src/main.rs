@@ -1,11 +1,7 @@
 //! `vfguard`: the one binary. CLI subcommands and, later, the daemon wiring.
 
-mod agent;
 mod cli;
 mod cmd;
-mod config;
-mod host;
-mod simrun;
 
 use std::process::ExitCode;
 

@@ -31,7 +31,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         println!("timeline:");
     }
     let quiet = args.json;
-    let report = crate::simrun::run(
+    let report = vfguard::simrun::run(
         &mut sim,
         vfguard_engine::Policy::default(),
         100,

@@ -22,9 +22,9 @@ use vfguard_model::{Decision, IncidentId, Millis};
 use vfguard_sim::scenario::Scenario;
 use vfguard_sim::SimHost;
 
-use crate::agent::{Agent, AgentConfig, AgentHost};
 use crate::cli::RunArgs;
-use crate::config::Config;
+use vfguard::agent::{Agent, AgentConfig, AgentHost};
+use vfguard::config::Config;
 
 enum Control {
     Stop,
@@ -140,7 +140,7 @@ fn log(at: Millis, d: &Decision, owners: &mut std::collections::BTreeMap<Inciden
     ) {
         return;
     }
-    if let Some(line) = crate::simrun::describe(at, d, owners) {
+    if let Some(line) = vfguard::simrun::describe(at, d, owners) {
         eprintln!("vfguard: {}", line.trim_start());
     }
 }
@@ -237,7 +237,7 @@ fn agent_thread(
             let vfnet: Arc<dyn vfguard_host::VfNet> = Arc::new(NetlinkVfNet);
             let handles = AgentHost {
                 kmsg,
-                topology: crate::host::topology_reader(&cfg.root),
+                topology: vfguard::host::topology_reader(&cfg.root),
                 vfnet: vfnet.clone(),
                 fs: fs.clone(),
                 actuator: Actuator {

@@ -43,7 +43,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         host_only(&mut sim)
     } else {
         let quiet = args.json;
-        crate::simrun::run(
+        vfguard::simrun::run(
             &mut sim,
             policy,
             100,

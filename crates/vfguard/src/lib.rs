@@ -1,0 +1,8 @@
+//! The agent's wiring, shared by the `vfguard` binary, its benchmarks and its tests: the loop
+//! ([`agent`]), its configuration ([`config`]), the choice of host ([`host`]) and scenario runs
+//! on the simulated host ([`simrun`]).
+
+pub mod agent;
+pub mod config;
+pub mod host;
+pub mod simrun;
