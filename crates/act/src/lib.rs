@@ -10,6 +10,8 @@
 //! - Errors keep the kernel's errno name (`EOPNOTSUPP`, `EBUSY`...) so the policy can step to
 //!   another rung; nothing is silent.
 
+pub mod webhook;
+
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -34,6 +34,20 @@ pub struct RawConfig {
     pub retention_rows: Option<u64>,
     /// The policy (docs/engine.md).
     pub policy: Option<RawPolicy>,
+    /// Where notifications go beside the log.
+    pub notify: Option<RawNotify>,
+}
+
+/// `[notify]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    /// A webhook URL (`http://` or `https://`): a JSON POST per notification.
+    pub webhook: Option<String>,
+    /// Per attempt.
+    pub timeout: Option<String>,
+    /// Attempts after the first (backoff doubling from 500 ms).
+    pub retries: Option<u32>,
 }
 
 /// Validated.
@@ -59,6 +73,8 @@ pub struct Config {
     pub retention_age_ms: u64,
     /// Retention rows.
     pub retention_rows: u64,
+    /// The webhook, when configured.
+    pub webhook: Option<vfguard_act::webhook::WebhookConfig>,
     /// The policy.
     pub policy: Policy,
 }
@@ -76,6 +92,7 @@ impl Default for Config {
             max_records_per_step: 20_000,
             retention_age_ms: 30 * 24 * 3_600_000,
             retention_rows: 10_000_000,
+            webhook: None,
             policy: Policy::default(),
         }
     }
@@ -147,6 +164,21 @@ impl Config {
             }
             c.retention_rows = n;
         }
+        if let Some(n) = &raw.notify {
+            if let Some(url) = &n.webhook {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    anyhow::bail!("notify.webhook ({url}) must be an http:// or https:// URL");
+                }
+                let timeout = dur("notify.timeout", &n.timeout, 100)?.unwrap_or(5_000);
+                c.webhook = Some(vfguard_act::webhook::WebhookConfig {
+                    url: url.clone(),
+                    timeout: std::time::Duration::from_millis(timeout),
+                    retries: n.retries.unwrap_or(3),
+                    backoff: std::time::Duration::from_millis(500),
+                    queue: 1024,
+                });
+            }
+        }
         if let Some(p) = &raw.policy {
             c.policy = Policy::validate(p).map_err(|e| anyhow::anyhow!("policy.{e}"))?;
         }
@@ -191,6 +223,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(e, "policy.quarantine_vlan (0) must be 1..=4094");
+        let e = Config::parse("[notify]\nwebhook = \"ftp://x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "notify.webhook (ftp://x) must be an http:// or https:// URL"
+        );
+        let c =
+            Config::parse("[notify]\nwebhook = \"http://127.0.0.1:9/h\"\nretries = 1\n").unwrap();
+        assert_eq!(c.webhook.unwrap().retries, 1);
         let e = format!("{:#}", Config::parse("jornal = \"x\"").unwrap_err());
         assert!(e.starts_with("line 1: unknown field `jornal`"), "{e}");
     }

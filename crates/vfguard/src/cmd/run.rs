@@ -183,7 +183,10 @@ fn agent_thread(
             }
             .map_err(|e| anyhow::anyhow!("{e}"))?;
             let mut host = SimHost::new(scenario).context("building the simulated host")?;
-            let notifier = Arc::new(MemoryNotifier::default());
+            let notes: Arc<dyn vfguard_act::Notifier> = match &cfg.webhook {
+                Some(_) => notifier(cfg)?,
+                None => Arc::new(MemoryNotifier::default()),
+            };
             let handles = AgentHost {
                 kmsg: host.kmsg(),
                 topology: host.topology_reader(),
@@ -194,7 +197,7 @@ fn agent_thread(
                     vfnet: host.vfnet(),
                     fs: host.fs(),
                     vm: host.vmctl(),
-                    notifier,
+                    notifier: notes,
                 },
             };
             let (mut agent, first) = Agent::start(agent_cfg, handles, Some(&cfg.journal), 0)?;
@@ -245,7 +248,7 @@ fn agent_thread(
                     vfnet,
                     fs,
                     vm: Arc::new(Virsh::default()),
-                    notifier: Arc::new(crate::cmd::run::LogNotifier),
+                    notifier: notifier(cfg)?,
                 },
             };
             let (mut agent, first) =
@@ -272,6 +275,25 @@ fn agent_thread(
     sd_notify("STOPPING=1");
     eprintln!("vfguard: stopped; the journal is committed");
     Ok(())
+}
+
+/// The log, and the webhook when one is configured.
+fn notifier(cfg: &Config) -> anyhow::Result<Arc<dyn vfguard_act::Notifier>> {
+    Ok(match &cfg.webhook {
+        None => Arc::new(LogNotifier),
+        Some(w) => Arc::new(Both(vfguard_act::webhook::WebhookNotifier::start(
+            w.clone(),
+        )?)),
+    })
+}
+
+struct Both(vfguard_act::webhook::WebhookNotifier);
+
+impl vfguard_act::Notifier for Both {
+    fn notify(&self, a: &vfguard_model::Action) -> std::io::Result<()> {
+        vfguard_act::Notifier::notify(&LogNotifier, a)?;
+        self.0.notify(a)
+    }
 }
 
 /// Notifications to the log (stderr; journald under systemd).
