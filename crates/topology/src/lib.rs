@@ -153,10 +153,51 @@ impl TopologyReader {
     }
 }
 
+impl TopologyReader {
+    /// A cheap signature of what usually changes when the map does: the PCI functions present,
+    /// each known PF's `sriov_numvfs` and driver, each known VF's driver, libvirt's live domains,
+    /// the named namespaces, and whether each known VM process still runs. A few syscalls per
+    /// function instead of the dozens a full read costs; [`TopologyWatcher::probe`] uses it to
+    /// re-read only when something moved.
+    pub fn signature(&self, last: &Topology) -> u64 {
+        let fs = self.fs.as_ref();
+        let mut h = DefaultHasher::new();
+        let list = |p: &str| fs.list(std::path::Path::new(p)).unwrap_or_default();
+        list("/sys/bus/pci/devices").hash(&mut h);
+        list("/run/libvirt/qemu").hash(&mut h);
+        list("/run/netns").hash(&mut h);
+        let link = |p: String| fs.read_link(std::path::Path::new(&p)).ok();
+        let mut pids = Vec::new();
+        for pf in &last.pfs {
+            fs.read(std::path::Path::new(&format!(
+                "/sys/bus/pci/devices/{}/sriov_numvfs",
+                pf.bdf
+            )))
+            .ok()
+            .hash(&mut h);
+            link(format!("/sys/bus/pci/devices/{}/driver", pf.bdf)).hash(&mut h);
+            pids.extend(pf.owner.pid);
+            for vf in &pf.vfs {
+                link(format!("/sys/bus/pci/devices/{}/driver", vf.bdf)).hash(&mut h);
+                pids.extend(vf.owner.pid);
+            }
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        for pid in pids {
+            fs.read(std::path::Path::new(&format!("/proc/{pid}/comm")))
+                .is_ok()
+                .hash(&mut h);
+        }
+        h.finish()
+    }
+}
+
 /// Re-reads the topology and versions it: the version rises whenever the structure changes.
 pub struct TopologyWatcher {
     reader: TopologyReader,
     fingerprint: Option<u64>,
+    signature: Option<u64>,
     version: u64,
 }
 
@@ -166,8 +207,21 @@ impl TopologyWatcher {
         TopologyWatcher {
             reader,
             fingerprint: None,
+            signature: None,
             version: 0,
         }
+    }
+
+    /// Re-reads the map only when its cheap signature moved since the last read (see
+    /// [`TopologyReader::signature`]); returns the new map when it did.
+    pub fn probe(&mut self, last: &Topology) -> Option<(Topology, bool)> {
+        let sig = self.reader.signature(last);
+        if self.signature == Some(sig) {
+            return None;
+        }
+        let r = self.refresh();
+        self.signature = Some(self.reader.signature(&r.0));
+        Some(r)
     }
 
     /// A fresh snapshot, and whether its structure differs from the previous one.

@@ -179,6 +179,35 @@ fn numvfs_change_bumps_the_version_and_remaps_indices() {
 }
 
 #[test]
+fn probe_rereads_only_when_the_signature_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = build(dir.path());
+    let mut w = TopologyWatcher::new(reader(dir.path()));
+    let (t1, _) = w
+        .probe(&Topology::default())
+        .expect("the first probe always reads");
+    assert!(w.probe(&t1).is_none(), "nothing moved");
+    assert!(w.probe(&t1).is_none(), "still nothing");
+    // Fewer VFs: sriov_numvfs and the PCI device list change.
+    let new = |i: u16| Bdf::new(0, 0x3b, 0x0a, u8::try_from(i).unwrap()).unwrap();
+    f.set_vfs(b(PF), 2, new, |_, bdf| FunctionSpec::new(bdf))
+        .unwrap();
+    let (t2, changed) = w.probe(&t1).expect("numvfs moved");
+    assert!(changed);
+    assert_eq!(t2.pf(b(PF)).unwrap().vfs.len(), 2);
+    assert!(w.probe(&t2).is_none());
+    // A VM process exiting is seen without a full read.
+    f.remove_process(4300).unwrap();
+    let (t3, changed) = w.probe(&t2).expect("a VM exited");
+    assert!(changed);
+    assert_eq!(
+        t3.pf(b("0000:5e:00.1")).unwrap().owner.kind,
+        OwnerKind::None
+    );
+    assert!(w.probe(&t3).is_none());
+}
+
+#[test]
 fn bad_input_gives_partial_results_with_warnings() {
     let dir = tempfile::tempdir().unwrap();
     let f = build(dir.path());
