@@ -31,6 +31,9 @@ use vfguard_parse::{kmsg_line, Classifier};
 use vfguard_sources::{KmsgEvent, KmsgReader};
 use vfguard_topology::{TopologyReader, TopologyWatcher};
 
+/// The host map is read in full at least this often, whatever its signature says.
+pub const FULL_TOPOLOGY_MS: Millis = 60_000;
+
 /// How the loop samples the host.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -106,11 +109,13 @@ pub struct Agent {
     actuator: Actuator,
     journal: Option<Journal>,
     last_topology: Millis,
+    last_full_topology: Millis,
     last_stats: Millis,
     last_retention: Millis,
     step_started: Option<std::time::Instant>,
     aer_last: HashMap<Bdf, vfguard_model::AerCounters>,
     aer_logged: HashMap<Bdf, u64>,
+    aer_absent: std::collections::HashSet<Bdf>,
     /// Records read, gaps seen.
     pub records: u64,
     /// Records known lost to overruns.
@@ -170,11 +175,13 @@ impl Agent {
             actuator: host.actuator,
             journal,
             last_topology: now,
+            last_full_topology: now,
             last_stats: now,
             last_retention: now,
             step_started: None,
             aer_last: HashMap::new(),
             aer_logged: HashMap::new(),
+            aer_absent: std::collections::HashSet::new(),
             records: 0,
             lost: 0,
         };
@@ -259,7 +266,7 @@ impl Agent {
         self.process_with_cursor(queue, now, &mut report, last_seq)?;
         // Housekeeping after the actions, never before them.
         if now >= self.last_topology + self.cfg.topology_every_ms {
-            self.refresh_topology(now);
+            self.watch_topology(now);
         }
         if now >= self.last_retention + 3_600_000 {
             self.last_retention = now;
@@ -272,8 +279,29 @@ impl Agent {
 
     fn refresh_topology(&mut self, now: Millis) {
         let (t, _) = self.watcher.refresh();
+        // Ask again, at each full read, functions that had no AER files (one may have been
+        // caught mid-reset).
+        self.aer_absent.clear();
         self.topo = t;
         self.last_topology = now;
+        self.last_full_topology = now;
+    }
+
+    /// Every `topology_every_ms`: re-read the map if its cheap signature moved, and in full at
+    /// least every [`FULL_TOPOLOGY_MS`] (changes the signature cannot see: a netdev moving
+    /// namespace, a new QEMU holding a group).
+    fn watch_topology(&mut self, now: Millis) {
+        if now >= self.last_full_topology + FULL_TOPOLOGY_MS {
+            self.refresh_topology(now);
+            return;
+        }
+        self.last_topology = now;
+        if let Some((t, changed)) = self.watcher.probe(&self.topo) {
+            if changed {
+                self.aer_absent.clear();
+            }
+            self.topo = t;
+        }
     }
 
     /// VF counters of every PF with VFs, and AER counter deltas the log did not account for.
@@ -312,8 +340,18 @@ impl Agent {
             )
             .collect();
         for f in functions {
-            let Ok(Some(now)) = vfguard_sources::aer::read_counters(self.fs.as_ref(), f) else {
+            // A function without AER files (no capability, or no OS control) stays without them
+            // until the map changes; do not ask again every second.
+            if self.aer_absent.contains(&f) {
                 continue;
+            }
+            let now = match vfguard_sources::aer::read_counters(self.fs.as_ref(), f) {
+                Ok(Some(now)) => now,
+                Ok(None) => {
+                    self.aer_absent.insert(f);
+                    continue;
+                }
+                Err(_) => continue,
             };
             let logged = self.aer_logged.remove(&f).unwrap_or(0);
             if let Some(prev) = self.aer_last.insert(f, now.clone()) {
