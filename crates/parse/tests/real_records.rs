@@ -36,3 +36,20 @@ fn igb_on_linux_6_1_mac_override_records() {
         .message
         .ends_with("\nReload the VF driver to resume operations"));
 }
+
+/// The record igbvf logged in the QEMU guest (tests/qemu, seq 383) as each VF's driver loaded:
+/// a VF reset that is the PF's doing, so it must not count against the tenant (Info).
+#[test]
+fn igbvf_pf_still_resetting_is_an_info_vf_reset() {
+    let text = b"3,383,3976431,-;igbvf 0000:01:10.0: PF still resetting\n SUBSYSTEM=pci\n DEVICE=+pci:0000:01:10.0\n";
+    let (events, _) = scan_text(text, FormatHint::Kmsg);
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(e.kind, FaultKind::VfReset);
+    assert_eq!(e.severity, vfguard_model::Severity::Info);
+    assert_eq!(
+        e.function.map(|f| f.to_string()).as_deref(),
+        Some("0000:01:10.0")
+    );
+    assert_eq!(e.seq, Some(383));
+}

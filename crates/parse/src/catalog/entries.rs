@@ -1098,6 +1098,9 @@ pub static ENTRIES: &[Entry] = &[
         source: VF_PF_RESETTING,
         format: "PF still resetting\n",
         kind: R::Fixed(K::VfReset),
+        // The VF driver finding its PF busy (at load, after any PF reset): a consequence, never
+        // evidence against the tenant, so it does not count towards an incident.
+        severity: S::Info,
         scope: Scope::Own,
         since: "igbvf netdev.c igbvf_reset() (dev_err); ixgbevf prints it at debug level",
         example: "igbvf 0000:03:10.0: PF still resetting",
