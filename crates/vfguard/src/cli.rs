@@ -99,6 +99,9 @@ pub enum Command {
     /// was attributed and with what confidence, each decision and the rule that made it, each
     /// action and its outcome.
     Explain(ExplainArgs),
+    /// List the incidents in the journal: id, function, PF, state, owner, when opened. Filter
+    /// with --open, --owner, --pf; `vfguard explain ID` then shows one in full.
+    Incidents(IncidentsArgs),
     /// Developer tools: capture kernel data for test fixtures.
     #[command(hide = true, subcommand)]
     Debug(DebugCommand),
@@ -163,6 +166,30 @@ pub struct ExplainArgs {
     )]
     pub journal: PathBuf,
     /// One JSON object.
+    #[arg(short = 'j', long)]
+    pub json: bool,
+}
+
+/// `vfguard incidents` options.
+#[derive(Debug, clap::Args)]
+pub struct IncidentsArgs {
+    /// The journal to read.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/var/lib/vfguard/journal.db"
+    )]
+    pub journal: PathBuf,
+    /// Only incidents not yet closed.
+    #[arg(long)]
+    pub open: bool,
+    /// Only incidents of this owner: a label (`vm:web-7`), a name (`web-7`) or a UUID.
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
+    /// Only incidents on this PF (e.g. 0000:3b:00.0).
+    #[arg(long, value_name = "BDF")]
+    pub pf: Option<vfguard_model::Bdf>,
+    /// One JSON array.
     #[arg(short = 'j', long)]
     pub json: bool,
 }

@@ -124,6 +124,54 @@ fn a_journalled_run_is_explained_from_the_journal() {
     assert!(v["actions"].as_array().unwrap().len() >= 4);
     let missing = vfguard(&["explain", "--journal", db.to_str().unwrap(), "99"]);
     assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("`vfguard incidents`"));
+    // The list the error points to.
+    let list = vfguard(&["incidents", "--journal", db.to_str().unwrap()]);
+    assert_eq!(list.status.code(), Some(0));
+    let text = String::from_utf8(list.stdout).unwrap();
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap_or_else(|| panic!("no row for incident 1:\n{text}"));
+    for want in [
+        "0000:03:00.1",
+        "0000:02:00.0",
+        "contained",
+        "vm:vlan-hopper",
+    ] {
+        assert!(row.contains(want), "{want} missing from {row}");
+    }
+    let json = vfguard(&["incidents", "--json", "--journal", db.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v[0]["id"], 1);
+    assert_eq!(v[0]["state"], "contained");
+    assert_eq!(v[0]["function"], "0000:03:00.1");
+    // Filters: nobody else owns anything here, and a contained incident is still open.
+    let other = vfguard(&[
+        "incidents",
+        "--owner",
+        "vm:nobody",
+        "--journal",
+        db.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&other.stdout).contains("no incidents"));
+    let open = vfguard(&[
+        "incidents",
+        "--open",
+        "--json",
+        "--journal",
+        db.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&open.stdout).unwrap();
+    assert_eq!(v[0]["id"], 1);
+    let bad = vfguard(&[
+        "incidents",
+        "--pf",
+        "3b:00",
+        "--journal",
+        db.to_str().unwrap(),
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
     let nojournal = vfguard(&["explain", "--journal", "/nonexistent/j.db", "1"]);
     assert_eq!(nojournal.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&nojournal.stderr).contains("no journal at /nonexistent/j.db"));

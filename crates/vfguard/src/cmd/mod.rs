@@ -3,6 +3,7 @@
 mod catalog;
 mod demo;
 mod explain;
+mod incidents;
 mod inventory;
 pub mod run;
 mod scan;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inventory(args) => inventory::run(&args),
         Command::Simulate(args) => simulate::run(&args),
         Command::Explain(args) => explain::run(&args),
+        Command::Incidents(args) => incidents::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Debug(DebugCommand::NetlinkCapture { ifname }) => netlink_capture(&ifname),
