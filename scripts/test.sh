@@ -1,6 +1,21 @@
 #!/usr/bin/env bash
-# The project's test command (README): everything `cargo test` covers, on a fresh machine.
-# Anything a test needs is installed here, never by hand.
+# The project's test command (README): everything `cargo test` covers, then the end-to-end test
+# against the real igb/igbvf drivers in a QEMU guest (tests/qemu/run.sh: it installs QEMU and
+# the guest kernel itself on a fresh machine, which needs root). Anything a test needs is
+# installed here, never by hand.
+#
+#   scripts/test.sh [CARGO TEST ARGS]   with arguments, only `cargo test` with them
+#   VFGUARD_NO_QEMU=1 scripts/test.sh   everything but the QEMU test
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --locked "$@"
+[ $# -eq 0 ] || exit 0
+if [ "${VFGUARD_NO_QEMU:-0}" = 1 ]; then
+    echo "test.sh: the QEMU test was not run (VFGUARD_NO_QEMU=1)"
+elif [ "$(id -u)" != 0 ]; then
+    echo "test.sh: the QEMU test was not run: it needs root (it installs QEMU and a guest kernel with apt);" \
+        "run: sudo tests/qemu/run.sh" >&2
+else
+    echo "== tests/qemu/run.sh"
+    tests/qemu/run.sh
+fi

@@ -3,7 +3,7 @@
 #
 # Produces, under target/qemu-guest/:
 #   vmlinuz              stock Debian kernel (extracted from the .deb, never installed)
-#   base.cpio.gz         busybox, iproute2 `ip`, kernel modules, /init, /sbin/modload
+#   base.cpio.gz         busybox, iproute2 `ip`, jq, kernel modules, /init, /sbin/modload
 #   vfguard.cpio.gz      /vfguard and its shared libraries
 #   kernel-release       the guest kernel's `uname -r`
 # boot.sh concatenates these layers with a per-run layer holding /test.sh.
@@ -132,7 +132,7 @@ apt_install() { # apt_install [apt-get options] PKG...
 
 ensure_host_packages() {
     local want=() p
-    for p in busybox-static cpio iproute2 kmod xz-utils zstd gzip binutils; do
+    for p in busybox-static cpio iproute2 kmod xz-utils zstd gzip binutils jq; do
         pkg_installed "$p" || want+=("$p")
     done
     if [ "${#want[@]}" -gt 0 ]; then
@@ -354,16 +354,17 @@ EOF
 }
 
 build_base() {
-    local bb ipbin stamp
+    local bb ipbin jqbin stamp
     bb=$(command -v busybox || true)
     [ -x /bin/busybox ] && bb=/bin/busybox
     [ -n "$bb" ] || die "busybox not found"
     ipbin=$(command -v ip)
+    jqbin=$(command -v jq) || die "jq not found"
     # Everything the base layer depends on, hashed.
     stamp=$({
         cat "${BASH_SOURCE[0]}"
         echo "$KREL $GUEST_MODULE_SET"
-        dpkg-query -W -f='${Package}=${Version}\n' busybox-static iproute2 libc6 2>/dev/null
+        dpkg-query -W -f='${Package}=${Version}\n' busybox-static iproute2 jq libc6 2>/dev/null
     } | sha256sum | cut -d' ' -f1)
     if [ -f "$OUT/base.cpio.gz" ] && [ "$(cat "$OUT/base.stamp" 2>/dev/null)" = "$stamp" ]; then
         return 0
@@ -379,6 +380,7 @@ build_base() {
         ln -s busybox "$R/bin/$a"
     done
     copy_with_libs "$ipbin" "$R" /usr/sbin/ip
+    copy_with_libs "$jqbin" "$R" /usr/bin/jq # guest checks parse vfguard's and ip's JSON
     echo "root:x:0:0:root:/root:/bin/sh" >"$R/etc/passwd"
     echo "root:x:0:" >"$R/etc/group"
 
