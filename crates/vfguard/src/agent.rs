@@ -45,6 +45,9 @@ pub struct AgentConfig {
     pub stats_every_ms: Millis,
     /// Without a journal cursor: replay the kernel log from the start (else tail from the end).
     pub replay_history: bool,
+    /// When replaying without a cursor: records the kernel stamped before this (µs since boot)
+    /// are read past (the cursor moves) but not observed; `None` observes the whole ring.
+    pub replay_since_us: Option<u64>,
     /// The most records one step reads; the rest wait for the next step, so that a storm never
     /// delays the actions it calls for by more than one step.
     pub max_records_per_step: usize,
@@ -61,6 +64,7 @@ impl Default for AgentConfig {
             topology_every_ms: 1000,
             stats_every_ms: 1000,
             replay_history: true,
+            replay_since_us: None,
             max_records_per_step: 20_000,
             retention_age_ms: 30 * 24 * 3_600_000,
             retention_rows: 10_000_000,
@@ -120,6 +124,8 @@ pub struct Agent {
     pub records: u64,
     /// Records known lost to overruns.
     pub lost: u64,
+    /// History records read past, older than the replay window.
+    pub history_skipped: u64,
 }
 
 impl Agent {
@@ -158,10 +164,15 @@ impl Agent {
                 .collect();
             replay(&mut engine, &history, &topo);
         }
+        let mut cfg = cfg;
         match cursor {
             Some(seq) => reader.resume_after(seq)?,
             None if cfg.replay_history => reader.replay()?,
             None => reader.tail()?,
+        }
+        if cursor.is_some() || !cfg.replay_history {
+            // The window is about a first start's history only.
+            cfg.replay_since_us = None;
         }
         let mut agent = Agent {
             cfg,
@@ -184,6 +195,7 @@ impl Agent {
             aer_absent: std::collections::HashSet::new(),
             records: 0,
             lost: 0,
+            history_skipped: 0,
         };
         // Actions journalled without an outcome: judge them from the state read back.
         let pending = agent
@@ -238,6 +250,14 @@ impl Agent {
                 KmsgEvent::Record(r) => {
                     self.records += 1;
                     last_seq = Some(r.seq);
+                    if self
+                        .cfg
+                        .replay_since_us
+                        .is_some_and(|since| r.ts_usec < since)
+                    {
+                        self.history_skipped += 1;
+                        continue;
+                    }
                     self.classifier.push(&kmsg_line(&r), &mut events);
                 }
                 KmsgEvent::Gap { first, last } => self.lost += last - first + 1,

@@ -20,6 +20,9 @@ pub struct RawConfig {
     pub root: Option<PathBuf>,
     /// On a first start (no journal cursor): read the kernel log from its start, else tail it.
     pub replay_history: Option<bool>,
+    /// With `replay_history`: only the records the kernel stamped within this window before the
+    /// start ("1h"); unset, the whole ring.
+    pub replay_window: Option<String>,
     /// The loop's period.
     pub step: Option<String>,
     /// Topology re-read period.
@@ -61,6 +64,8 @@ pub struct Config {
     pub root: PathBuf,
     /// Replay history on a first start.
     pub replay_history: bool,
+    /// The replay window, ms (`None`: the whole ring).
+    pub replay_window_ms: Option<u64>,
     /// The loop's period, ms.
     pub step_ms: u64,
     /// Topology period, ms.
@@ -86,6 +91,7 @@ impl Default for Config {
             kmsg: PathBuf::from("/dev/kmsg"),
             root: PathBuf::from("/"),
             replay_history: true,
+            replay_window_ms: None,
             step_ms: 100,
             topology_every_ms: 5000,
             stats_every_ms: 1000,
@@ -140,6 +146,7 @@ impl Config {
         if let Some(r) = raw.replay_history {
             c.replay_history = r;
         }
+        c.replay_window_ms = dur("replay_window", &raw.replay_window, 1000)?;
         if let Some(ms) = dur("step", &raw.step, 1)? {
             c.step_ms = ms;
         }
@@ -233,6 +240,13 @@ mod tests {
         let c =
             Config::parse("[notify]\nwebhook = \"http://127.0.0.1:9/h\"\nretries = 1\n").unwrap();
         assert_eq!(c.webhook.unwrap().retries, 1);
+        assert_eq!(c.replay_window_ms, None);
+        let c = Config::parse("replay_window = \"1h\"").unwrap();
+        assert_eq!(c.replay_window_ms, Some(3_600_000));
+        let e = Config::parse("replay_window = \"10ms\"")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "replay_window (10ms) must be at least 1000 ms");
         let e = format!("{:#}", Config::parse("jornal = \"x\"").unwrap_err());
         assert!(e.starts_with("line 1: unknown field `jornal`"), "{e}");
     }

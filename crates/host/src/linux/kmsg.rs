@@ -12,6 +12,17 @@ use std::path::Path;
 
 use crate::kmsg::{KmsgDevice, KmsgRead, KmsgSeek};
 
+/// The kernel's clock for `/dev/kmsg` timestamps, in µs since boot: `CLOCK_MONOTONIC`, which like
+/// printk's `local_clock()` stops during suspend. Lets a window over the ring ("the last hour")
+/// be turned into a timestamp cut-off.
+pub fn monotonic_us() -> io::Result<u64> {
+    let t =
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_err(io::Error::from)?;
+    let secs = u64::try_from(t.tv_sec()).unwrap_or(0);
+    let nanos = u64::try_from(t.tv_nsec()).unwrap_or(0);
+    Ok(secs * 1_000_000 + nanos / 1000)
+}
+
 /// The real kernel log device (or any character device with its semantics).
 #[derive(Debug)]
 pub struct DevKmsg {

@@ -5,7 +5,7 @@ pub mod netlink;
 pub mod netns;
 pub mod virsh;
 
-pub use kmsg::{open_kmsg, DevKmsg, KmsgStream};
+pub use kmsg::{monotonic_us, open_kmsg, DevKmsg, KmsgStream};
 pub use netlink::{NetlinkVfControl, NetlinkVfNet, Rtnl};
 pub use netns::LiveNetns;
 pub use virsh::Virsh;

@@ -151,11 +151,12 @@ fn agent_thread(
     speed: f64,
     rx: &mpsc::Receiver<Control>,
 ) -> anyhow::Result<()> {
-    let agent_cfg = AgentConfig {
+    let mut agent_cfg = AgentConfig {
         policy: cfg.policy.clone(),
         topology_every_ms: cfg.topology_every_ms,
         stats_every_ms: cfg.stats_every_ms,
         replay_history: cfg.replay_history,
+        replay_since_us: None,
         max_records_per_step: cfg.max_records_per_step,
         retention_age_ms: cfg.retention_age_ms,
         retention_rows: cfg.retention_rows,
@@ -236,6 +237,7 @@ fn agent_thread(
         None => {
             let kmsg = open_kmsg(&cfg.kmsg, true)
                 .with_context(|| format!("opening {}", cfg.kmsg.display()))?;
+            agent_cfg.replay_since_us = replay_since_us(cfg)?;
             let fs: Arc<dyn vfguard_host::HostFs> = Arc::new(FsRoot::new(&cfg.root));
             let vfnet: Arc<dyn vfguard_host::VfNet> = Arc::new(NetlinkVfNet);
             let handles = AgentHost {
@@ -311,4 +313,23 @@ impl vfguard_act::Notifier for LogNotifier {
         );
         Ok(())
     }
+}
+
+/// The timestamp cut-off of `replay_window` on the live kernel log: its clock is this host's
+/// `CLOCK_MONOTONIC`. A record file (a saved log, a FIFO) has no such clock: the window is refused
+/// there rather than applied to the wrong one.
+fn replay_since_us(cfg: &Config) -> anyhow::Result<Option<u64>> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let Some(window) = cfg.replay_window_ms else {
+        return Ok(None);
+    };
+    let is_device = std::fs::metadata(&cfg.kmsg).is_ok_and(|m| m.file_type().is_char_device());
+    if !is_device {
+        anyhow::bail!(
+            "replay_window applies to the kernel's own log device, and {} is not one; remove replay_window (or set replay_history = false)",
+            cfg.kmsg.display()
+        );
+    }
+    let now = vfguard_host::linux::monotonic_us().context("reading CLOCK_MONOTONIC")?;
+    Ok(Some(now.saturating_sub(window.saturating_mul(1000))))
 }
