@@ -6,3 +6,4 @@ pub mod agent;
 pub mod config;
 pub mod host;
 pub mod simrun;
+pub mod timefmt;

@@ -14,7 +14,6 @@ use crate::agent::{Agent, AgentConfig, AgentHost};
 
 /// One line of the live timeline.
 pub fn describe(at: Millis, d: &Decision, owners: &BTreeMap<IncidentId, String>) -> Option<String> {
-    let secs = at as f64 / 1000.0;
     let who = |i: &IncidentId| owners.get(i).cloned().unwrap_or_else(|| "?".into());
     let text = match d {
         Decision::IncidentOpened {
@@ -60,7 +59,7 @@ pub fn describe(at: Millis, d: &Decision, owners: &BTreeMap<IncidentId, String>)
             format!("incident {} closed: {reason}", incident.0)
         }
     };
-    Some(format!("{secs:>8.3}s {text}"))
+    Some(format!("{} {text}", crate::timefmt::at(at)))
 }
 
 /// Plays the scenario with the agent; `on_line` sees every timeline line as it happens.

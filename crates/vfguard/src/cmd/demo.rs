@@ -20,13 +20,18 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let sc = sim.scenario();
         println!("vfguard demo: {}", sc.scenario.description);
         println!(
-            "host: {} PFs, {} VFs, {} VMs, {} containers; {} s of virtual time at {}x\n",
+            "host: {} PFs, {} VFs, {} VMs, {} container{}; {} s of virtual time {}\n",
             sc.pf.len(),
             sc.pf.iter().map(|p| u32::from(p.numvfs)).sum::<u32>(),
             sc.vm.len(),
             sc.container.len(),
+            if sc.container.len() == 1 { "" } else { "s" },
             sc.scenario.duration_ms / 1000,
-            args.speed
+            if args.speed > 0.0 {
+                format!("at {}x", args.speed)
+            } else {
+                "as fast as possible".to_owned()
+            }
         );
         println!("timeline:");
     }

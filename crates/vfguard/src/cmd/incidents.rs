@@ -7,8 +7,9 @@ use anyhow::Context as _;
 use serde_json::json;
 use vfguard_journal::IncidentFilter;
 
-use super::explain::{open_journal, secs};
+use super::explain::open_journal;
 use crate::cli::IncidentsArgs;
+use vfguard::timefmt::at as secs;
 
 pub fn run(args: &IncidentsArgs) -> anyhow::Result<ExitCode> {
     let journal = open_journal(&args.journal)?;
