@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use vfguard::agent::{Agent, AgentConfig, AgentHost};
-use vfguard_act::{Actuator, MemoryNotifier};
+use vfguard_act::MemoryNotifier;
 use vfguard_engine::Policy;
 use vfguard_sim::scenario::Scenario;
 use vfguard_sim::SimHost;
@@ -34,19 +34,7 @@ fn host(every_ms: u64, stagger_ms: u64, duration_ms: u64) -> SimHost {
 }
 
 fn agent(sim: &SimHost, policy: &str) -> Agent {
-    let handles = AgentHost {
-        kmsg: sim.kmsg(),
-        topology: sim.topology_reader(),
-        vfnet: sim.vfnet(),
-        fs: sim.fs(),
-        actuator: Actuator {
-            vfctl: sim.vfctl(),
-            vfnet: sim.vfnet(),
-            fs: sim.fs(),
-            vm: sim.vmctl(),
-            notifier: Arc::new(MemoryNotifier::default()),
-        },
-    };
+    let handles = AgentHost::simulated(sim, Arc::new(MemoryNotifier::default()));
     let cfg = AgentConfig {
         policy: Policy::from_toml(policy).unwrap(),
         stats_every_ms: 1000,

@@ -86,6 +86,28 @@ pub struct AgentHost {
     pub actuator: Actuator,
 }
 
+impl AgentHost {
+    /// Every handle on the simulated host, notifications going to `notifier`.
+    pub fn simulated(
+        sim: &vfguard_sim::SimHost,
+        notifier: Arc<dyn vfguard_act::Notifier>,
+    ) -> AgentHost {
+        AgentHost {
+            kmsg: sim.kmsg(),
+            topology: sim.topology_reader(),
+            vfnet: sim.vfnet(),
+            fs: sim.fs(),
+            actuator: Actuator {
+                vfctl: sim.vfctl(),
+                vfnet: sim.vfnet(),
+                fs: sim.fs(),
+                vm: sim.vmctl(),
+                notifier,
+            },
+        }
+    }
+}
+
 /// What the loop did in one step, for reports.
 #[derive(Debug, Default)]
 pub struct StepReport {

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use vfguard_act::{Actuator, MemoryNotifier};
+use vfguard_act::MemoryNotifier;
 use vfguard_engine::Policy;
 use vfguard_model::{ActionKind, Decision, IncidentId, Millis};
 use vfguard_sim::report::{ActionRow, Attribution, Expectations, Incident, OwnerRef, Report};
@@ -72,19 +72,7 @@ pub fn run(
     mut on_line: impl FnMut(&str),
 ) -> anyhow::Result<Report> {
     let notifier = Arc::new(MemoryNotifier::default());
-    let host = AgentHost {
-        kmsg: sim.kmsg(),
-        topology: sim.topology_reader(),
-        vfnet: sim.vfnet(),
-        fs: sim.fs(),
-        actuator: Actuator {
-            vfctl: sim.vfctl(),
-            vfnet: sim.vfnet(),
-            fs: sim.fs(),
-            vm: sim.vmctl(),
-            notifier,
-        },
-    };
+    let host = AgentHost::simulated(sim, notifier);
     let cfg = AgentConfig {
         policy,
         ..AgentConfig::default()

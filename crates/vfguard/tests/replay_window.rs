@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use vfguard::agent::{Agent, AgentConfig, AgentHost};
-use vfguard_act::{Actuator, MemoryNotifier};
+use vfguard_act::MemoryNotifier;
 use vfguard_sim::scenario::Scenario;
 use vfguard_sim::SimHost;
 
@@ -40,19 +40,7 @@ every_ms = 1000
 
 /// Starts an agent (no journal: a first start) and runs one step; returns it and its decisions.
 fn first_step(sim: &SimHost, since_us: Option<u64>) -> (Agent, usize) {
-    let host = AgentHost {
-        kmsg: sim.kmsg(),
-        topology: sim.topology_reader(),
-        vfnet: sim.vfnet(),
-        fs: sim.fs(),
-        actuator: Actuator {
-            vfctl: sim.vfctl(),
-            vfnet: sim.vfnet(),
-            fs: sim.fs(),
-            vm: sim.vmctl(),
-            notifier: Arc::new(MemoryNotifier::default()),
-        },
-    };
+    let host = AgentHost::simulated(sim, Arc::new(MemoryNotifier::default()));
     let cfg = AgentConfig {
         replay_since_us: since_us,
         ..AgentConfig::default()

@@ -188,19 +188,7 @@ fn agent_thread(
                 Some(_) => notifier(cfg)?,
                 None => Arc::new(MemoryNotifier::default()),
             };
-            let handles = AgentHost {
-                kmsg: host.kmsg(),
-                topology: host.topology_reader(),
-                vfnet: host.vfnet(),
-                fs: host.fs(),
-                actuator: Actuator {
-                    vfctl: host.vfctl(),
-                    vfnet: host.vfnet(),
-                    fs: host.fs(),
-                    vm: host.vmctl(),
-                    notifier: notes,
-                },
-            };
+            let handles = AgentHost::simulated(&host, notes);
             let (mut agent, first) = Agent::start(agent_cfg, handles, Some(&cfg.journal), 0)?;
             for (at, d) in &first.decisions {
                 log(*at, d, &mut owners);
