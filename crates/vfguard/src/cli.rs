@@ -102,9 +102,36 @@ pub enum Command {
     /// List the incidents in the journal: id, function, PF, state, owner, when opened. Filter
     /// with --open, --owner, --pf; `vfguard explain ID` then shows one in full.
     Incidents(IncidentsArgs),
+    /// Check a configuration file without running anything: every key, the policy's rules and
+    /// ladder; exit 0 when the daemon would accept it (on start or on SIGHUP).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script, e.g. `vfguard completions bash >
+    /// /usr/share/bash-completion/completions/vfguard`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from this command line: `vfguard man | man -l -`.
+    Man,
     /// Developer tools: capture kernel data for test fixtures.
     #[command(hide = true, subcommand)]
     Debug(DebugCommand),
+}
+
+/// `vfguard config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate FILE as `vfguard run --config FILE` would; errors name the line or the key.
+    Check {
+        /// The configuration file (TOML; deploy/vfguard.toml lists every key).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// One JSON object: `{"file", "ok", "error"?, "mode"?, "rules"?, "journal"?}`.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
 }
 
 /// `vfguard debug` subcommands.

@@ -1,6 +1,7 @@
 //! Subcommand implementations.
 
 mod catalog;
+mod config;
 mod demo;
 mod explain;
 mod incidents;
@@ -16,7 +17,9 @@ use std::io::Write as _;
 use anyhow::Context as _;
 use vfguard_host::linux::netlink::{decode_newlink, Rtnl};
 
-use crate::cli::{Cli, Command, DebugCommand};
+use clap::CommandFactory as _;
+
+use crate::cli::{Cli, Command, ConfigCommand, DebugCommand};
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -29,6 +32,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Incidents(args) => incidents::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Config(ConfigCommand::Check { file, json }) => config::check(&file, json),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "vfguard",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout().lock())
+                .context("writing the man page")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Debug(DebugCommand::NetlinkCapture { ifname }) => netlink_capture(&ifname),
     }
 }

@@ -1,0 +1,51 @@
+//! `vfguard config check FILE`: the validation `vfguard run` applies, without running.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+use vfguard::config::Config;
+
+/// Exit 0 when the file is accepted, 1 when it is not (the reason on stderr, or in the JSON).
+pub fn check(file: &std::path::Path, as_json: bool) -> anyhow::Result<ExitCode> {
+    match Config::load(file) {
+        Ok(c) => {
+            let mode = match c.policy.mode {
+                vfguard_engine::Mode::Observe => "observe",
+                vfguard_engine::Mode::DryRun => "dry_run",
+                vfguard_engine::Mode::Enforce => "enforce",
+            };
+            let rules: Vec<&str> = c.policy.rules.iter().map(|r| r.name.as_str()).collect();
+            if as_json {
+                println!(
+                    "{}",
+                    json!({
+                        "file": file,
+                        "ok": true,
+                        "mode": mode,
+                        "rules": rules,
+                        "journal": c.journal,
+                        "kmsg": c.kmsg,
+                        "webhook": c.webhook.as_ref().map(|w| w.url.clone()),
+                    })
+                );
+            } else {
+                println!(
+                    "{}: ok (mode {mode}; rules {}; journal {})",
+                    file.display(),
+                    rules.join(", "),
+                    c.journal.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let msg = format!("{e:#}");
+            if as_json {
+                println!("{}", json!({"file": file, "ok": false, "error": msg}));
+            } else {
+                eprintln!("vfguard: {msg}");
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}
