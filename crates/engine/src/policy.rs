@@ -20,6 +20,17 @@ pub enum Mode {
     Enforce,
 }
 
+impl Mode {
+    /// The name in the configuration and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Observe => "observe",
+            Mode::DryRun => "dry_run",
+            Mode::Enforce => "enforce",
+        }
+    }
+}
+
 /// One rung of the ladder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

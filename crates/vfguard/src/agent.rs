@@ -251,6 +251,22 @@ impl Agent {
         &self.topo
     }
 
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        self.engine.policy()
+    }
+
+    /// Incidents not closed, by state name.
+    pub fn incidents_by_state(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        let mut m = std::collections::BTreeMap::new();
+        for i in self.engine.incidents() {
+            if i.state != vfguard_engine::incident::State::Closed {
+                *m.entry(i.state.as_str()).or_default() += 1;
+            }
+        }
+        m
+    }
+
     /// Replaces the policy (a reload); incidents carry on.
     pub fn set_policy(&mut self, p: Policy) {
         self.engine.set_policy(p);

@@ -99,6 +99,9 @@ pub enum Command {
     /// was attributed and with what confidence, each decision and the rule that made it, each
     /// action and its outcome.
     Explain(ExplainArgs),
+    /// Ask the running daemon how it is: mode, records read and lost, the host map's version,
+    /// incidents by state. Says so clearly when no daemon answers on the socket.
+    Status(StatusArgs),
     /// List the incidents in the journal: id, function, PF, state, owner, when opened. Filter
     /// with --open, --owner, --pf; `vfguard explain ID` then shows one in full.
     Incidents(IncidentsArgs),
@@ -163,6 +166,21 @@ pub struct RunArgs {
     /// With --sim: virtual seconds per wall-clock second (1: real time; 0: as fast as possible).
     #[arg(long, default_value_t = 1.0, requires = "sim")]
     pub speed: f64,
+    /// Serve the API on this Unix socket (overrides the configuration; default
+    /// /run/vfguard/vfguard.sock).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+/// `vfguard status` options.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The daemon's API socket.
+    #[arg(long, value_name = "PATH", default_value = "/run/vfguard/vfguard.sock")]
+    pub socket: PathBuf,
+    /// The daemon's answer as JSON (`GET /v1/status`).
+    #[arg(short = 'j', long)]
+    pub json: bool,
 }
 
 /// `vfguard demo` options.

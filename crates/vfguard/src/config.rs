@@ -14,6 +14,8 @@ use vfguard_engine::Policy;
 pub struct RawConfig {
     /// The journal (SQLite).
     pub journal: Option<PathBuf>,
+    /// The API's Unix socket.
+    pub socket: Option<PathBuf>,
     /// The kernel log device (or a record file/FIFO).
     pub kmsg: Option<PathBuf>,
     /// Read sysfs, /proc and /run under this root.
@@ -58,6 +60,8 @@ pub struct RawNotify {
 pub struct Config {
     /// The journal.
     pub journal: PathBuf,
+    /// The API's Unix socket.
+    pub socket: PathBuf,
     /// The kernel log.
     pub kmsg: PathBuf,
     /// The host root.
@@ -88,6 +92,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             journal: PathBuf::from("/var/lib/vfguard/journal.db"),
+            socket: PathBuf::from("/run/vfguard/vfguard.sock"),
             kmsg: PathBuf::from("/dev/kmsg"),
             root: PathBuf::from("/"),
             replay_history: true,
@@ -136,6 +141,9 @@ impl Config {
         };
         if let Some(j) = raw.journal {
             c.journal = j;
+        }
+        if let Some(p) = raw.socket {
+            c.socket = p;
         }
         if let Some(k) = raw.kmsg {
             c.kmsg = k;
@@ -211,6 +219,10 @@ mod tests {
             (d.retention_age_ms, d.retention_rows, d.max_records_per_step)
         );
         assert_eq!(c.policy, d.policy);
+        assert_eq!(
+            (&c.journal, &c.socket, &c.kmsg),
+            (&d.journal, &d.socket, &d.kmsg)
+        );
     }
 
     #[test]

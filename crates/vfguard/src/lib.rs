@@ -7,3 +7,4 @@ pub mod config;
 pub mod host;
 pub mod simrun;
 pub mod timefmt;
+pub mod views;

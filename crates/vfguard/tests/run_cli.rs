@@ -53,6 +53,8 @@ fn kill_9_mid_scenario_then_restart_loses_no_event_and_repeats_no_action() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("j.db");
     let sc = scenario("two-culprits.toml");
+    // The same socket for both runs: the restart must replace the one kill -9 left behind.
+    let sock = dir.path().join("vfguard.sock");
     let mut child = spawn(&[
         "run",
         "--sim",
@@ -61,6 +63,8 @@ fn kill_9_mid_scenario_then_restart_loses_no_event_and_repeats_no_action() {
         "10",
         "--journal",
         db.to_str().unwrap(),
+        "--socket",
+        sock.to_str().unwrap(),
     ]);
     let mut lines = BufReader::new(child.stderr.take().unwrap())
         .lines()
@@ -82,6 +86,8 @@ fn kill_9_mid_scenario_then_restart_loses_no_event_and_repeats_no_action() {
             "0",
             "--journal",
             db.to_str().unwrap(),
+            "--socket",
+            sock.to_str().unwrap(),
         ])
         .output()
         .unwrap();
@@ -91,6 +97,12 @@ fn kill_9_mid_scenario_then_restart_loses_no_event_and_repeats_no_action() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("API is not served"),
+        "the stale socket was not replaced: {stderr}"
+    );
+    assert!(!sock.exists(), "the socket is removed on a clean stop");
     let j = Journal::open(&db).unwrap();
     let entries = j.replay().unwrap();
     // No kernel record was taken twice, and none after the first run's cursor was skipped.
@@ -134,7 +146,15 @@ fn sighup_with_a_bad_config_keeps_the_old_one_and_sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("j.db");
     let cfg = dir.path().join("vfguard.toml");
-    std::fs::write(&cfg, "[policy]\nmode = \"dry_run\"\n").unwrap();
+    let sock = dir.path().join("api.sock");
+    std::fs::write(
+        &cfg,
+        format!(
+            "socket = \"{}\"\n[policy]\nmode = \"dry_run\"\n",
+            sock.display()
+        ),
+    )
+    .unwrap();
     let sc = scenario("mdd-flood-i40e.toml");
     let mut child = spawn(&[
         "run",
@@ -156,6 +176,20 @@ fn sighup_with_a_bad_config_keeps_the_old_one_and_sigterm_stops_cleanly() {
         Duration::from_secs(20),
     );
     assert!(seen.last().unwrap().contains("running"), "{seen:?}");
+    // The API, on the socket the configuration names.
+    let status = status_json(&sock);
+    assert_eq!(status["mode"], "dry_run", "{status}");
+    assert_eq!(status["pfs"], 1, "{status}");
+    let (code, body) = http_get(&sock, "/v1/incidents?open=true");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.starts_with('['), "{body}");
+    let (code, body) = http_get(&sock, "/v1/incidents/abc");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("not a number"), "{body}");
+    let (code, body) = http_get(&sock, "/v1/topology");
+    assert_eq!(code, 200);
+    assert!(body.contains("\"pfs\""), "{body}");
+
     std::fs::write(&cfg, "[policy]\nquarantine_vlan = 9999\n").unwrap();
     unsafe_kill(child.id(), 1);
     let seen = wait_for(&mut lines, "reload", Duration::from_secs(20));
@@ -166,10 +200,21 @@ fn sighup_with_a_bad_config_keeps_the_old_one_and_sigterm_stops_cleanly() {
             && last.contains("running configuration stays"),
         "{last}"
     );
+    assert_eq!(
+        status_json(&sock)["mode"],
+        "dry_run",
+        "a refused reload changes nothing"
+    );
     std::fs::write(&cfg, "[policy]\nmode = \"observe\"\n").unwrap();
     unsafe_kill(child.id(), 1);
     let seen = wait_for(&mut lines, "reloaded", Duration::from_secs(20));
     assert!(seen.last().unwrap().contains("reloaded"), "{seen:?}");
+    // The loop publishes after its next step (100 ms).
+    let start = Instant::now();
+    while status_json(&sock)["mode"] != "observe" && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status_json(&sock)["mode"], "observe");
     unsafe_kill(child.id(), 15);
     let rest: Vec<String> = lines.collect();
     let status = child.wait().unwrap();
@@ -179,6 +224,45 @@ fn sighup_with_a_bad_config_keeps_the_old_one_and_sigterm_stops_cleanly() {
             .any(|l| l.contains("stopped; the journal is committed")),
         "{rest:?}"
     );
+    // No daemon: the client says so, and how to start one.
+    let out = Command::new(env!("CARGO_BIN_EXE_vfguard"))
+        .args(["status", "--socket", sock.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no vfguard daemon answers on"), "{err}");
+}
+
+/// `vfguard status --json` against `sock`.
+fn status_json(sock: &Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_vfguard"))
+        .args(["status", "--json", "--socket", sock.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A raw HTTP/1.1 GET on the socket: the status code and the body.
+fn http_get(sock: &Path, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, body.to_owned())
 }
 
 fn unsafe_kill(pid: u32, sig: i32) {

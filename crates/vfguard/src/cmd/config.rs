@@ -9,11 +9,7 @@ use vfguard::config::Config;
 pub fn check(file: &std::path::Path, as_json: bool) -> anyhow::Result<ExitCode> {
     match Config::load(file) {
         Ok(c) => {
-            let mode = match c.policy.mode {
-                vfguard_engine::Mode::Observe => "observe",
-                vfguard_engine::Mode::DryRun => "dry_run",
-                vfguard_engine::Mode::Enforce => "enforce",
-            };
+            let mode = c.policy.mode.as_str();
             let rules: Vec<&str> = c.policy.rules.iter().map(|r| r.name.as_str()).collect();
             if as_json {
                 println!(

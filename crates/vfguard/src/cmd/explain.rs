@@ -4,7 +4,6 @@ use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use serde_json::json;
 use vfguard_journal::Journal;
 use vfguard_model::{Decision, IncidentId, Observation};
 
@@ -47,32 +46,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
             )
     };
     if args.json {
-        let evidence: Vec<serde_json::Value> = d
-            .observations
-            .iter()
-            .map(|o| json!({"at_ms": o.at, "observation": o.observation}))
-            .collect();
-        let decisions: Vec<serde_json::Value> = d
-            .decisions
-            .iter()
-            .map(|r| json!({"at_ms": r.at, "decision": r.decision}))
-            .collect();
-        let actions: Vec<serde_json::Value> = d
-            .actions
-            .iter()
-            .map(|a| json!({"action": a.action, "outcome": a.outcome}))
-            .collect();
-        let v = json!({
-            "id": d.incident.id,
-            "function": d.incident.function,
-            "pf": d.incident.pf,
-            "state": d.incident.state.as_str(),
-            "owner": d.incident.owner,
-            "opened_ms": d.incident.opened_at,
-            "observations": evidence,
-            "decisions": decisions,
-            "actions": actions,
-        });
+        let v = vfguard::views::incident_detail(&d);
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
         out.flush()?;

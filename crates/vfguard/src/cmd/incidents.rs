@@ -4,7 +4,6 @@ use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use serde_json::json;
 use vfguard_journal::IncidentFilter;
 
 use super::explain::open_journal;
@@ -23,20 +22,7 @@ pub fn run(args: &IncidentsArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("listing incidents in {}", args.journal.display()))?;
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
-        let v: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|i| {
-                json!({
-                    "id": i.id,
-                    "function": i.function,
-                    "pf": i.pf,
-                    "state": i.state.as_str(),
-                    "owner": i.owner,
-                    "opened_ms": i.opened_at,
-                    "updated_ms": i.updated_at,
-                })
-            })
-            .collect();
+        let v: Vec<serde_json::Value> = rows.iter().map(vfguard::views::incident_row).collect();
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
     } else if rows.is_empty() {

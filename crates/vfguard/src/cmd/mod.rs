@@ -9,6 +9,7 @@ mod inventory;
 pub mod run;
 mod scan;
 pub mod simulate;
+mod status;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(args) => simulate::run(&args),
         Command::Explain(args) => explain::run(&args),
         Command::Incidents(args) => incidents::run(&args),
+        Command::Status(args) => status::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Config(ConfigCommand::Check { file, json }) => config::check(&file, json),

@@ -25,6 +25,7 @@ use vfguard_sim::SimHost;
 use crate::cli::RunArgs;
 use vfguard::agent::{Agent, AgentConfig, AgentHost};
 use vfguard::config::Config;
+use vfguard::views::LiveView;
 
 enum Control {
     Stop,
@@ -63,6 +64,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(r) = &args.root {
         cfg.root = r.clone();
     }
+    if let Some(s) = &args.socket {
+        cfg.socket = s.clone();
+    }
     if let Some(parent) = cfg.journal.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
@@ -79,19 +83,45 @@ async fn serve(cfg: Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let sim = args.sim.clone();
     let speed = args.speed;
     let worker_cfg = cfg.clone();
+    let view = Arc::new(LiveView::new(cfg.journal.clone()));
+    let worker_view = view.clone();
     std::thread::Builder::new()
         .name("vfguard-agent".into())
         .spawn(move || {
-            let r = agent_thread(&worker_cfg, sim.as_deref(), speed, &rx);
+            let r = agent_thread(&worker_cfg, sim.as_deref(), speed, &rx, &worker_view);
             let _ = done_tx.send(r);
         })
         .context("starting the agent thread")?;
+    // The API: losing it never stops the protection, so a failure to serve is logged, not fatal.
+    let (api_stop, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let sock = cfg.socket.clone();
+    let api = tokio::spawn(async move {
+        let router = vfguard_api::router(view);
+        let stop = async {
+            let _ = api_stop_rx.await;
+        };
+        match vfguard_api::serve_unix(&sock, router, stop).await {
+            Ok(()) => {}
+            Err(e) => eprintln!("vfguard: the API is not served: {e}; the agent runs without it"),
+        }
+    });
+    let result = serve_signals(&mut done_rx, &tx, args).await;
+    let _ = api_stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), api).await;
+    result
+}
+
+async fn serve_signals(
+    done_rx: &mut tokio::sync::oneshot::Receiver<anyhow::Result<()>>,
+    tx: &mpsc::Sender<Control>,
+    args: &RunArgs,
+) -> anyhow::Result<ExitCode> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
-            r = &mut done_rx => {
+            r = &mut *done_rx => {
                 return match r {
                     Ok(Ok(())) => Ok(ExitCode::SUCCESS),
                     Ok(Err(e)) => Err(e),
@@ -150,7 +180,9 @@ fn agent_thread(
     sim: Option<&str>,
     speed: f64,
     rx: &mpsc::Receiver<Control>,
+    view: &LiveView,
 ) -> anyhow::Result<()> {
+    let mut published_topology = None;
     let mut agent_cfg = AgentConfig {
         policy: cfg.policy.clone(),
         topology_every_ms: cfg.topology_every_ms,
@@ -193,6 +225,7 @@ fn agent_thread(
             for (at, d) in &first.decisions {
                 log(*at, d, &mut owners);
             }
+            publish(view, &agent, 0, &mut published_topology);
             sd_notify("READY=1");
             eprintln!(
                 "vfguard: running on the simulated host {:?} ({}x)",
@@ -219,6 +252,7 @@ fn agent_thread(
                 for (at, d) in agent.step(now)?.decisions {
                     log(at, &d, &mut owners);
                 }
+                publish(view, &agent, now, &mut published_topology);
                 ping();
             }
         }
@@ -246,6 +280,7 @@ fn agent_thread(
             for (at, d) in &first.decisions {
                 log(*at, d, &mut owners);
             }
+            publish(view, &agent, wall_ms(), &mut published_topology);
             sd_notify("READY=1");
             eprintln!("vfguard: running; journal {}", cfg.journal.display());
             loop {
@@ -258,6 +293,7 @@ fn agent_thread(
                 for (at, d) in agent.step(now)?.decisions {
                     log(at, &d, &mut owners);
                 }
+                publish(view, &agent, now, &mut published_topology);
                 ping();
             }
         }
@@ -320,4 +356,27 @@ fn replay_since_us(cfg: &Config) -> anyhow::Result<Option<u64>> {
     }
     let now = vfguard_host::linux::monotonic_us().context("reading CLOCK_MONOTONIC")?;
     Ok(Some(now.saturating_sub(window.saturating_mul(1000))))
+}
+
+/// The loop's state for the API, after each step; the host map only when its version moved.
+fn publish(view: &LiveView, agent: &Agent, now: Millis, topo_version: &mut Option<u64>) {
+    let t = agent.topology();
+    let mode = agent.policy().mode.as_str();
+    view.publish_status(serde_json::json!({
+        "state": "running",
+        "version": env!("CARGO_PKG_VERSION"),
+        "mode": mode,
+        "now_ms": now,
+        "records": agent.records,
+        "lost": agent.lost,
+        "history_skipped": agent.history_skipped,
+        "topology_version": t.version,
+        "pfs": t.pfs.len(),
+        "vfs": t.pfs.iter().map(|p| p.vfs.len()).sum::<usize>(),
+        "incidents": agent.incidents_by_state(),
+    }));
+    if *topo_version != Some(t.version) {
+        *topo_version = Some(t.version);
+        view.publish_topology(serde_json::to_value(t).unwrap_or_default());
+    }
 }

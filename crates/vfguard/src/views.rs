@@ -1,0 +1,129 @@
+//! What the daemon shows: JSON shapes shared by the CLI (`incidents`, `explain`) and the API, and
+//! [`LiveView`], the API's view of a running agent.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+use vfguard_api::{AgentView, IncidentQuery, ViewError};
+use vfguard_journal::{ActionRow, IncidentDetail, IncidentFilter, IncidentRow, Journal};
+
+/// One incident in a list (`vfguard incidents --json`, `GET /v1/incidents`).
+pub fn incident_row(i: &IncidentRow) -> Value {
+    json!({
+        "id": i.id,
+        "function": i.function,
+        "pf": i.pf,
+        "state": i.state.as_str(),
+        "owner": i.owner,
+        "opened_ms": i.opened_at,
+        "updated_ms": i.updated_at,
+    })
+}
+
+/// One action with its outcome.
+pub fn action_row(a: &ActionRow) -> Value {
+    json!({"action": a.action, "outcome": a.outcome})
+}
+
+/// One incident with its evidence chain (`vfguard explain --json`, `GET /v1/incidents/{id}`).
+pub fn incident_detail(d: &IncidentDetail) -> Value {
+    let evidence: Vec<Value> = d
+        .observations
+        .iter()
+        .map(|o| json!({"at_ms": o.at, "observation": o.observation}))
+        .collect();
+    let decisions: Vec<Value> = d
+        .decisions
+        .iter()
+        .map(|r| json!({"at_ms": r.at, "decision": r.decision}))
+        .collect();
+    let actions: Vec<Value> = d.actions.iter().map(action_row).collect();
+    json!({
+        "id": d.incident.id,
+        "function": d.incident.function,
+        "pf": d.incident.pf,
+        "state": d.incident.state.as_str(),
+        "owner": d.incident.owner,
+        "opened_ms": d.incident.opened_at,
+        "observations": evidence,
+        "decisions": decisions,
+        "actions": actions,
+    })
+}
+
+/// The API's view of the running agent: a snapshot the loop publishes after each step, and the
+/// journal (opened per request, read-only use; WAL lets it read while the loop writes).
+pub struct LiveView {
+    journal: PathBuf,
+    status: Mutex<Value>,
+    topology: Mutex<Value>,
+}
+
+impl LiveView {
+    /// Over the journal at `journal`, nothing published yet.
+    pub fn new(journal: PathBuf) -> LiveView {
+        LiveView {
+            journal,
+            status: Mutex::new(json!({"state": "starting"})),
+            topology: Mutex::new(json!(null)),
+        }
+    }
+
+    /// Publishes the loop's state.
+    pub fn publish_status(&self, v: Value) {
+        if let Ok(mut s) = self.status.lock() {
+            *s = v;
+        }
+    }
+
+    /// Publishes the host map (when its version changed).
+    pub fn publish_topology(&self, v: Value) {
+        if let Ok(mut t) = self.topology.lock() {
+            *t = v;
+        }
+    }
+
+    fn journal(&self) -> Result<Journal, ViewError> {
+        Journal::open(&self.journal).map_err(|e| ViewError(e.to_string()))
+    }
+}
+
+impl AgentView for LiveView {
+    fn status(&self) -> Value {
+        self.status.lock().map_or(Value::Null, |s| s.clone())
+    }
+
+    fn topology(&self) -> Value {
+        self.topology.lock().map_or(Value::Null, |t| t.clone())
+    }
+
+    fn incidents(&self, q: &IncidentQuery) -> Result<Value, ViewError> {
+        let filter = IncidentFilter {
+            open_only: q.open,
+            owner: q.owner.clone(),
+            pf: q.pf,
+        };
+        let rows = self
+            .journal()?
+            .incidents(&filter)
+            .map_err(|e| ViewError(e.to_string()))?;
+        Ok(Value::Array(rows.iter().map(incident_row).collect()))
+    }
+
+    fn incident(&self, id: u64) -> Result<Option<Value>, ViewError> {
+        let d = self
+            .journal()?
+            .incident(vfguard_model::IncidentId(id))
+            .map_err(|e| ViewError(e.to_string()))?;
+        Ok(d.as_ref().map(incident_detail))
+    }
+
+    fn actions(&self, limit: usize) -> Result<Value, ViewError> {
+        let rows = self
+            .journal()?
+            .actions(limit)
+            .map_err(|e| ViewError(e.to_string()))?;
+        Ok(Value::Array(rows.iter().map(action_row).collect()))
+    }
+}
