@@ -155,8 +155,9 @@ impl TopologyReader {
 
 impl TopologyReader {
     /// A cheap signature of what usually changes when the map does: the PCI functions present,
-    /// each known PF's `sriov_numvfs` and driver, each known VF's driver, libvirt's live domains,
-    /// the named namespaces, and whether each known VM process still runs. A few syscalls per
+    /// each known PF's `sriov_numvfs` and driver, each known function's driver and netdevs,
+    /// libvirt's live domains and their files, the named namespaces, and whether each known VM
+    /// process still runs. A few syscalls per
     /// function instead of the dozens a full read costs; [`TopologyWatcher::probe`] uses it to
     /// re-read only when something moved.
     pub fn signature(&self, last: &Topology) -> u64 {
@@ -166,7 +167,19 @@ impl TopologyReader {
         list("/sys/bus/pci/devices").hash(&mut h);
         list("/run/libvirt/qemu").hash(&mut h);
         list("/run/netns").hash(&mut h);
+        // A domain whose definition changed (a hostdev hot-plugged) is rewritten by rename: a
+        // new inode.
+        for name in list("/run/libvirt/qemu") {
+            if name.ends_with(".xml") {
+                fs.inode(std::path::Path::new(&format!("/run/libvirt/qemu/{name}")))
+                    .ok()
+                    .hash(&mut h);
+            }
+        }
         let link = |p: String| fs.read_link(std::path::Path::new(&p)).ok();
+        // The netdevs sysfs shows for a function: a move to another namespace (named or not)
+        // or a rename changes the listing.
+        let netdevs = |bdf: &vfguard_model::Bdf| list(&format!("/sys/bus/pci/devices/{bdf}/net"));
         let mut pids = Vec::new();
         for pf in &last.pfs {
             fs.read(std::path::Path::new(&format!(
@@ -176,9 +189,11 @@ impl TopologyReader {
             .ok()
             .hash(&mut h);
             link(format!("/sys/bus/pci/devices/{}/driver", pf.bdf)).hash(&mut h);
+            netdevs(&pf.bdf).hash(&mut h);
             pids.extend(pf.owner.pid);
             for vf in &pf.vfs {
                 link(format!("/sys/bus/pci/devices/{}/driver", vf.bdf)).hash(&mut h);
+                netdevs(&vf.bdf).hash(&mut h);
                 pids.extend(vf.owner.pid);
             }
         }
@@ -220,7 +235,9 @@ impl TopologyWatcher {
             return None;
         }
         let r = self.refresh();
-        self.signature = Some(self.reader.signature(&r.0));
+        // The signature taken before the read: a change landing during the read (VFs
+        // appearing one by one) then differs from it at the next probe, and is read then.
+        self.signature = Some(sig);
         Some(r)
     }
 

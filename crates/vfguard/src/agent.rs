@@ -31,6 +31,16 @@ use vfguard_parse::{kmsg_line, Classifier};
 use vfguard_sources::{KmsgEvent, KmsgReader};
 use vfguard_topology::{TopologyReader, TopologyWatcher};
 
+/// The journal's key for the kmsg cursor: `kmsg:<boot_id>`, so that after a reboot (sequence
+/// numbers start again at 0) the old boot's cursor is not applied to the new log, which is then
+/// a first start. `kmsg` where the boot id cannot be read (a fixture tree).
+pub fn kmsg_cursor_key(fs: &dyn HostFs) -> String {
+    match fs.read(Path::new("/proc/sys/kernel/random/boot_id")) {
+        Ok(id) if !id.trim().is_empty() => format!("kmsg:{}", id.trim()),
+        _ => "kmsg".to_owned(),
+    }
+}
+
 /// The host map is read in full at least this often, whatever its signature says.
 pub const FULL_TOPOLOGY_MS: Millis = 60_000;
 
@@ -125,6 +135,8 @@ pub struct StepReport {
 /// The loop's state.
 pub struct Agent {
     cfg: AgentConfig,
+    /// The journal's name for the kmsg cursor: per boot, since sequence numbers restart at 0.
+    cursor_key: String,
     engine: Engine,
     classifier: Classifier,
     reader: KmsgReader<Box<dyn KmsgDevice>>,
@@ -170,9 +182,10 @@ impl Agent {
             ),
             None => None,
         };
+        let cursor_key = kmsg_cursor_key(host.fs.as_ref());
         let mut cursor = None;
         if let Some(j) = &journal {
-            cursor = j.cursor("kmsg")?;
+            cursor = j.cursor(&cursor_key)?;
             let history: Vec<(Millis, Observation)> = j
                 .replay()?
                 .into_iter()
@@ -198,6 +211,7 @@ impl Agent {
         }
         let mut agent = Agent {
             cfg,
+            cursor_key,
             engine,
             classifier: Classifier::new(),
             reader,
@@ -282,6 +296,9 @@ impl Agent {
         while budget > 0 {
             budget -= 1;
             let Some(ev) = self.reader.next_event()? else {
+                // Caught up: the history is behind us, and the kernel's clock (not NTP-adjusted)
+                // must never hide a record logged after the start.
+                self.cfg.replay_since_us = None;
                 break;
             };
             match ev {
@@ -453,7 +470,7 @@ impl Agent {
                 at: now,
                 observations: Vec::new(),
                 decisions: Vec::new(),
-                cursor: cursor.take().map(|s| ("kmsg".to_owned(), s)),
+                cursor: cursor.take().map(|s| (self.cursor_key.clone(), s)),
             };
             let mut acts = Vec::new();
             for obs in round.drain(..) {

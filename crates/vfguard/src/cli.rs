@@ -106,7 +106,8 @@ pub enum Command {
     /// with --open, --owner, --pf; `vfguard explain ID` then shows one in full.
     Incidents(IncidentsArgs),
     /// Check a configuration file without running anything: every key, the policy's rules and
-    /// ladder; exit 0 when the daemon would accept it (on start or on SIGHUP).
+    /// ladder, and what depends on this host; exit 0 when the daemon would start with it. (A
+    /// SIGHUP reload applies the file's policy; the other keys take effect on a restart.)
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Print a shell completion script, e.g. `vfguard completions bash >

@@ -110,6 +110,24 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The checks that depend on this host, not on the file alone (run on start and by
+    /// `vfguard config check`): `replay_window` needs the live kernel log device, whose
+    /// timestamps are this host's `CLOCK_MONOTONIC`.
+    pub fn check_host(&self) -> anyhow::Result<()> {
+        use std::os::unix::fs::FileTypeExt as _;
+        if self.replay_history && self.replay_window_ms.is_some() {
+            let is_device =
+                std::fs::metadata(&self.kmsg).is_ok_and(|m| m.file_type().is_char_device());
+            if !is_device {
+                anyhow::bail!(
+                    "replay_window applies to the kernel's own log device, and {} is not one (a record file has no clock of this host); remove replay_window",
+                    self.kmsg.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Reads and validates a file.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text =

@@ -7,7 +7,7 @@ use vfguard::config::Config;
 
 /// Exit 0 when the file is accepted, 1 when it is not (the reason on stderr, or in the JSON).
 pub fn check(file: &std::path::Path, as_json: bool) -> anyhow::Result<ExitCode> {
-    match Config::load(file) {
+    match Config::load(file).and_then(|c| c.check_host().map(|()| c)) {
         Ok(c) => {
             let mode = c.policy.mode.as_str();
             let rules: Vec<&str> = c.policy.rules.iter().map(|r| r.name.as_str()).collect();

@@ -1,4 +1,4 @@
-//! `vfguard incidents`: the incidents in the journal, newest last, one line each.
+//! `vfguard incidents`: the incidents in the journal, newest first, one line each.
 
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;

@@ -340,20 +340,12 @@ impl vfguard_act::Notifier for LogNotifier {
 }
 
 /// The timestamp cut-off of `replay_window` on the live kernel log: its clock is this host's
-/// `CLOCK_MONOTONIC`. A record file (a saved log, a FIFO) has no such clock: the window is refused
-/// there rather than applied to the wrong one.
+/// `CLOCK_MONOTONIC` (see [`Config::check_host`]).
 fn replay_since_us(cfg: &Config) -> anyhow::Result<Option<u64>> {
-    use std::os::unix::fs::FileTypeExt as _;
-    let Some(window) = cfg.replay_window_ms else {
+    let Some(window) = cfg.replay_window_ms.filter(|_| cfg.replay_history) else {
         return Ok(None);
     };
-    let is_device = std::fs::metadata(&cfg.kmsg).is_ok_and(|m| m.file_type().is_char_device());
-    if !is_device {
-        anyhow::bail!(
-            "replay_window applies to the kernel's own log device, and {} is not one; remove replay_window (or set replay_history = false)",
-            cfg.kmsg.display()
-        );
-    }
+    cfg.check_host()?;
     let now = vfguard_host::linux::monotonic_us().context("reading CLOCK_MONOTONIC")?;
     Ok(Some(now.saturating_sub(window.saturating_mul(1000))))
 }
