@@ -103,6 +103,14 @@ pub enum JournalErrorKind {
         /// The value.
         value: f64,
     },
+    /// Opened read-only at a schema version this build does not read.
+    #[error("schema version {found}, this build reads {known}; open it once with the daemon of the same build (it migrates older files)")]
+    SchemaMismatch {
+        /// In the file.
+        found: u32,
+        /// This build's.
+        known: u32,
+    },
     /// The file was written by a newer build, with migrations this one does not know.
     #[error("schema version {found} is newer than this build knows ({known})")]
     TooNew {

@@ -101,6 +101,36 @@ impl Journal {
         })
     }
 
+    /// Opens an existing journal to read it, as the CLI and the API do beside a running daemon:
+    /// read-only (no migration, no change of journal mode; a user who may read the file but not
+    /// write it can), and refused when its schema is not the one this build reads (older: let
+    /// the daemon migrate it; newer: use the daemon's build).
+    pub fn open_read_only(path: &Path) -> Result<Journal, JournalError> {
+        let err = |op| move |kind| JournalError::new(path, op, kind);
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(JournalErrorKind::from)
+        .map_err(err("opening"))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(JournalErrorKind::from)
+            .map_err(err("opening"))?;
+        let found = schema::version(&conn).map_err(err("reading the schema version"))?;
+        let known = Journal::latest_schema_version();
+        if found != known {
+            return Err(JournalError::new(
+                path,
+                "opening",
+                JournalErrorKind::SchemaMismatch { found, known },
+            ));
+        }
+        Ok(Journal {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
     /// The file (`:memory:` for an in-memory journal).
     pub fn path(&self) -> &Path {
         &self.path

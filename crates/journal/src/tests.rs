@@ -1085,3 +1085,46 @@ fn a_failing_migration_leaves_the_previous_version_intact() {
         .unwrap()
         .contains(&"half".to_owned()));
 }
+
+// --- read-only opening (the CLI and the API beside a running daemon) ---
+
+#[test]
+fn read_only_opening_reads_writes_nothing_and_refuses_other_schemas() {
+    let (_dir, path) = temp();
+    let mut w = Journal::open(&path).unwrap();
+    w.record_batch(&Batch {
+        cursor: Some(("kmsg".to_owned(), 5)),
+        ..Batch::default()
+    })
+    .unwrap();
+    // Read while the writer is open (WAL).
+    let mut r = Journal::open_read_only(&path).unwrap();
+    assert_eq!(r.cursor("kmsg").unwrap(), Some(5));
+    assert!(r.incidents(&all()).unwrap().is_empty());
+    let err = r
+        .record_batch(&Batch {
+            cursor: Some(("kmsg".to_owned(), 6)),
+            ..Batch::default()
+        })
+        .unwrap_err();
+    assert_eq!(err.operation(), "recording a batch", "{err}");
+    assert_eq!(w.cursor("kmsg").unwrap(), Some(5), "nothing written");
+    drop((w, r));
+
+    // An older file is not migrated by a reader: the daemon does that.
+    let (_dir2, old) = temp();
+    drop(Journal::open_with(&old, &MIGRATIONS[..1]).unwrap());
+    let err = Journal::open_read_only(&old).unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            JournalErrorKind::SchemaMismatch { found: 1, .. }
+        ),
+        "{err}"
+    );
+    assert_eq!(Journal::open(&old).unwrap().schema_version().unwrap(), 2);
+    // A missing file is an error naming it, not a new empty journal.
+    let missing = old.with_file_name("missing.db");
+    assert!(Journal::open_read_only(&missing).is_err());
+    assert!(!missing.exists());
+}

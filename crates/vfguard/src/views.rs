@@ -85,7 +85,7 @@ impl LiveView {
     }
 
     fn journal(&self) -> Result<Journal, ViewError> {
-        Journal::open(&self.journal).map_err(|e| ViewError(e.to_string()))
+        Journal::open_read_only(&self.journal).map_err(|e| ViewError(e.to_string()))
     }
 }
 

@@ -18,7 +18,7 @@ pub(super) fn open_journal(path: &std::path::Path) -> anyhow::Result<Journal> {
             path.display()
         );
     }
-    Journal::open(path).with_context(|| format!("opening {}", path.display()))
+    Journal::open_read_only(path).with_context(|| format!("opening {}", path.display()))
 }
 
 pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
