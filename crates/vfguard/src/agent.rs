@@ -41,16 +41,15 @@ pub fn kmsg_cursor_key(fs: &dyn HostFs) -> String {
     }
 }
 
-/// The host map is read in full at least this often, whatever its signature says.
-pub const FULL_TOPOLOGY_MS: Millis = 60_000;
-
 /// How the loop samples the host.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     /// The policy.
     pub policy: Policy,
-    /// Re-read the topology this often.
+    /// Check the topology's signature this often (re-read when it moved).
     pub topology_every_ms: Millis,
+    /// Read the topology in full at least this often, whatever its signature says.
+    pub full_topology_every_ms: Millis,
     /// Sample VF and AER counters this often.
     pub stats_every_ms: Millis,
     /// Without a journal cursor: replay the kernel log from the start (else tail from the end).
@@ -72,6 +71,7 @@ impl Default for AgentConfig {
         AgentConfig {
             policy: Policy::default(),
             topology_every_ms: 1000,
+            full_topology_every_ms: 60_000,
             stats_every_ms: 1000,
             replay_history: true,
             replay_since_us: None,
@@ -363,10 +363,10 @@ impl Agent {
     }
 
     /// Every `topology_every_ms`: re-read the map if its cheap signature moved, and in full at
-    /// least every [`FULL_TOPOLOGY_MS`] (changes the signature cannot see: a netdev moving
+    /// least every `full_topology_every_ms` (changes the signature cannot see: a netdev moving
     /// namespace, a new QEMU holding a group).
     fn watch_topology(&mut self, now: Millis) {
-        if now >= self.last_full_topology + FULL_TOPOLOGY_MS {
+        if now >= self.last_full_topology + self.cfg.full_topology_every_ms {
             self.refresh_topology(now);
             return;
         }

@@ -27,8 +27,10 @@ pub struct RawConfig {
     pub replay_window: Option<String>,
     /// The loop's period.
     pub step: Option<String>,
-    /// Topology re-read period.
+    /// Topology signature check period.
     pub topology_every: Option<String>,
+    /// Full topology read period.
+    pub full_topology_every: Option<String>,
     /// VF and AER counter sampling period.
     pub stats_every: Option<String>,
     /// The most kernel records one step reads (the rest waits for the next step).
@@ -74,6 +76,8 @@ pub struct Config {
     pub step_ms: u64,
     /// Topology period, ms.
     pub topology_every_ms: u64,
+    /// Full topology read period, ms.
+    pub full_topology_every_ms: u64,
     /// Counters period, ms.
     pub stats_every_ms: u64,
     /// Records per step.
@@ -99,6 +103,7 @@ impl Default for Config {
             replay_window_ms: None,
             step_ms: 100,
             topology_every_ms: 5000,
+            full_topology_every_ms: 60_000,
             stats_every_ms: 1000,
             max_records_per_step: 20_000,
             retention_age_ms: 30 * 24 * 3_600_000,
@@ -179,6 +184,16 @@ impl Config {
         if let Some(ms) = dur("topology_every", &raw.topology_every, 100)? {
             c.topology_every_ms = ms;
         }
+        if let Some(ms) = dur("full_topology_every", &raw.full_topology_every, 1000)? {
+            c.full_topology_every_ms = ms;
+        }
+        if c.full_topology_every_ms < c.topology_every_ms {
+            anyhow::bail!(
+                "full_topology_every ({} ms) must be at least topology_every ({} ms)",
+                c.full_topology_every_ms,
+                c.topology_every_ms
+            );
+        }
         if let Some(ms) = dur("stats_every", &raw.stats_every, 100)? {
             c.stats_every_ms = ms;
         }
@@ -229,8 +244,18 @@ mod tests {
         let c = Config::parse(text).unwrap();
         let d = Config::default();
         assert_eq!(
-            (c.step_ms, c.topology_every_ms, c.stats_every_ms),
-            (d.step_ms, d.topology_every_ms, d.stats_every_ms)
+            (
+                c.step_ms,
+                c.topology_every_ms,
+                c.full_topology_every_ms,
+                c.stats_every_ms
+            ),
+            (
+                d.step_ms,
+                d.topology_every_ms,
+                d.full_topology_every_ms,
+                d.stats_every_ms
+            )
         );
         assert_eq!(
             (c.retention_age_ms, c.retention_rows, c.max_records_per_step),
@@ -277,6 +302,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(e, "replay_window (10ms) must be at least 1000 ms");
+        let e = Config::parse("topology_every = \"10s\"\nfull_topology_every = \"5s\"")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "full_topology_every (5000 ms) must be at least topology_every (10000 ms)"
+        );
         let e = format!("{:#}", Config::parse("jornal = \"x\"").unwrap_err());
         assert!(e.starts_with("line 1: unknown field `jornal`"), "{e}");
     }

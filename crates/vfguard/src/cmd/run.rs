@@ -186,6 +186,7 @@ fn agent_thread(
     let mut agent_cfg = AgentConfig {
         policy: cfg.policy.clone(),
         topology_every_ms: cfg.topology_every_ms,
+        full_topology_every_ms: cfg.full_topology_every_ms,
         stats_every_ms: cfg.stats_every_ms,
         replay_history: cfg.replay_history,
         replay_since_us: None,
