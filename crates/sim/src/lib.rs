@@ -171,43 +171,31 @@ impl SimHost {
         }
         // Tenants.
         let pf_index = |b: Bdf| scenario.pf.iter().position(|p| p.bdf == b);
-        let mut owners = Vec::new();
-        for (k, vm) in scenario.vm.iter().enumerate() {
-            let functions = vm
-                .functions
-                .iter()
+        let functions_of = |fns: &[toml::Spanned<scenario::FnRef>]| -> Vec<(usize, Option<usize>)> {
+            fns.iter()
                 .filter_map(|f| {
                     let f = f.get_ref();
                     Some((pf_index(f.pf)?, f.vf.map(|v| usize::from(v.0))))
                 })
-                .collect();
-            owners.push(SimOwner {
-                name: vm.name.clone(),
-                vm: true,
-                pid: 4000 + u32::try_from(k).unwrap_or(0),
-                functions,
-                present: true,
-                paused: false,
-            });
-        }
-        for (k, c) in scenario.container.iter().enumerate() {
-            let functions = c
-                .functions
-                .iter()
-                .filter_map(|f| {
-                    let f = f.get_ref();
-                    Some((pf_index(f.pf)?, f.vf.map(|v| usize::from(v.0))))
-                })
-                .collect();
-            owners.push(SimOwner {
-                name: c.name.clone(),
-                vm: false,
-                pid: 6000 + u32::try_from(k).unwrap_or(0),
-                functions,
-                present: true,
-                paused: false,
-            });
-        }
+                .collect()
+        };
+        let owner = |name: &str, vm: bool, pid: u32, fns| SimOwner {
+            name: name.to_owned(),
+            vm,
+            pid,
+            functions: functions_of(fns),
+            present: true,
+            paused: false,
+        };
+        // VMs are pids 4000.., containers 6000.. (the fixture's process table).
+        let pid = |base: u32, k: usize| base + u32::try_from(k).unwrap_or(0);
+        let owners: Vec<SimOwner> = (scenario.vm.iter().enumerate())
+            .map(|(k, vm)| owner(&vm.name, true, pid(4000, k), &vm.functions))
+            .chain(
+                (scenario.container.iter().enumerate())
+                    .map(|(k, c)| owner(&c.name, false, pid(6000, k), &c.functions)),
+            )
+            .collect();
         let shared = Shared {
             now_ms: 0,
             pfs,

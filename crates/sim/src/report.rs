@@ -165,8 +165,12 @@ pub fn host_only(sim: &mut SimHost) -> Report {
     let mut events: Vec<(FaultEvent, Attribution)> = Vec::new();
     let mut seen = 0usize;
     let mut out = Vec::new();
-    for b in boundaries {
-        sim.advance_to(b.saturating_sub(1));
+    // Each segment's lines are attributed against the map as it stood then; after the last
+    // boundary, whatever the final step printed.
+    for b in boundaries.into_iter().map(Some).chain([None]) {
+        if let Some(b) = b {
+            sim.advance_to(b.saturating_sub(1));
+        }
         let records = sim.records_since(seen);
         for rec in &records {
             classifier.push(&kmsg_line(rec), &mut out);
@@ -178,19 +182,10 @@ pub fn host_only(sim: &mut SimHost) -> Report {
             let a = attribution(&e, &topology);
             events.push((e, a));
         }
-        sim.advance_to(b);
-        topology = reader.read();
-    }
-    let records = sim.records_since(seen);
-    for rec in &records {
-        classifier.push(&kmsg_line(rec), &mut out);
-    }
-    classifier.finish(&mut out);
-    seen += records.len();
-    for mut e in out.drain(..) {
-        e.resolve(&topology);
-        let a = attribution(&e, &topology);
-        events.push((e, a));
+        if let Some(b) = b {
+            sim.advance_to(b);
+            topology = reader.read();
+        }
     }
     build_report(sim, &events, seen as u64)
 }
