@@ -14,6 +14,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/entries.rs"]
+mod entries;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -22,7 +24,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use vfguard_journal::{Batch, DecisionRow, Entry, Journal, ObservationRow};
+use vfguard_journal::{Batch, Entry, Journal};
 use vfguard_model::{Action, ActionOutcome, IncidentId, Observation};
 
 const CHILD_DIR: &str = "VFGUARD_JOURNAL_CRASH_DIR";
@@ -172,25 +174,7 @@ fn check(path: &Path, reported: &Reported) {
                     rest.len()
                 );
                 let (got, tail) = rest.split_at(n);
-                let mut seq = o.seq;
-                let mut want = Vec::new();
-                for (observation, incident) in &b.observations {
-                    want.push(Entry::Observation(ObservationRow {
-                        seq,
-                        at: b.at,
-                        incident: *incident,
-                        observation: observation.clone(),
-                    }));
-                    seq += 1;
-                }
-                for decision in &b.decisions {
-                    want.push(Entry::Decision(DecisionRow {
-                        seq,
-                        at: b.at,
-                        decision: decision.clone(),
-                    }));
-                    seq += 1;
-                }
+                let want = entries::of_batch(&b, o.seq);
                 assert_eq!(got, want.as_slice(), "batch {i} is not complete");
                 batches.push(i);
                 rest = tail;

@@ -9,6 +9,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/entries.rs"]
+mod entries;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -281,25 +283,7 @@ impl Model {
     }
 
     fn append(&mut self, b: &Batch) {
-        let mut seq = self.next_seq();
-        let mut entries = Vec::new();
-        for (observation, incident) in &b.observations {
-            entries.push(Entry::Observation(ObservationRow {
-                seq,
-                at: b.at,
-                incident: *incident,
-                observation: observation.clone(),
-            }));
-            seq += 1;
-        }
-        for decision in &b.decisions {
-            entries.push(Entry::Decision(DecisionRow {
-                seq,
-                at: b.at,
-                decision: decision.clone(),
-            }));
-            seq += 1;
-        }
+        let entries = entries::of_batch(b, self.next_seq());
         self.txns.push(Txn {
             entries,
             cursor: b.cursor.as_ref().map(|c| c.1),
