@@ -168,7 +168,7 @@ impl Attributor {
                 let named_line = e.device == Some(pf);
                 let mut keep = Vec::new();
                 for h in std::mem::take(&mut self.held) {
-                    if h.pf != pf || now > h.at + window {
+                    if h.pf != pf || now > h.at.saturating_add(window) {
                         keep.push(h);
                         continue;
                     }
@@ -258,7 +258,7 @@ impl Attributor {
     pub fn expire(&mut self, t: &Topology, now: Millis, window: Millis) -> Vec<Attributed> {
         let (old, keep): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held)
             .into_iter()
-            .partition(|h| now > h.at + window);
+            .partition(|h| now > h.at.saturating_add(window));
         self.held = keep;
         old.into_iter()
             .map(|h| pf_level(h.event, h.pf, t))

@@ -272,7 +272,10 @@ impl Engine {
             }
             let w = inc.windows.entry(ri).or_default();
             w.push_back(now);
-            while w.front().is_some_and(|&t0| t0 + rule.window < now) {
+            while w
+                .front()
+                .is_some_and(|&t0| t0.saturating_add(rule.window) < now)
+            {
                 w.pop_front();
             }
             let cap = usize::try_from(rule.threshold).unwrap_or(usize::MAX);
@@ -321,7 +324,11 @@ impl Engine {
 
     fn guard_ok(&mut self, pf: Option<Bdf>, now: Millis) -> Result<(), String> {
         let w = self.policy.guard_window;
-        while self.recent.front().is_some_and(|(t0, _)| t0 + w <= now) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t0, _)| t0.saturating_add(w) <= now)
+        {
             self.recent.pop_front();
         }
         let host = self.recent.len();
@@ -415,7 +422,8 @@ impl Engine {
         }
         if !fallback {
             if let Some(last) = inc.last_action_at {
-                if now < last + self.policy.hold_down || inc.faults_since_action == 0 {
+                if now < last.saturating_add(self.policy.hold_down) || inc.faults_since_action == 0
+                {
                     return;
                 }
             }
@@ -756,7 +764,7 @@ impl Engine {
             let done = inc
                 .restored_at
                 .map_or(!pending && inc.contained_at.is_none(), |r| {
-                    now >= r + close_after
+                    now >= r.saturating_add(close_after)
                 });
             if done && quiet >= close_after && !inc.restoring {
                 self.close(id, "quiet", out);

@@ -413,3 +413,21 @@ fn the_same_vf_index_under_two_pfs_is_two_functions() {
     let owners: Vec<String> = e.incidents().map(|i| i.owner_label()).collect();
     assert!(owners.contains(&"vm:x1".to_owned()));
 }
+
+#[test]
+fn the_longest_durations_a_policy_may_write_do_not_overflow() {
+    // parse_duration takes any u64 of ms; window, hold-down and close-after arithmetic saturates.
+    let sim = sim_host();
+    let t = topology(&sim);
+    let max = u64::MAX;
+    let mut e = Engine::new(policy(&format!(
+        "close_after = \"{max}ms\"\nhold_down = \"{max}ms\"\n[[rule]]\nname = \"mdd\"\nkinds = [\"mdd_tx\"]\nwindow = \"{max}ms\"\nthreshold = 2\n"
+    )));
+    let obs = fault("i40e 0000:3b:00.0: 1 Tx Malicious Driver Detection events detected on PF 0 VF 2 MAC 5254003b0002. mdd-auto-reset-vfs=on");
+    let mut decided = 0;
+    for now in [1000, 2000, 3000, 4000] {
+        decided += e.observe(&obs, &t, now).len();
+    }
+    assert!(decided > 0);
+    assert_eq!(e.incidents().next().unwrap().faults, 4);
+}
