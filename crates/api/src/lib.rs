@@ -228,9 +228,17 @@ pub async fn serve_unix(
         }
         std::fs::remove_file(path).map_err(io("removing the stale socket"))?;
     }
-    let listener = tokio::net::UnixListener::bind(path).map_err(io("binding"))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(io("setting the mode of"))?;
+    // Bound under a private name, given its mode, then renamed into place: no client ever sees
+    // the socket with the default mode.
+    let staging = path.with_extension(format!("{}.new", std::process::id()));
+    let _ = std::fs::remove_file(&staging);
+    let listener = tokio::net::UnixListener::bind(&staging).map_err(io("binding"))?;
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o660))
+        .and_then(|()| std::fs::rename(&staging, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&staging);
+            io("setting up")(e)
+        })?;
     let r = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
