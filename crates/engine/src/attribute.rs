@@ -264,11 +264,6 @@ impl Attributor {
             .map(|h| pf_level(h.event, h.pf, t))
             .collect()
     }
-
-    /// Lines waiting for a VF to be named.
-    pub fn held(&self) -> usize {
-        self.held.len()
-    }
 }
 
 /// A line on a PF naming none of its functions: the PF's holder if a VM holds it whole, else

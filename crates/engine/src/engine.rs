@@ -95,11 +95,6 @@ impl Engine {
         self.incidents.get(&id)
     }
 
-    /// Actions decided and not yet reported back.
-    pub fn pending_actions(&self) -> usize {
-        self.pending.len()
-    }
-
     /// Takes in one observation.
     pub fn observe(&mut self, obs: &Observation, t: &Topology, now: Millis) -> Vec<Decision> {
         let mut out = Vec::new();

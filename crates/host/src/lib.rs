@@ -21,7 +21,7 @@ pub mod vmctl;
 
 pub use fs::{FsRoot, HostFs};
 pub use kmsg::{KmsgDevice, KmsgRead, KmsgSeek};
-pub use netns::{FsNetns, NetnsLink, NetnsProbe, NetnsView, NoNetns};
+pub use netns::{FsNetns, NetnsLink, NetnsProbe, NetnsView};
 pub use vfctl::VfControl;
 pub use vfnet::VfNet;
 pub use vmctl::{NoVmControl, VmControl};

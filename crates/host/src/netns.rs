@@ -133,16 +133,6 @@ impl NetnsProbe for FsNetns {
     }
 }
 
-/// No namespace information (a probe that sees nothing).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoNetns;
-
-impl NetnsProbe for NoNetns {
-    fn views(&self) -> io::Result<Vec<NetnsView>> {
-        Ok(Vec::new())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

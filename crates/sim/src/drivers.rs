@@ -10,11 +10,11 @@
 //!   counted per PF (SSVPC) with no VF named.
 //! - igb: spoof events per VF; MAC/VLAN override messages. igb has no MDD.
 
-use vfguard_model::{Bdf, KmsgRecord, VfIndex};
+use vfguard_model::{Bdf, KmsgRecord};
 
 use crate::render::record;
 use crate::scenario::{BehaviourKind, Family};
-use crate::state::{SimPf, SimVf};
+use crate::state::SimPf;
 
 /// Lines a hardware event makes the kernel print, in order.
 pub struct Printer {
@@ -348,9 +348,4 @@ pub fn ixgbe_spoof_check(p: &mut Printer, pf: &mut SimPf) {
         let n = std::mem::take(&mut pf.ssvpc).to_string();
         pf_line(p, pf, "ixgbe.spoof", &[&n]);
     }
-}
-
-/// The VF index of a VF in the PF's table.
-pub fn index_of(pf: &SimPf, vf: VfIndex) -> Option<usize> {
-    pf.vfs.iter().position(|v: &SimVf| v.index == vf)
 }

@@ -50,7 +50,9 @@ fn every_record_the_simulator_prints_is_a_catalog_line() {
     for f in scenarios() {
         let mut sim = SimHost::new(Scenario::load(&f).unwrap()).unwrap();
         sim.run_to_end();
-        for r in sim.records() {
+        let records = sim.records();
+        assert!(!records.is_empty(), "{}: printed nothing", f.display());
+        for r in records {
             assert_eq!(r.facility, 0);
             let known = cat.entries.iter().any(|c| c.captures(&r.text).is_some());
             assert!(known, "{}: not a catalog line: {:?}", f.display(), r.text);

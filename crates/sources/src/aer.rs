@@ -72,7 +72,7 @@ pub fn read_counters(fs: &dyn HostFs, bdf: Bdf) -> Result<Option<AerCounters>, A
         let Ok(text) = fs.read(&path) else { continue };
         any = true;
         let (b, t) = parse_counter_file(&path.display().to_string(), &text)?;
-        *total = t.unwrap_or_else(|| b.values().sum());
+        *total = t.unwrap_or_else(|| b.values().fold(0u64, |a, &v| a.saturating_add(v)));
         *bits = b;
     }
     Ok(any.then_some(c))

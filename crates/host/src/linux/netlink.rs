@@ -418,7 +418,7 @@ mod tests {
         assert!(decode_newlink(&[1, 2, 3]).is_err());
         let mut b = newlink_bytes();
         b.truncate(b.len() / 2);
-        let _ = decode_newlink(&b);
+        assert!(decode_newlink(&b).is_err());
     }
 
     #[test]
