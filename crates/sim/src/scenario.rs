@@ -422,7 +422,7 @@ impl Scenario {
                         ),
                     ));
                 }
-                (Some(_), Some(f)) | (None, Some(f)) if b.owner.is_some() => {
+                (Some(_), Some(f)) => {
                     return Err(err(
                         Some(f.span()),
                         "behaviour: give owner or function, not both".into(),
