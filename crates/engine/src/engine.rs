@@ -215,10 +215,16 @@ impl Engine {
                 inc.owner_history.push((now, o.label()));
             }
         }
-        let evidence = match correlated {
+        // An event may stand for a burst of identical records folded by the reader: the
+        // windows and counts see every record, the evidence chain one line for the burst.
+        let n = e.records();
+        let mut evidence = match correlated {
             Some(c) => format!("{}; {c}", a.evidence),
             None => a.evidence.clone(),
         };
+        if n > 1 {
+            evidence.push_str(&format!("; {n} identical records"));
+        }
         out.push(Decision::Attributed {
             incident: id,
             method: a.method.as_str().to_owned(),
@@ -239,8 +245,8 @@ impl Engine {
         if !counts {
             return;
         }
-        inc.faults += 1;
-        inc.faults_since_action += 1;
+        inc.faults = inc.faults.saturating_add(n);
+        inc.faults_since_action = inc.faults_since_action.saturating_add(n);
         inc.last_fault = now;
         inc.kinds.insert(e.kind);
         let driver_contains =
@@ -266,14 +272,16 @@ impl Engine {
                 continue;
             }
             let w = inc.windows.entry(ri).or_default();
-            w.push_back(now);
+            let cap = usize::try_from(rule.threshold).unwrap_or(usize::MAX);
+            // Every record of a burst is at `now`: more than `cap` of them would be trimmed.
+            let pushes = usize::try_from(n).unwrap_or(usize::MAX).min(cap.max(1));
+            w.extend(std::iter::repeat_n(now, pushes));
             while w
                 .front()
                 .is_some_and(|&t0| t0.saturating_add(rule.window) < now)
             {
                 w.pop_front();
             }
-            let cap = usize::try_from(rule.threshold).unwrap_or(usize::MAX);
             while w.len() > cap {
                 w.pop_front();
             }
@@ -803,6 +811,7 @@ fn aer_event(function: Bdf, kind: FaultKind, n: u64) -> FaultEvent {
         seq: None,
         details: Default::default(),
         owner: None,
+        repeats: 0,
     }
 }
 

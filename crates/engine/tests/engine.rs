@@ -431,3 +431,49 @@ fn the_longest_durations_a_policy_may_write_do_not_overflow() {
     assert!(decided > 0);
     assert_eq!(e.incidents().next().unwrap().faults, 4);
 }
+
+#[test]
+fn a_folded_burst_counts_every_record_and_crosses_a_threshold_like_the_records_would() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let rules = "ladder = [\"vf_disable\"]\n[[rule]]\nname = \"mdd\"\nkinds = [\"mdd_tx\"]\nwindow = \"1m\"\nthreshold = 5\n";
+    let line = "i40e 0000:3b:00.0: 1 Tx Malicious Driver Detection events detected on PF 0 VF 2 MAC 5254003b0002. mdd-auto-reset-vfs=on";
+    let burst = |repeats: u64| {
+        let Observation::Fault(mut e) = fault(line) else {
+            unreachable!("fault() makes a fault")
+        };
+        e.repeats = repeats;
+        Observation::Fault(e)
+    };
+    // Four records folded into one event: below the threshold of 5, nothing is done.
+    let mut folded = Engine::new(policy(rules));
+    let d = folded.observe(&burst(3), &t, 1000);
+    assert!(acts(&d).is_empty(), "{d:#?}");
+    assert_eq!(folded.incidents().next().unwrap().faults, 4);
+    // The fifth record crosses it, as five separate records do.
+    let d = folded.observe(&burst(0), &t, 1000);
+    let mut separate = Engine::new(policy(rules));
+    let mut want = Vec::new();
+    for _ in 0..5 {
+        want = separate.observe(&burst(0), &t, 1000);
+    }
+    assert_eq!(acts(&d), acts(&want));
+    assert_eq!(
+        acts(&d),
+        [("0000:3c:00.2".to_owned(), "set_vf:link_state".to_owned())]
+    );
+    // A burst alone crosses it too, and the evidence says how many records it stood for.
+    let mut one = Engine::new(policy(rules));
+    let d = one.observe(&burst(9), &t, 1000);
+    assert_eq!(
+        acts(&d),
+        [("0000:3c:00.2".to_owned(), "set_vf:link_state".to_owned())]
+    );
+    let inc = one.incidents().next().unwrap();
+    assert_eq!(inc.faults, 10);
+    assert!(inc
+        .evidence
+        .iter()
+        .any(|e| e.text.ends_with("; 10 identical records")));
+    assert!(inc.windows.values().all(|w| w.len() <= 5));
+}

@@ -167,8 +167,16 @@ impl Journal {
     /// refused ([`JournalErrorKind::DuplicateIntent`]).
     pub fn record_intent(&mut self, action: &Action) -> Result<(), JournalError> {
         let path = &self.path;
-        record::intent(&mut self.conn, action)
+        record::intents(&mut self.conn, std::slice::from_ref(action))
             .map_err(|kind| JournalError::new(path, "recording an intent", kind))
+    }
+
+    /// Records the intents of several actions in one transaction (a round of actions decided
+    /// together: one commit instead of one each). None is recorded if one is refused.
+    pub fn record_intents(&mut self, actions: &[Action]) -> Result<(), JournalError> {
+        let path = &self.path;
+        record::intents(&mut self.conn, actions)
+            .map_err(|kind| JournalError::new(path, "recording intents", kind))
     }
 
     /// Records an action's outcome; written AFTER it was carried out. The intent must be in
@@ -176,8 +184,15 @@ impl Journal {
     /// ([`JournalErrorKind::DuplicateOutcome`]).
     pub fn record_outcome(&mut self, outcome: &ActionOutcome) -> Result<(), JournalError> {
         let path = &self.path;
-        record::outcome(&mut self.conn, outcome)
+        record::outcomes(&mut self.conn, std::slice::from_ref(outcome))
             .map_err(|kind| JournalError::new(path, "recording an outcome", kind))
+    }
+
+    /// Records several outcomes in one transaction. None is recorded if one is refused.
+    pub fn record_outcomes(&mut self, outcomes: &[ActionOutcome]) -> Result<(), JournalError> {
+        let path = &self.path;
+        record::outcomes(&mut self.conn, outcomes)
+            .map_err(|kind| JournalError::new(path, "recording outcomes", kind))
     }
 
     /// The last sequence number recorded for a source (`kmsg`), if any. It may go down: the

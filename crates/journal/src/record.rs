@@ -13,7 +13,7 @@
 //! touching the database (non-finite numbers, out-of-range integers) happens before the
 //! transaction starts or before anything is written in it.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use vfguard_model::{Action, ActionOutcome, Decision, Observation};
 
 use crate::codec::{finite, int, json};
@@ -116,12 +116,21 @@ pub(crate) fn batch(conn: &mut Connection, batch: &Batch) -> Result<(), JournalE
     Ok(())
 }
 
-pub(crate) fn intent(conn: &mut Connection, action: &Action) -> Result<(), JournalErrorKind> {
+/// Intents, in one transaction (one commit for a round of actions).
+pub(crate) fn intents(conn: &mut Connection, actions: &[Action]) -> Result<(), JournalErrorKind> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for a in actions {
+        intent(&tx, a)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn intent(tx: &Transaction<'_>, action: &Action) -> Result<(), JournalErrorKind> {
     let id = int(action.id.0, "action id")?;
     let incident = int(action.incident.0, "incident id")?;
     let at = int(action.at, "action time")?;
     let body = json(action, "action")?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let exists = tx
         .prepare_cached(FIND_ACTION)?
         .query_row([id], |_| Ok(()))
@@ -130,7 +139,7 @@ pub(crate) fn intent(conn: &mut Connection, action: &Action) -> Result<(), Journ
     if exists {
         return Err(JournalErrorKind::DuplicateIntent(action.id.0));
     }
-    let seq = reserve(&tx, 1)?;
+    let seq = reserve(tx, 1)?;
     tx.prepare_cached(INSERT_INTENT)?.execute(params![
         id,
         incident,
@@ -142,14 +151,23 @@ pub(crate) fn intent(conn: &mut Connection, action: &Action) -> Result<(), Journ
         at,
         body
     ])?;
+    Ok(())
+}
+
+/// Outcomes, in one transaction.
+pub(crate) fn outcomes(
+    conn: &mut Connection,
+    outcomes: &[ActionOutcome],
+) -> Result<(), JournalErrorKind> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for o in outcomes {
+        outcome(&tx, o)?;
+    }
     tx.commit()?;
     Ok(())
 }
 
-pub(crate) fn outcome(
-    conn: &mut Connection,
-    outcome: &ActionOutcome,
-) -> Result<(), JournalErrorKind> {
+fn outcome(tx: &Transaction<'_>, outcome: &ActionOutcome) -> Result<(), JournalErrorKind> {
     let id = int(outcome.id.0, "action id")?;
     let at = int(outcome.at, "outcome time")?;
     let before = outcome
@@ -157,7 +175,6 @@ pub(crate) fn outcome(
         .as_ref()
         .map(|b| json(b, "state before the action"))
         .transpose()?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let done: Option<bool> = tx
         .prepare_cached(FIND_ACTION)?
         .query_row([id], |row| row.get(0))
@@ -167,7 +184,7 @@ pub(crate) fn outcome(
         Some(true) => return Err(JournalErrorKind::DuplicateOutcome(outcome.id.0)),
         Some(false) => {}
     }
-    let seq = reserve(&tx, 1)?;
+    let seq = reserve(tx, 1)?;
     tx.prepare_cached(SET_OUTCOME)?.execute(params![
         id,
         int(seq, "sequence number")?,
@@ -175,6 +192,5 @@ pub(crate) fn outcome(
         outcome.error,
         before
     ])?;
-    tx.commit()?;
     Ok(())
 }

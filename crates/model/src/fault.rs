@@ -271,12 +271,27 @@ pub struct FaultEvent {
     pub details: BTreeMap<String, String>,
     /// The owner of `function` (or of the PF), when a topology was consulted.
     pub owner: Option<Owner>,
+    /// Further records identical to this one (same text, device and source) that a reader
+    /// folded into it during a storm: the event stands for `1 + repeats` records, and keeps
+    /// the first one's line, sequence number and timestamp.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repeats: u64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl FaultEvent {
     /// Whether this event counts as a fault (a trusted message of a fault kind).
     pub fn is_fault(&self) -> bool {
         self.trusted && self.kind.is_fault()
+    }
+
+    /// How many records the event stands for (1 + the identical ones folded into it).
+    pub fn records(&self) -> u64 {
+        self.repeats.saturating_add(1)
     }
 
     /// Completes what the line says with the host map: the VF's BDF for a line naming PF + VF,

@@ -240,6 +240,7 @@ fn new_event(
         seq: line.seq,
         details: BTreeMap::new(),
         owner: None,
+        repeats: 0,
     }
 }
 

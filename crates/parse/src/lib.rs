@@ -9,10 +9,12 @@
 //! - [`prefix`]: the `<driver> <bdf>[ <netdev>]:` device prefix.
 //! - [`classify`]: the line-level state machine (continuations, AER groups, provenance).
 //! - [`scan`]: a fast scanner over whole saved logs with a literal prefilter.
+//! - [`fold`]: live records identical within a batch become one event with a repeat count.
 //! - [`kmsg`] classifies one live `/dev/kmsg` record.
 
 pub mod catalog;
 pub mod classify;
+pub mod fold;
 pub mod prefix;
 pub mod printf;
 pub mod scan;
@@ -24,6 +26,7 @@ use vfguard_model::{FaultEvent, KmsgRecord, LogFormat, TrustBasis};
 
 pub use catalog::Catalog;
 pub use classify::{Classifier, LogicalLine};
+pub use fold::FoldingClassifier;
 pub use scan::{ScanStats, Scanner};
 pub use textfmt::FormatHint;
 

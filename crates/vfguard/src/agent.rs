@@ -27,7 +27,7 @@ use vfguard_journal::{Batch, Entry, Journal};
 use vfguard_model::{
     ActionKind, Bdf, Decision, FaultKind, IncidentId, Millis, Observation, Topology,
 };
-use vfguard_parse::{kmsg_line, Classifier};
+use vfguard_parse::FoldingClassifier;
 use vfguard_sources::{KmsgEvent, KmsgReader};
 use vfguard_topology::{TopologyReader, TopologyWatcher};
 
@@ -60,6 +60,10 @@ pub struct AgentConfig {
     /// The most records one step reads; the rest wait for the next step, so that a storm never
     /// delays the actions it calls for by more than one step.
     pub max_records_per_step: usize,
+    /// Fold a step's identical kernel records into one event with a repeat count (a storm costs
+    /// a lookup per record); off classifies every record on its own (the baseline the storm
+    /// benchmark compares with).
+    pub fold_repeats: bool,
     /// Journal retention: rows older than this go (open incidents' rows stay).
     pub retention_age_ms: Millis,
     /// Journal retention: at most this many observations are kept.
@@ -76,6 +80,7 @@ impl Default for AgentConfig {
             replay_history: true,
             replay_since_us: None,
             max_records_per_step: 20_000,
+            fold_repeats: true,
             retention_age_ms: 30 * 24 * 3_600_000,
             retention_rows: 10_000_000,
         }
@@ -138,7 +143,8 @@ pub struct Agent {
     /// The journal's name for the kmsg cursor: per boot, since sequence numbers restart at 0.
     cursor_key: String,
     engine: Engine,
-    classifier: Classifier,
+    /// Folds a storm's identical records within a step (`FaultEvent::repeats`).
+    classifier: FoldingClassifier,
     reader: KmsgReader<Box<dyn KmsgDevice>>,
     watcher: TopologyWatcher,
     topo: Topology,
@@ -209,11 +215,16 @@ impl Agent {
             // The window is about a first start's history only.
             cfg.replay_since_us = None;
         }
+        let classifier = if cfg.fold_repeats {
+            FoldingClassifier::new()
+        } else {
+            FoldingClassifier::unfolded()
+        };
         let mut agent = Agent {
             cfg,
             cursor_key,
             engine,
-            classifier: Classifier::new(),
+            classifier,
             reader,
             watcher,
             topo,
@@ -290,7 +301,6 @@ impl Agent {
     pub fn step(&mut self, now: Millis) -> anyhow::Result<StepReport> {
         let mut report = StepReport::default();
         self.step_started = Some(std::time::Instant::now());
-        let mut events = Vec::new();
         let mut last_seq = None;
         let mut budget = self.cfg.max_records_per_step;
         while budget > 0 {
@@ -313,21 +323,21 @@ impl Agent {
                         self.history_skipped += 1;
                         continue;
                     }
-                    self.classifier.push(&kmsg_line(&r), &mut events);
+                    self.classifier.push(&r);
                 }
                 KmsgEvent::Gap { first, last } => self.lost += last - first + 1,
                 KmsgEvent::Malformed { .. } => {}
             }
         }
-        self.classifier.finish(&mut events);
-        let mut queue: Vec<Observation> = Vec::with_capacity(events.len() + 8);
-        for e in events {
+        let mut queue: Vec<Observation> = Vec::with_capacity(64);
+        for e in self.classifier.finish() {
             if matches!(
                 e.kind,
                 FaultKind::AerCorrectable | FaultKind::AerNonfatal | FaultKind::AerFatal
             ) {
                 if let Some(f) = e.function {
-                    *self.aer_logged.entry(f).or_default() += 1;
+                    let n = self.aer_logged.entry(f).or_default();
+                    *n = n.saturating_add(e.records());
                 }
             }
             queue.push(Observation::Fault(e));
@@ -478,15 +488,14 @@ impl Agent {
                     report.kinds.push((i, e.kind));
                 }
                 // Outcomes are journalled on their own, right after the actuator returns.
-                if !matches!(obs, Observation::Outcome(_)) {
+                if self.journal.is_some() && !matches!(obs, Observation::Outcome(_)) {
                     batch.observations.push((obs, incident));
                 }
                 for d in decisions {
                     if let Decision::Act(a) = &d {
                         acts.push(a.clone());
                     }
-                    batch.decisions.push(d.clone());
-                    report.decisions.push((now, d));
+                    batch.decisions.push(d);
                 }
             }
             if let Some(j) = self.journal.as_mut() {
@@ -497,19 +506,32 @@ impl Agent {
                     j.record_batch(&batch)?;
                 }
             }
+            report
+                .decisions
+                .extend(batch.decisions.drain(..).map(|d| (now, d)));
+            // The round's intents in one commit before any is carried out, its outcomes in one
+            // after: a crash in between leaves pending intents, reconciled on restart.
+            if let Some(j) = self.journal.as_mut() {
+                if !acts.is_empty() {
+                    j.record_intents(&acts)?;
+                }
+            }
             let mut detached = false;
+            let mut outcomes = Vec::with_capacity(acts.len());
             for a in acts {
-                if let Some(j) = self.journal.as_mut() {
-                    j.record_intent(&a)?;
-                }
                 let o = self.actuator.execute(&a, now);
-                if let Some(j) = self.journal.as_mut() {
-                    j.record_outcome(&o)?;
-                }
                 detached |= a.kind == ActionKind::Detach && o.error.is_none();
                 if let Some(t0) = self.step_started {
                     report.acted_after.push(t0.elapsed());
                 }
+                outcomes.push(o);
+            }
+            if let Some(j) = self.journal.as_mut() {
+                if !outcomes.is_empty() {
+                    j.record_outcomes(&outcomes)?;
+                }
+            }
+            for o in outcomes {
                 report.outcomes.push(o.clone());
                 round.push(Observation::Outcome(o));
             }

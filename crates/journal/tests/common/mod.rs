@@ -60,6 +60,7 @@ pub fn fault(n: u8, seq: u64) -> FaultEvent {
         seq: Some(seq),
         details,
         owner: Some(vm(&format!("web-{n}"))),
+        repeats: 0,
     }
 }
 

@@ -192,6 +192,7 @@ fn agent_thread(
         replay_since_us: None,
         max_records_per_step: cfg.max_records_per_step,
         retention_age_ms: cfg.retention_age_ms,
+        fold_repeats: true,
         retention_rows: cfg.retention_rows,
     };
     let watchdog = std::env::var("WATCHDOG_USEC")
