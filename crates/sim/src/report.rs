@@ -98,7 +98,7 @@ pub struct Report {
     pub incidents: Vec<Incident>,
     /// Every action, in order.
     pub actions: Vec<ActionRow>,
-    /// Owners never acted on.
+    /// Owners neither acted on nor blamed for an incident (the innocent bystanders).
     pub untouched: Vec<String>,
     /// Expectations.
     pub expectations: Expectations,

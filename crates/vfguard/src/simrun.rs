@@ -308,15 +308,23 @@ fn build(
         }
     }
     x.passed = x.failures.is_empty();
+    // Innocent bystanders: never acted on, and no incident pinned on them (a culprit the driver
+    // already contained, so that the agent only notified, is not "untouched").
+    let untouched = owners
+        .into_iter()
+        .filter(|o| {
+            !touched.contains(o)
+                && !list
+                    .iter()
+                    .any(|i| i.owner.name.as_deref() == Some(o) && !i.kinds.is_empty())
+        })
+        .collect();
     Report {
         scenario: sc.scenario.name.clone(),
         seed: sc.scenario.seed,
         incidents: list,
         actions,
-        untouched: owners
-            .into_iter()
-            .filter(|o| !touched.contains(o))
-            .collect(),
+        untouched,
         expectations: x,
         records: agent.records,
         duration_ms: sc.scenario.duration_ms,

@@ -54,6 +54,12 @@ fn the_demo_contains_every_culprit_and_touches_no_one_else() {
             "{innocent} must be untouched"
         );
     }
+    for culprit in ["mallory", "legacy-app", "firewall"] {
+        assert!(
+            !untouched.contains(&culprit),
+            "{culprit} is a culprit, not untouched: {untouched:?}"
+        );
+    }
     // The PCIe hiccup is reported on the PF, owned by the host, and nobody is acted on for it.
     let aer = incidents
         .iter()
