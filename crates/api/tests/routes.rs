@@ -1,5 +1,5 @@
-//! The routes against a fake view: shapes, filters passed through, and 4xx with a reason for
-//! every malformed request.
+//! The routes against a fake view: shapes, filters passed through, mutations authorised and
+//! handed to the loop with who asked, and 4xx with a reason for every malformed request.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,12 +9,29 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
-use vfguard_api::{router, AgentView, IncidentQuery, ViewError};
+use vfguard_api::{Access, Caller};
+use vfguard_api::{AgentView, IncidentQuery, Refusal, Reply, ViewError};
+use vfguard_model::OperatorRequest;
 
 #[derive(Default)]
 struct Fake {
     asked: Mutex<Vec<IncidentQuery>>,
+    requests: Mutex<Vec<OperatorRequest>>,
     broken: bool,
+}
+
+/// Root and uid 1000 may change things.
+fn router(view: Arc<Fake>) -> axum::Router {
+    vfguard_api::router(view, Access::root_and(1000))
+}
+
+fn unix(uid: u32) -> Caller {
+    Caller::Unix {
+        uid,
+        gid: uid,
+        pid: Some(4242),
+        user: None,
+    }
 }
 
 impl AgentView for Fake {
@@ -37,6 +54,52 @@ impl AgentView for Fake {
     fn actions(&self, limit: usize) -> Result<Value, ViewError> {
         Ok(json!({"limit": limit}))
     }
+    fn metrics(&self) -> String {
+        "# TYPE vfguard_up gauge\nvfguard_up 1\n# EOF\n".into()
+    }
+    fn submit(
+        &self,
+        req: OperatorRequest,
+    ) -> Result<tokio::sync::oneshot::Receiver<Reply>, ViewError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let reply = match &req {
+            OperatorRequest::Quarantine { function, .. }
+                if function.to_string() == "0000:99:00.0" =>
+            {
+                Err(Refusal::NotFound(format!(
+                    "no function {function} on this host"
+                )))
+            }
+            OperatorRequest::Release { function, .. } => Err(Refusal::Conflict(format!(
+                "nothing to release: no open incident on {function}"
+            ))),
+            r => Ok(json!({"accepted": serde_json::to_value(r).unwrap()})),
+        };
+        self.requests.lock().unwrap().push(req);
+        let _ = tx.send(reply);
+        Ok(rx)
+    }
+}
+
+async fn post(
+    view: Arc<Fake>,
+    uri: &str,
+    caller: Option<Caller>,
+    body: &[u8],
+) -> (StatusCode, Value) {
+    let mut req = Request::post(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_vec()))
+        .unwrap();
+    if let Some(c) = caller {
+        req.extensions_mut().insert(c);
+    }
+    let r = router(view).oneshot(req).await.unwrap();
+    let status = r.status();
+    let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+    let v = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("{uri}: not JSON ({e}): {}", String::from_utf8_lossy(&body)));
+    (status, v)
 }
 
 async fn get(view: Arc<Fake>, uri: &str) -> (StatusCode, Value) {
@@ -124,7 +187,11 @@ fn malformed_requests_get_4xx_with_a_reason() {
                 StatusCode::BAD_REQUEST,
                 "from 1 to 10000",
             ),
-            ("/v2/status", StatusCode::NOT_FOUND, "routes: /v1/status"),
+            (
+                "/v2/status",
+                StatusCode::NOT_FOUND,
+                "routes: GET /v1/status",
+            ),
         ] {
             let (s, body) = get(v.clone(), uri).await;
             assert_eq!(s, status, "{uri}: {body}");
@@ -200,4 +267,414 @@ fn serves_on_a_unix_socket_with_mode_0660_and_refuses_a_second_server() {
     tx.send(()).unwrap();
     rt.block_on(server).unwrap().unwrap();
     assert!(!sock.exists(), "the socket is removed on shutdown");
+}
+
+#[test]
+fn mutations_need_an_authorised_caller_and_carry_who_asked() {
+    rt().block_on(async {
+        let v = Arc::new(Fake::default());
+        let uri = "/v1/functions/0000:3c:00.4/quarantine";
+        let body = br#"{"reason": "tenant reported a compromised guest"}"#;
+        let (s, b) = post(v.clone(), uri, None, body).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+        assert!(b["error"].as_str().unwrap().contains("unauthenticated"));
+        let (s, b) = post(v.clone(), uri, Some(unix(1001)), body).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+        assert!(b["error"]
+            .as_str()
+            .unwrap()
+            .contains("may read but not change"));
+        assert!(
+            v.requests.lock().unwrap().is_empty(),
+            "nothing reached the loop"
+        );
+
+        let (s, b) = post(v.clone(), uri, Some(unix(1000)), body).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let want = OperatorRequest::Quarantine {
+            function: "0000:3c:00.4".parse().unwrap(),
+            reason: "tenant reported a compromised guest".into(),
+            by: "uid=1000 pid=4242 via unix socket".into(),
+        };
+        assert_eq!(v.requests.lock().unwrap().clone(), [want]);
+        let token = Caller::Token {
+            peer: "192.0.2.7:41000".parse().unwrap(),
+        };
+        let (s, _) = post(
+            v.clone(),
+            "/v1/policy/mode",
+            Some(token),
+            br#"{"mode": "dry-run"}"#,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(
+            v.requests.lock().unwrap().last().unwrap(),
+            &OperatorRequest::SetMode {
+                mode: "dry_run".into(),
+                by: "bearer token from 192.0.2.7:41000".into()
+            }
+        );
+        // The loop's refusals keep their meaning.
+        let (s, b) = post(
+            v.clone(),
+            "/v1/functions/0000:99:00.0/quarantine",
+            Some(unix(0)),
+            body,
+        )
+        .await;
+        assert_eq!(
+            (s, b["error"].as_str().unwrap()),
+            (
+                StatusCode::NOT_FOUND,
+                "no function 0000:99:00.0 on this host"
+            )
+        );
+        let (s, _) = post(
+            v.clone(),
+            "/v1/functions/0000:3c:00.4/release",
+            Some(unix(0)),
+            b"",
+        )
+        .await;
+        assert_eq!(s, StatusCode::CONFLICT);
+    });
+}
+
+#[test]
+fn malformed_mutations_get_4xx_with_a_reason_and_never_reach_the_loop() {
+    rt().block_on(async {
+        let v = Arc::new(Fake::default());
+        let q = "/v1/functions/0000:3c:00.4/quarantine";
+        let big = format!(r#"{{"reason": "{}"}}"#, "x".repeat(100_000));
+        for (uri, body, status, says) in [
+            (q, &b""[..], StatusCode::BAD_REQUEST, "a reason is required"),
+            (
+                q,
+                br#"{"reason": "  "}"#,
+                StatusCode::BAD_REQUEST,
+                "a reason is required",
+            ),
+            (
+                q,
+                br#"{"reason": "a\nb"}"#,
+                StatusCode::BAD_REQUEST,
+                "one line",
+            ),
+            (
+                q,
+                br#"{"reason": 7}"#,
+                StatusCode::BAD_REQUEST,
+                "expected JSON like",
+            ),
+            (
+                q,
+                br#"{"reason": "x", "force": true}"#,
+                StatusCode::BAD_REQUEST,
+                "unknown field `force`",
+            ),
+            (
+                q,
+                b"reason=x",
+                StatusCode::BAD_REQUEST,
+                "expected JSON like",
+            ),
+            (
+                q,
+                big.as_bytes(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "at most 65536 bytes",
+            ),
+            (
+                "/v1/functions/zz:00.9/quarantine",
+                br#"{"reason": "x"}"#,
+                StatusCode::BAD_REQUEST,
+                "not a PCI address",
+            ),
+            (
+                "/v1/functions/0000:3c:00.4/release",
+                br#"{"why": 1}"#,
+                StatusCode::BAD_REQUEST,
+                "unknown field `why`",
+            ),
+            (
+                "/v1/policy/mode",
+                br#"{"mode": "panic"}"#,
+                StatusCode::BAD_REQUEST,
+                "expected one of observe, dry_run, enforce",
+            ),
+            (
+                "/v1/policy/mode",
+                b"{}",
+                StatusCode::BAD_REQUEST,
+                "mode missing",
+            ),
+            (
+                "/v1/status",
+                b"{}",
+                StatusCode::METHOD_NOT_ALLOWED,
+                "POST is not allowed on /v1/status",
+            ),
+        ] {
+            let (s, b) = post(v.clone(), uri, Some(unix(0)), body).await;
+            assert_eq!(
+                s,
+                status,
+                "{uri} {}: {b}",
+                String::from_utf8_lossy(&body[..body.len().min(60)])
+            );
+            let msg = b["error"].as_str().unwrap_or_default();
+            assert!(msg.contains(says), "{uri}: {msg}");
+        }
+        assert!(v.requests.lock().unwrap().is_empty());
+    });
+}
+
+#[test]
+fn metrics_are_openmetrics_text_when_asked_and_classic_text_otherwise() {
+    rt().block_on(async {
+        let r = router(Arc::new(Fake::default()))
+            .oneshot(
+                Request::get("/metrics")
+                    .header("accept", "application/openmetrics-text;version=1.0.0")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        assert!(body.ends_with(b"# EOF\n"));
+        // Without asking: the classic format, for curl and promtool.
+        let r = router(Arc::new(Fake::default()))
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers()["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        assert_eq!(&body[..], b"# TYPE vfguard_up gauge\nvfguard_up 1\n");
+    });
+}
+
+use proptest::prelude::*;
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// Any body on any mutation: a 2xx or a 4xx with a JSON reason, never a 5xx or a panic.
+    #[test]
+    fn any_body_gets_an_answer_not_a_crash(
+        route in 0usize..3,
+        body in proptest::prop_oneof![
+            proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300).boxed(),
+            "\\{\"(reason|mode|x)\": (\"[^\"]{0,40}\"|[0-9]{1,5}|null|true|\\[\\]|\\{\\})\\}".prop_map(String::into_bytes).boxed(),
+        ],
+    ) {
+        let uri = ["/v1/functions/0000:3c:00.4/quarantine", "/v1/functions/0000:3c:00.4/release", "/v1/policy/mode"][route];
+        let (s, b) = rt().block_on(post(Arc::new(Fake::default()), uri, Some(unix(0)), &body));
+        proptest::prop_assert!(s.is_success() || s.is_client_error(), "{} {}", s, b);
+        if !s.is_success() {
+            proptest::prop_assert!(b["error"].as_str().is_some_and(|m| !m.is_empty()));
+        }
+    }
+}
+
+/// One raw HTTP/1.1 exchange over `stream`; the status line and the body.
+fn exchange(mut stream: impl std::io::Read + std::io::Write, request: &str) -> (String, String) {
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    let status = out.lines().next().unwrap_or_default().to_owned();
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+fn post_request(path: &str, extra_header: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: vfguard\r\nConnection: close\r\n{extra_header}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn the_unix_socket_names_the_caller_from_the_kernel_and_refuses_unlisted_users() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let me = std::fs::metadata(dir.path()).unwrap().uid();
+    let rt = rt();
+    for (access, want) in [
+        (Access { mutators: vec![me] }, "200"),
+        (Access { mutators: vec![] }, "403"),
+    ] {
+        let sock = dir.path().join(format!("api-{want}.sock"));
+        let fake = Arc::new(Fake::default());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (path, view) = (sock.clone(), fake.clone());
+        let server = rt.spawn(async move {
+            vfguard_api::serve_unix(&path, vfguard_api::router(view, access), async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        rt.block_on(async {
+            while !sock.exists() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        });
+        let s = sock.clone();
+        let (status, body) = rt
+            .block_on(async move {
+                tokio::task::spawn_blocking(move || {
+                    let stream = std::os::unix::net::UnixStream::connect(&s).unwrap();
+                    exchange(
+                        stream,
+                        &post_request(
+                            "/v1/functions/0000:3c:00.4/quarantine",
+                            "",
+                            r#"{"reason":"test"}"#,
+                        ),
+                    )
+                })
+                .await
+            })
+            .unwrap();
+        assert!(status.contains(want), "{status}: {body}");
+        let requests = fake.requests.lock().unwrap().clone();
+        if want == "200" {
+            let by = match &requests[..] {
+                [OperatorRequest::Quarantine { by, .. }] => by.clone(),
+                other => panic!("{other:?}"),
+            };
+            let pid = std::process::id();
+            assert!(by.starts_with(&format!("uid={me}")), "{by}");
+            assert!(by.contains(&format!("pid={pid} ")), "{by}");
+        } else {
+            assert!(body.contains("may read but not change"), "{body}");
+            assert!(requests.is_empty());
+        }
+        tx.send(()).unwrap();
+        rt.block_on(server).unwrap().unwrap();
+    }
+}
+
+#[test]
+fn tcp_needs_the_bearer_token_for_every_request() {
+    let rt = rt();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fake = Arc::new(Fake::default());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let view = fake.clone();
+    let server = rt.spawn(async move {
+        vfguard_api::serve_tcp_on(listener, router(view), b"s3cret-token".to_vec(), async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    let ask = |req: String| {
+        rt.block_on(async move {
+            tokio::task::spawn_blocking(move || {
+                exchange(std::net::TcpStream::connect(addr).unwrap(), &req)
+            })
+            .await
+        })
+        .unwrap()
+    };
+    let get = |auth: &str| {
+        format!("GET /v1/status HTTP/1.1\r\nHost: vfguard\r\nConnection: close\r\n{auth}\r\n")
+    };
+    let (s, b) = ask(get(""));
+    assert!(
+        s.contains("401") && b.contains("Authorization: Bearer"),
+        "{s} {b}"
+    );
+    let (s, b) = ask(get("Authorization: Bearer wrong\r\n"));
+    assert!(s.contains("401") && b.contains("wrong"), "{s} {b}");
+    let (s, _) = ask(get("Authorization: Bearer s3cret-token\r\n"));
+    assert!(s.contains("200"), "{s}");
+    let (s, _) = ask(post_request("/v1/policy/mode", "", r#"{"mode":"observe"}"#));
+    assert!(s.contains("401"), "{s}");
+    assert!(fake.requests.lock().unwrap().is_empty());
+    let (s, _) = ask(post_request(
+        "/v1/policy/mode",
+        "Authorization: Bearer s3cret-token\r\n",
+        r#"{"mode":"observe"}"#,
+    ));
+    assert!(s.contains("200"), "{s}");
+    let by = match &fake.requests.lock().unwrap()[..] {
+        [OperatorRequest::SetMode { by, .. }] => by.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(by.starts_with("bearer token from 127.0.0.1:"), "{by}");
+    tx.send(()).unwrap();
+    rt.block_on(server).unwrap().unwrap();
+    // No token, no TCP.
+    let open = rt.block_on(vfguard_api::serve_tcp(
+        "127.0.0.1:0".parse().unwrap(),
+        router(Arc::new(Fake::default())),
+        b"  \n".to_vec(),
+        async {},
+    ));
+    assert!(open
+        .unwrap_err()
+        .to_string()
+        .contains("needs a bearer token"));
+}
+
+/// docs/openapi.json documents exactly the routes the router serves.
+#[test]
+fn the_openapi_document_matches_the_routes() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."));
+    let mut documented: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.to_uppercase(), p.clone()))
+        })
+        .collect();
+    documented.sort();
+    let mut served: Vec<(String, String)> = vfguard_api::ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    served.sort();
+    assert_eq!(documented, served, "docs/openapi.json and ROUTES differ");
+    // Every listed route is one the router serves (not the fallback, not another method).
+    rt().block_on(async {
+        for (method, p) in vfguard_api::ROUTES {
+            let uri = p.replace("{id}", "1").replace("{bdf}", "0000:3c:00.4");
+            let mut req = Request::builder()
+                .method(*method)
+                .uri(&uri)
+                .body(Body::from(&br#"{"reason":"x","mode":"observe"}"#[..]))
+                .unwrap();
+            req.extensions_mut().insert(unix(0));
+            let r = router(Arc::new(Fake::default()))
+                .oneshot(req)
+                .await
+                .unwrap();
+            let status = r.status();
+            let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+            let text = String::from_utf8_lossy(&body);
+            assert!(
+                !text.contains("no route") && status != StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {uri}: {status} {text}"
+            );
+        }
+    });
 }

@@ -688,6 +688,16 @@ impl Engine {
                 }
                 self.close(id, &format!("released by {by}"), out);
             }
+            OperatorRequest::SetMode { mode, by } => {
+                let Some(to) = Mode::parse(mode) else { return };
+                let from = self.policy.mode;
+                self.policy.mode = to;
+                out.push(Decision::ModeChanged {
+                    from: from.as_str().to_owned(),
+                    to: to.as_str().to_owned(),
+                    by: by.clone(),
+                });
+            }
         }
     }
 

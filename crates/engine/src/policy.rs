@@ -29,6 +29,16 @@ impl Mode {
             Mode::Enforce => "enforce",
         }
     }
+
+    /// The mode named `s` (`observe`, `dry_run` or `dry-run`, `enforce`).
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "observe" => Some(Mode::Observe),
+            "dry_run" | "dry-run" => Some(Mode::DryRun),
+            "enforce" => Some(Mode::Enforce),
+            _ => None,
+        }
+    }
 }
 
 /// One rung of the ladder.

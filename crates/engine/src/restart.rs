@@ -29,6 +29,13 @@ pub fn replay<'a>(
 ) -> Vec<Decision> {
     let mut out = Vec::new();
     for (at, obs) in history {
+        // An operator's mode switch lasts until a restart: the configuration's mode holds again.
+        if matches!(
+            obs,
+            Observation::Operator(vfguard_model::OperatorRequest::SetMode { .. })
+        ) {
+            continue;
+        }
         out.extend(engine.observe(obs, t, *at));
     }
     out

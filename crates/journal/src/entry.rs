@@ -125,7 +125,9 @@ pub(crate) fn observation_function(o: &Observation) -> Option<Bdf> {
             vfguard_model::OperatorRequest::Quarantine { function, .. }
             | vfguard_model::OperatorRequest::Release { function, .. },
         ) => Some(*function),
-        Observation::Outcome(_) | Observation::Tick => None,
+        Observation::Operator(vfguard_model::OperatorRequest::SetMode { .. })
+        | Observation::Outcome(_)
+        | Observation::Tick => None,
     }
 }
 
@@ -149,12 +151,13 @@ pub(crate) fn decision_type(d: &Decision) -> &'static str {
         Decision::Contained { .. } => "contained",
         Decision::Restored { .. } => "restored",
         Decision::Closed { .. } => "closed",
+        Decision::ModeChanged { .. } => "mode_changed",
     }
 }
 
-/// `decisions.incident`: every decision belongs to one.
-pub(crate) fn decision_incident(d: &Decision) -> IncidentId {
-    match d {
+/// `decisions.incident`: every decision belongs to one, but an operator's mode switch.
+pub(crate) fn decision_incident(d: &Decision) -> Option<IncidentId> {
+    Some(match d {
         Decision::IncidentOpened { incident, .. }
         | Decision::Attributed { incident, .. }
         | Decision::ThresholdCrossed { incident, .. }
@@ -163,7 +166,8 @@ pub(crate) fn decision_incident(d: &Decision) -> IncidentId {
         | Decision::Restored { incident }
         | Decision::Closed { incident, .. } => *incident,
         Decision::Act(action) => action.incident,
-    }
+        Decision::ModeChanged { .. } => return None,
+    })
 }
 
 #[cfg(test)]

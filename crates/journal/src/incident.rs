@@ -222,6 +222,7 @@ pub(crate) fn apply_decision(
         Decision::Attributed { incident, .. }
         | Decision::ThresholdCrossed { incident, .. }
         | Decision::Suppressed { incident, .. } => touch(conn, *incident, at, None)?,
+        Decision::ModeChanged { .. } => {}
     }
     Ok(())
 }

@@ -91,7 +91,9 @@ pub(crate) fn batch(conn: &mut Connection, batch: &Batch) -> Result<(), JournalE
                 int(seq, "sequence number")?,
                 at,
                 decision_type(d),
-                int(decision_incident(d).0, "incident id")?,
+                decision_incident(d)
+                    .map(|i| int(i.0, "incident id"))
+                    .transpose()?,
                 json(d, "decision")?
             ])?;
             seq += 1;

@@ -947,7 +947,7 @@ fn write_v1(conn: &Connection, b: &Batch) {
                 seq as i64,
                 b.at as i64,
                 entry::decision_type(d),
-                entry::decision_incident(d).0 as i64,
+                entry::decision_incident(d).map(|i| i.0 as i64),
                 serde_json::to_string(d).unwrap()
             ],
         )

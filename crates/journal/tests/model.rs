@@ -378,6 +378,7 @@ impl Model {
                     | Decision::Suppressed { incident, .. } => {
                         touch(&mut rows, *incident, at, None)
                     }
+                    Decision::ModeChanged { .. } => {}
                 }
             }
             for (o, inc) in &b.observations {

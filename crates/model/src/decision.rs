@@ -74,6 +74,14 @@ pub enum OperatorRequest {
         /// Who asked.
         by: String,
     },
+    /// Switch the policy's mode (`observe`, `dry_run`, `enforce`) until the next restart or
+    /// configuration reload.
+    SetMode {
+        /// The new mode.
+        mode: String,
+        /// Who asked.
+        by: String,
+    },
 }
 
 /// A rung of the escalation ladder, or a restore.
@@ -237,5 +245,14 @@ pub enum Decision {
         incident: IncidentId,
         /// Why.
         reason: String,
+    },
+    /// An operator switched the policy's mode.
+    ModeChanged {
+        /// The mode before.
+        from: String,
+        /// The mode now.
+        to: String,
+        /// Who asked.
+        by: String,
     },
 }

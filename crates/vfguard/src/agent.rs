@@ -135,6 +135,23 @@ pub struct StepReport {
     /// For each action carried out: how long after the step began (its records were read) the
     /// actuator returned.
     pub acted_after: Vec<std::time::Duration>,
+    /// Each action carried out: its kind's name and how long the actuator took.
+    pub action_durations: Vec<(String, std::time::Duration)>,
+    /// Fault events classified from the kernel log: kind, PF, driver, records it stood for.
+    pub faults: Vec<FaultTally>,
+}
+
+/// One classified fault event, for the metrics (labels are bounded: kind, PF, driver).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultTally {
+    /// What happened.
+    pub kind: FaultKind,
+    /// The PF, when known.
+    pub pf: Option<Bdf>,
+    /// The driver that printed it, when known.
+    pub driver: Option<String>,
+    /// Records it stands for (folded repeats included).
+    pub records: u64,
 }
 
 /// The loop's state.
@@ -166,6 +183,8 @@ pub struct Agent {
     pub lost: u64,
     /// History records read past, older than the replay window.
     pub history_skipped: u64,
+    /// VF state samples taken (the map's VF states change with each).
+    pub samples: u64,
 }
 
 impl Agent {
@@ -243,6 +262,7 @@ impl Agent {
             records: 0,
             lost: 0,
             history_skipped: 0,
+            samples: 0,
         };
         // Actions journalled without an outcome: judge them from the state read back.
         let pending = agent
@@ -292,9 +312,81 @@ impl Agent {
         m
     }
 
+    /// The functions with an incident not closed.
+    pub fn open_functions(&self) -> impl Iterator<Item = Bdf> + '_ {
+        self.engine
+            .incidents()
+            .filter(|i| i.state != vfguard_engine::incident::State::Closed)
+            .filter_map(|i| i.function)
+    }
+
     /// Replaces the policy (a reload); incidents carry on.
     pub fn set_policy(&mut self, p: Policy) {
         self.engine.set_policy(p);
+    }
+
+    /// Carries out an operator's request now (API or CLI): checked against the host map and the
+    /// open incidents, then decided, journalled (with who asked) and acted on like the engine's
+    /// own decisions. `Ok(Err(..))` is a refusal for the operator, with what to do.
+    pub fn operator(
+        &mut self,
+        req: vfguard_model::OperatorRequest,
+        now: Millis,
+    ) -> anyhow::Result<Result<StepReport, vfguard_api::Refusal>> {
+        use vfguard_api::Refusal;
+        use vfguard_model::OperatorRequest as Op;
+        match &req {
+            Op::Quarantine { function, .. } | Op::Release { function, .. }
+                if self.topo.function(*function).is_none() =>
+            {
+                return Ok(Err(Refusal::NotFound(format!(
+                    "no function {function} on this host (see `vfguard inventory`)"
+                ))));
+            }
+            Op::Release { function, .. }
+                if !self.engine.incidents().any(|i| {
+                    i.function == Some(*function)
+                        && i.state != vfguard_engine::incident::State::Closed
+                }) =>
+            {
+                return Ok(Err(Refusal::Conflict(format!(
+                    "nothing to release: no open incident on {function}"
+                ))));
+            }
+            Op::SetMode { mode, .. } if vfguard_engine::policy::Mode::parse(mode).is_none() => {
+                return Ok(Err(Refusal::Unprocessable(format!(
+                    "unknown mode `{mode}`: observe, dry_run or enforce"
+                ))));
+            }
+            _ => {}
+        }
+        let mut report = StepReport::default();
+        self.step_started = Some(std::time::Instant::now());
+        let quarantined = match &req {
+            Op::Quarantine { function, .. } => Some(*function),
+            _ => None,
+        };
+        self.process_with_cursor(vec![Observation::Operator(req)], now, &mut report, None)?;
+        if let Some(function) = quarantined {
+            let suppressed = report.decisions.iter().find_map(|(_, d)| match d {
+                Decision::Suppressed { reason, .. } => Some(reason.clone()),
+                _ => None,
+            });
+            if let Some(reason) = suppressed {
+                return Ok(Err(Refusal::Unprocessable(reason)));
+            }
+            if !report
+                .decisions
+                .iter()
+                .any(|(_, d)| matches!(d, Decision::Act(_)))
+            {
+                return Ok(Err(Refusal::Conflict(format!(
+                    "{function} needs no quarantine now (its incident is already contained or \
+                     being acted on); see GET /v1/incidents"
+                ))));
+            }
+        }
+        Ok(Ok(report))
     }
 
     /// One step at `now`.
@@ -340,6 +432,12 @@ impl Agent {
                     *n = n.saturating_add(e.records());
                 }
             }
+            report.faults.push(FaultTally {
+                kind: e.kind,
+                pf: e.pf,
+                driver: e.driver.clone(),
+                records: e.records(),
+            });
             queue.push(Observation::Fault(e));
         }
         if now >= self.last_stats + self.cfg.stats_every_ms {
@@ -391,8 +489,9 @@ impl Agent {
 
     /// VF counters of every PF with VFs, and AER counter deltas the log did not account for.
     fn sample(&mut self) -> Vec<Observation> {
+        self.samples += 1;
         let mut out = Vec::new();
-        for pf in &self.topo.pfs {
+        for pf in &mut self.topo.pfs {
             let Some(nd) = pf.netdev.as_deref() else {
                 continue;
             };
@@ -407,6 +506,10 @@ impl Agent {
                             vf: vfguard_model::VfIndex(s.index),
                             stats,
                         });
+                    }
+                    // The map shows the VF's state as last read (the API, the metrics).
+                    if let Some(v) = pf.vfs.iter_mut().find(|v| v.index.0 == s.index) {
+                        v.state = Some(s);
                     }
                 }
             }
@@ -482,6 +585,13 @@ impl Agent {
                 let incident = decisions.iter().find_map(|d| match d {
                     Decision::Attributed { incident, .. }
                     | Decision::IncidentOpened { incident, .. } => Some(*incident),
+                    // An operator's request belongs to the incident it acted on or closed.
+                    Decision::Act(a) if matches!(obs, Observation::Operator(_)) => Some(a.incident),
+                    Decision::Closed { incident, .. }
+                        if matches!(obs, Observation::Operator(_)) =>
+                    {
+                        Some(*incident)
+                    }
                     _ => None,
                 });
                 if let (Observation::Fault(e), Some(i)) = (&obs, incident) {
@@ -519,7 +629,9 @@ impl Agent {
             let mut detached = false;
             let mut outcomes = Vec::with_capacity(acts.len());
             for a in acts {
+                let t0 = std::time::Instant::now();
                 let o = self.actuator.execute(&a, now);
+                report.action_durations.push((a.kind.name(), t0.elapsed()));
                 detached |= a.kind == ActionKind::Detach && o.error.is_none();
                 if let Some(t0) = self.step_started {
                     report.acted_after.push(t0.elapsed());

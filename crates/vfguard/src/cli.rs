@@ -97,14 +97,29 @@ pub enum Command {
     Run(RunArgs),
     /// Show an incident's evidence chain from the journal: what the kernel said, how each line
     /// was attributed and with what confidence, each decision and the rule that made it, each
-    /// action and its outcome.
+    /// action and its outcome. Asks the daemon; --journal FILE reads a journal file instead.
     Explain(ExplainArgs),
     /// Ask the running daemon how it is: mode, records read and lost, the host map's version,
     /// incidents by state. Says so clearly when no daemon answers on the socket.
     Status(StatusArgs),
     /// List the incidents in the journal: id, function, PF, state, owner, when opened. Filter
-    /// with --open, --owner, --pf; `vfguard explain ID` then shows one in full.
+    /// with --open, --owner, --pf; `vfguard explain ID` then shows one in full. Asks the
+    /// daemon; --journal FILE reads a journal file instead.
     Incidents(IncidentsArgs),
+    /// Isolate a function now, by hand: a VF's link is disabled through its PF (a function a VM
+    /// holds whole is detached from it). Journalled with the reason and who asked; `vfguard
+    /// release` undoes it.
+    ///
+    /// Examples:
+    ///   vfguard quarantine 0000:3c:00.4 --reason "tenant reported a compromised guest"
+    #[command(verbatim_doc_comment)]
+    Quarantine(QuarantineArgs),
+    /// Restore what was done to a function (its VF state as it was before) and close its
+    /// incident. Journalled with who asked.
+    Release(ReleaseArgs),
+    /// Switch the daemon's policy mode until it restarts or reloads its configuration:
+    /// observe, dry-run or enforce. Journalled with who asked.
+    Mode(ModeArgs),
     /// Check a configuration file without running anything: every key, the policy's rules and
     /// ladder, and what depends on this host; exit 0 when the daemon would start with it. (A
     /// SIGHUP reload applies the file's policy; the other keys take effect on a restart.)
@@ -167,10 +182,19 @@ pub struct RunArgs {
     /// With --sim: virtual seconds per wall-clock second (1: real time; 0: as fast as possible).
     #[arg(long, default_value_t = 1.0, requires = "sim")]
     pub speed: f64,
+    /// With --sim: keep running (and serving the API) after the scenario's end, until stopped;
+    /// without it the daemon exits at the end.
+    #[arg(long, requires = "sim")]
+    pub linger: bool,
     /// Serve the API on this Unix socket (overrides the configuration; default
     /// /run/vfguard/vfguard.sock).
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// Log lines as `text`, `json` (one object per line) or `journald`; `auto` (the default):
+    /// journald when systemd connected stderr to the journal, else text. Overrides the
+    /// configuration's `log_format`; RUST_LOG filters (default `info`).
+    #[arg(long, value_name = "FORMAT", value_parser = ["auto", "text", "json", "journald"])]
+    pub log_format: Option<String>,
 }
 
 /// `vfguard status` options.
@@ -204,14 +228,13 @@ pub struct ExplainArgs {
     /// The incident's number.
     #[arg(value_name = "INCIDENT")]
     pub incident: u64,
-    /// The journal to read.
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "/var/lib/vfguard/journal.db"
-    )]
-    pub journal: PathBuf,
-    /// One JSON object.
+    /// Ask the daemon on this socket.
+    #[arg(long, value_name = "PATH", default_value = "/run/vfguard/vfguard.sock")]
+    pub socket: PathBuf,
+    /// Read this journal file instead of asking the daemon (offline; e.g. a copy).
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// One JSON object (the shape of `GET /v1/incidents/{id}`).
     #[arg(short = 'j', long)]
     pub json: bool,
 }
@@ -219,13 +242,12 @@ pub struct ExplainArgs {
 /// `vfguard incidents` options.
 #[derive(Debug, clap::Args)]
 pub struct IncidentsArgs {
-    /// The journal to read.
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "/var/lib/vfguard/journal.db"
-    )]
-    pub journal: PathBuf,
+    /// Ask the daemon on this socket.
+    #[arg(long, value_name = "PATH", default_value = "/run/vfguard/vfguard.sock")]
+    pub socket: PathBuf,
+    /// Read this journal file instead of asking the daemon (offline; e.g. a copy).
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
     /// Only incidents not yet closed.
     #[arg(long)]
     pub open: bool,
@@ -235,7 +257,52 @@ pub struct IncidentsArgs {
     /// Only incidents on this PF (e.g. 0000:3b:00.0).
     #[arg(long, value_name = "BDF")]
     pub pf: Option<vfguard_model::Bdf>,
-    /// One JSON array.
+    /// One JSON array (the shape of `GET /v1/incidents`).
+    #[arg(short = 'j', long)]
+    pub json: bool,
+}
+
+/// `vfguard quarantine` options.
+#[derive(Debug, clap::Args)]
+pub struct QuarantineArgs {
+    /// The function to isolate (a VF, or a function a VM holds whole), e.g. 0000:3c:00.4.
+    #[arg(value_name = "BDF")]
+    pub function: vfguard_model::Bdf,
+    /// Why; required, journalled with who asked.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// The daemon's API socket.
+    #[arg(long, value_name = "PATH", default_value = "/run/vfguard/vfguard.sock")]
+    pub socket: PathBuf,
+    /// The daemon's answer as JSON (its decisions and the actions' outcomes).
+    #[arg(short = 'j', long)]
+    pub json: bool,
+}
+
+/// `vfguard release` options.
+#[derive(Debug, clap::Args)]
+pub struct ReleaseArgs {
+    /// The function whose incident to close (its VF state is restored as it was).
+    #[arg(value_name = "BDF")]
+    pub function: vfguard_model::Bdf,
+    /// The daemon's API socket.
+    #[arg(long, value_name = "PATH", default_value = "/run/vfguard/vfguard.sock")]
+    pub socket: PathBuf,
+    /// The daemon's answer as JSON.
+    #[arg(short = 'j', long)]
+    pub json: bool,
+}
+
+/// `vfguard mode` options.
+#[derive(Debug, clap::Args)]
+pub struct ModeArgs {
+    /// observe (record and notify only), dry-run (decide and journal, do nothing) or enforce.
+    #[arg(value_name = "MODE", value_parser = ["observe", "dry-run", "dry_run", "enforce"])]
+    pub mode: String,
+    /// The daemon's API socket.
+    #[arg(long, value_name = "PATH", default_value = "/run/vfguard/vfguard.sock")]
+    pub socket: PathBuf,
+    /// The daemon's answer as JSON.
     #[arg(short = 'j', long)]
     pub json: bool,
 }

@@ -43,6 +43,23 @@ pub struct RawConfig {
     pub policy: Option<RawPolicy>,
     /// Where notifications go beside the log.
     pub notify: Option<RawNotify>,
+    /// The HTTP API beyond its Unix socket.
+    pub api: Option<RawApi>,
+    /// Log lines: `auto` (journald under systemd, else text), `text`, `json`, `journald`.
+    pub log_format: Option<String>,
+}
+
+/// `[api]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    /// Users (names or numeric uids) who may change things over the socket, beside root and
+    /// the daemon's own user.
+    pub users: Option<Vec<String>>,
+    /// Serve the API on TCP too (`127.0.0.1:9477`); needs `token_file`.
+    pub listen: Option<String>,
+    /// The bearer token TCP clients must present (a file readable by the daemon only).
+    pub token_file: Option<PathBuf>,
 }
 
 /// `[notify]` as written.
@@ -90,6 +107,15 @@ pub struct Config {
     pub webhook: Option<vfguard_act::webhook::WebhookConfig>,
     /// The policy.
     pub policy: Policy,
+    /// Users allowed to change things over the socket (names or uids; root and the daemon's
+    /// user always are).
+    pub api_users: Vec<String>,
+    /// The TCP listener, when configured.
+    pub api_listen: Option<std::net::SocketAddr>,
+    /// The bearer token's file (required with `api_listen`).
+    pub api_token_file: Option<PathBuf>,
+    /// Log format: `auto`, `text`, `json`, `journald`.
+    pub log_format: String,
 }
 
 impl Default for Config {
@@ -110,6 +136,10 @@ impl Default for Config {
             retention_rows: 10_000_000,
             webhook: None,
             policy: Policy::default(),
+            api_users: Vec::new(),
+            api_listen: None,
+            api_token_file: None,
+            log_format: "auto".to_owned(),
         }
     }
 }
@@ -117,7 +147,8 @@ impl Default for Config {
 impl Config {
     /// The checks that depend on this host, not on the file alone (run on start and by
     /// `vfguard config check`): `replay_window` needs the live kernel log device, whose
-    /// timestamps are this host's `CLOCK_MONOTONIC`.
+    /// timestamps are this host's `CLOCK_MONOTONIC`; the API's token file must be private and
+    /// hold a token; `api.users` must exist.
     pub fn check_host(&self) -> anyhow::Result<()> {
         use std::os::unix::fs::FileTypeExt as _;
         if self.replay_history && self.replay_window_ms.is_some() {
@@ -130,7 +161,52 @@ impl Config {
                 );
             }
         }
+        self.api_token()?;
+        self.api_uids()?;
         Ok(())
+    }
+
+    /// The bearer token for TCP, read from `api_token_file`: it must exist, hold a token, and be
+    /// readable by its owner only.
+    pub fn api_token(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let Some(f) = &self.api_token_file else {
+            return Ok(None);
+        };
+        let meta =
+            std::fs::metadata(f).with_context(|| format!("api.token_file {}", f.display()))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            anyhow::bail!(
+                "api.token_file {} is readable by others (mode {:o}); chmod 600 it",
+                f.display(),
+                meta.permissions().mode() & 0o777
+            );
+        }
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading api.token_file {}", f.display()))?;
+        let token = text.trim();
+        if token.len() < 16 {
+            anyhow::bail!(
+                "api.token_file {} holds {} bytes; a token is at least 16 (e.g. `openssl rand -hex 32 > {}`)",
+                f.display(),
+                token.len(),
+                f.display()
+            );
+        }
+        Ok(Some(token.as_bytes().to_vec()))
+    }
+
+    /// The uids of `api.users` (names looked up in `/etc/passwd`).
+    pub fn api_uids(&self) -> anyhow::Result<Vec<u32>> {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        self.api_users
+            .iter()
+            .map(|u| match u.parse::<u32>() {
+                Ok(n) => Ok(n),
+                Err(_) => vfguard_api::auth::user_id(&passwd, u)
+                    .with_context(|| format!("api.users: no user `{u}` in /etc/passwd")),
+            })
+            .collect()
     }
 
     /// Reads and validates a file.
@@ -229,6 +305,26 @@ impl Config {
         }
         if let Some(p) = &raw.policy {
             c.policy = Policy::validate(p).map_err(|e| anyhow::anyhow!("policy.{e}"))?;
+        }
+        if let Some(a) = raw.api {
+            c.api_users = a.users.unwrap_or_default();
+            if let Some(l) = &a.listen {
+                c.api_listen = Some(l.parse().map_err(|e| {
+                    anyhow::anyhow!("api.listen ({l}): {e}; write it as 127.0.0.1:9477")
+                })?);
+            }
+            c.api_token_file = a.token_file;
+            if c.api_listen.is_some() && c.api_token_file.is_none() {
+                anyhow::bail!(
+                    "api.listen needs api.token_file: the API is served on TCP only behind a bearer token"
+                );
+            }
+        }
+        if let Some(f) = raw.log_format {
+            if !matches!(f.as_str(), "auto" | "text" | "json" | "journald") {
+                anyhow::bail!("log_format ({f}): expected auto, text, json or journald");
+            }
+            c.log_format = f;
         }
         Ok(c)
     }

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod config;
 pub mod host;
+pub mod metrics;
 pub mod simrun;
 pub mod timefmt;
 pub mod views;

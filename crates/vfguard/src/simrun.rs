@@ -58,6 +58,7 @@ pub fn describe(at: Millis, d: &Decision, owners: &BTreeMap<IncidentId, String>)
         Decision::Closed { incident, reason } => {
             format!("incident {} closed: {reason}", incident.0)
         }
+        Decision::ModeChanged { from, to, by } => format!("mode {from} -> {to} (asked by {by})"),
     };
     Some(format!("{} {text}", crate::timefmt::at(at)))
 }

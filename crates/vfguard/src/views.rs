@@ -2,10 +2,25 @@
 //! [`LiveView`], the API's view of a running agent.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{mpsc, Arc, Mutex};
 
 use serde_json::{json, Value};
-use vfguard_api::{AgentView, IncidentQuery, ViewError};
+use tokio::sync::oneshot;
+use vfguard_api::{AgentView, IncidentQuery, Reply, ViewError};
+use vfguard_engine::Policy;
+use vfguard_model::OperatorRequest;
+
+use crate::metrics::Metrics;
+
+/// What the signal handlers and the API ask of the loop (one channel, read between steps).
+pub enum Control {
+    /// Finish the step in flight and stop.
+    Stop,
+    /// Replace the policy (SIGHUP).
+    Reload(Box<Policy>),
+    /// An operator's request; the loop answers on the sender once decided and journalled.
+    Operator(OperatorRequest, oneshot::Sender<Reply>),
+}
 use vfguard_journal::{ActionRow, IncidentDetail, IncidentFilter, IncidentRow, Journal};
 
 /// One incident in a list (`vfguard incidents --json`, `GET /v1/incidents`).
@@ -58,15 +73,24 @@ pub struct LiveView {
     journal: PathBuf,
     status: Mutex<Value>,
     topology: Mutex<Value>,
+    metrics: Arc<Metrics>,
+    control: Mutex<mpsc::Sender<Control>>,
 }
 
 impl LiveView {
-    /// Over the journal at `journal`, nothing published yet.
-    pub fn new(journal: PathBuf) -> LiveView {
+    /// Over the journal at `journal`, nothing published yet; requests go to the loop on
+    /// `control`.
+    pub fn new(
+        journal: PathBuf,
+        metrics: Arc<Metrics>,
+        control: mpsc::Sender<Control>,
+    ) -> LiveView {
         LiveView {
             journal,
             status: Mutex::new(json!({"state": "starting"})),
             topology: Mutex::new(json!(null)),
+            metrics,
+            control: Mutex::new(control),
         }
     }
 
@@ -125,5 +149,19 @@ impl AgentView for LiveView {
             .actions(limit)
             .map_err(|e| ViewError(e.to_string()))?;
         Ok(Value::Array(rows.iter().map(action_row).collect()))
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics.encode()
+    }
+
+    fn submit(&self, req: OperatorRequest) -> Result<oneshot::Receiver<Reply>, ViewError> {
+        let (tx, rx) = oneshot::channel();
+        self.control
+            .lock()
+            .map_err(|_| ViewError("the control channel is poisoned".into()))?
+            .send(Control::Operator(req, tx))
+            .map_err(|_| ViewError("the agent loop has stopped".into()))?;
+        Ok(rx)
     }
 }

@@ -1,11 +1,13 @@
-//! `vfguard explain INCIDENT`: the evidence chain of one incident, read from the journal.
+//! `vfguard explain INCIDENT`: the evidence chain of one incident, from the daemon (its socket)
+//! or from a journal file (`--journal`, offline).
 
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use serde::Deserialize;
 use vfguard_journal::Journal;
-use vfguard_model::{Decision, IncidentId, Observation};
+use vfguard_model::{Action, ActionOutcome, Bdf, Decision, IncidentId, Observation, Owner};
 
 use crate::cli::ExplainArgs;
 use vfguard::timefmt::at as secs;
@@ -21,17 +23,80 @@ pub(super) fn open_journal(path: &std::path::Path) -> anyhow::Result<Journal> {
     Journal::open_read_only(path).with_context(|| format!("opening {}", path.display()))
 }
 
+/// `GET /v1/incidents/{id}` and `vfguard explain --json`, read back.
+#[derive(Deserialize)]
+struct Detail {
+    id: u64,
+    function: Bdf,
+    pf: Option<Bdf>,
+    state: String,
+    owner: Option<Owner>,
+    opened_ms: u64,
+    observations: Vec<AtObservation>,
+    decisions: Vec<AtDecision>,
+    actions: Vec<ActionWithOutcome>,
+}
+
+#[derive(Deserialize)]
+struct AtObservation {
+    at_ms: u64,
+    observation: Observation,
+}
+
+#[derive(Deserialize)]
+struct AtDecision {
+    at_ms: u64,
+    decision: Decision,
+}
+
+#[derive(Deserialize)]
+struct ActionWithOutcome {
+    action: Action,
+    outcome: Option<ActionOutcome>,
+}
+
 pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
-    let journal = open_journal(&args.journal)?;
-    let Some(d) = journal.incident(IncidentId(args.incident))? else {
+    let (v, source) = match &args.journal {
+        Some(path) => {
+            let journal = open_journal(path)?;
+            let d = journal.incident(IncidentId(args.incident))?;
+            (
+                d.as_ref().map(vfguard::views::incident_detail),
+                path.display().to_string(),
+            )
+        }
+        None => {
+            let (code, v) =
+                super::client::get(&args.socket, &format!("/v1/incidents/{}", args.incident))?;
+            let v = if code == 404 {
+                None
+            } else {
+                Some(super::client::ok(code, v)?)
+            };
+            (v, "the daemon's journal".to_owned())
+        }
+    };
+    let Some(v) = v else {
         eprintln!(
-            "vfguard: no incident {} in {} (list them with `vfguard incidents`)",
-            args.incident,
-            args.journal.display()
+            "vfguard: no incident {} in {source} (list them with `vfguard incidents`)",
+            args.incident
         );
         return Ok(ExitCode::from(1));
     };
     let mut out = BufWriter::new(io::stdout().lock());
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &v)?;
+        writeln!(out)?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let d: Detail = serde_json::from_value(v).context("reading the incident's detail")?;
+    render(&d, &mut out)?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(d: &Detail, out: &mut impl Write) -> anyhow::Result<()> {
     let outcome_of = |id| {
         d.actions
             .iter()
@@ -45,27 +110,19 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
                 },
             )
     };
-    if args.json {
-        let v = vfguard::views::incident_detail(&d);
-        serde_json::to_writer_pretty(&mut out, &v)?;
-        writeln!(out)?;
-        out.flush()?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let i = &d.incident;
     writeln!(
         out,
         "incident {} on {}{}: owner {}, {}, opened at {}",
-        i.id.0,
-        i.function,
-        i.pf.filter(|p| *p != i.function)
+        d.id,
+        d.function,
+        d.pf.filter(|p| *p != d.function)
             .map(|p| format!(" (PF {p})"))
             .unwrap_or_default(),
-        i.owner
+        d.owner
             .as_ref()
-            .map_or_else(|| "unknown".to_owned(), vfguard_model::Owner::label),
-        i.state.as_str(),
-        secs(i.opened_at).trim()
+            .map_or_else(|| "unknown".to_owned(), Owner::label),
+        d.state,
+        secs(d.opened_ms).trim()
     )?;
     writeln!(out, "\nwhat the kernel said:")?;
     for o in &d.observations {
@@ -75,10 +132,15 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
                 (None, l) if l > 0 => format!("line {l}"),
                 _ => "counters".to_owned(),
             };
+            let times = if e.repeats > 0 {
+                format!(" (x{})", e.records())
+            } else {
+                String::new()
+            };
             writeln!(
                 out,
-                "{}  {:<14} {:<28} {origin}: {}",
-                secs(o.at),
+                "{}  {:<14} {:<28} {origin}: {}{times}",
+                secs(o.at_ms),
                 e.kind.as_str(),
                 e.catalog_id,
                 e.message.lines().next().unwrap_or("")
@@ -87,7 +149,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
             writeln!(
                 out,
                 "{}  {}",
-                secs(o.at),
+                secs(o.at_ms),
                 serde_json::to_string(&o.observation)?
             )?;
         }
@@ -116,9 +178,9 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
             Decision::Contained { by, .. } => format!("CONTAINED by {by}"),
             Decision::Restored { .. } => "restored".to_owned(),
             Decision::Closed { reason, .. } => format!("closed: {reason}"),
+            Decision::ModeChanged { from, to, by } => format!("mode {from} -> {to} by {by}"),
         };
-        writeln!(out, "{}  {line}", secs(r.at))?;
+        writeln!(out, "{}  {line}", secs(r.at_ms))?;
     }
-    out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

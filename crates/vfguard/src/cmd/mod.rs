@@ -1,11 +1,13 @@
 //! Subcommand implementations.
 
 mod catalog;
+mod client;
 mod config;
 mod demo;
 mod explain;
 mod incidents;
 mod inventory;
+mod operate;
 pub mod run;
 mod scan;
 pub mod simulate;
@@ -32,6 +34,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Explain(args) => explain::run(&args),
         Command::Incidents(args) => incidents::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Quarantine(args) => operate::quarantine(&args),
+        Command::Release(args) => operate::release(&args),
+        Command::Mode(args) => operate::mode(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Config(ConfigCommand::Check { file, json }) => config::check(&file, json),

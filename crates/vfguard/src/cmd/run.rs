@@ -4,7 +4,10 @@
 //! waits on signals: SIGTERM/SIGINT stop it after the step in flight (journal committed), SIGHUP
 //! reloads the configuration file (an invalid one is refused with the reason, and the running
 //! configuration stays). systemd is told READY=1 once the loop runs, WATCHDOG=1 from every step
-//! when a watchdog is set, STOPPING=1 on the way out.
+//! when a watchdog is set, STOPPING=1 on the way out. The API (Unix socket, and TCP behind a
+//! bearer token when configured) runs on the main thread's runtime; its operator requests reach
+//! the loop on the same channel as the signals and are carried out between steps. Logs go
+//! through `tracing` (text, JSON lines or journald).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +18,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
 use vfguard_act::{Actuator, MemoryNotifier};
-use vfguard_engine::Policy;
 use vfguard_host::linux::{open_kmsg, NetlinkVfControl, NetlinkVfNet, Virsh};
 use vfguard_host::FsRoot;
 use vfguard_model::{Decision, IncidentId, Millis};
@@ -25,12 +27,9 @@ use vfguard_sim::SimHost;
 use crate::cli::RunArgs;
 use vfguard::agent::{Agent, AgentConfig, AgentHost};
 use vfguard::config::Config;
-use vfguard::views::LiveView;
-
-enum Control {
-    Stop,
-    Reload(Box<Policy>),
-}
+use vfguard::metrics::Metrics;
+use vfguard::views::{Control, LiveView};
+use vfguard_api::Access;
 
 const DEMO: &str = include_str!("../../../../testdata/scenarios/demo.toml");
 
@@ -67,6 +66,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(s) = &args.socket {
         cfg.socket = s.clone();
     }
+    if let Some(f) = &args.log_format {
+        cfg.log_format = f.clone();
+    }
+    init_logging(&cfg.log_format)?;
     if let Some(parent) = cfg.journal.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
@@ -82,33 +85,108 @@ async fn serve(cfg: Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
     let sim = args.sim.clone();
     let speed = args.speed;
+    let linger = args.linger;
+    let token = cfg.api_token()?;
+    let mut access = Access::root_and(own_uid());
+    access.mutators.extend(cfg.api_uids()?);
     let worker_cfg = cfg.clone();
-    let view = Arc::new(LiveView::new(cfg.journal.clone()));
+    let metrics = Arc::new(Metrics::new());
+    let view = Arc::new(LiveView::new(
+        cfg.journal.clone(),
+        metrics.clone(),
+        tx.clone(),
+    ));
     let worker_view = view.clone();
     std::thread::Builder::new()
         .name("vfguard-agent".into())
         .spawn(move || {
-            let r = agent_thread(&worker_cfg, sim.as_deref(), speed, &rx, &worker_view);
+            let r = agent_thread(
+                &worker_cfg,
+                sim.as_deref(),
+                (speed, linger),
+                &rx,
+                &worker_view,
+                &metrics,
+            );
             let _ = done_tx.send(r);
         })
         .context("starting the agent thread")?;
     // The API: losing it never stops the protection, so a failure to serve is logged, not fatal.
-    let (api_stop, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (api_stop, api_stop_rx) = tokio::sync::watch::channel(false);
+    let router = vfguard_api::router(view, access);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
     let sock = cfg.socket.clone();
-    let api = tokio::spawn(async move {
-        let router = vfguard_api::router(view);
-        let stop = async {
-            let _ = api_stop_rx.await;
-        };
-        match vfguard_api::serve_unix(&sock, router, stop).await {
+    let unix_router = router.clone();
+    let unix_stop = stopped(api_stop_rx.clone());
+    let mut apis = vec![tokio::spawn(async move {
+        match vfguard_api::serve_unix(&sock, unix_router, unix_stop).await {
             Ok(()) => {}
-            Err(e) => eprintln!("vfguard: the API is not served: {e}; the agent runs without it"),
+            Err(e) => tracing::error!("the API is not served: {e}; the agent runs without it"),
         }
-    });
+    })];
+    if let (Some(addr), Some(token)) = (cfg.api_listen, token) {
+        let tcp_stop = stopped(api_stop_rx.clone());
+        apis.push(tokio::spawn(async move {
+            tracing::info!("the API is served on TCP {addr} (bearer token)");
+            if let Err(e) = vfguard_api::serve_tcp(addr, router, token, tcp_stop).await {
+                tracing::error!("the API is not served on TCP: {e}; the agent runs without it");
+            }
+        }));
+    }
     let result = serve_signals(&mut done_rx, &tx, args).await;
-    let _ = api_stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(2), api).await;
+    let _ = api_stop.send(true);
+    for api in apis {
+        let _ = tokio::time::timeout(Duration::from_secs(2), api).await;
+    }
     result
+}
+
+/// The daemon's effective uid (the owner of its `/proc/self`): it may always change things.
+fn own_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
+}
+
+/// Logs through `tracing`: `auto` is journald when systemd connected stderr to the journal
+/// (`JOURNAL_STREAM`), else text on stderr; `json` is one object per line. RUST_LOG filters.
+fn init_logging(format: &str) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let format = match format {
+        "auto" if std::env::var_os("JOURNAL_STREAM").is_some() => "journald",
+        "auto" => "text",
+        f => f,
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    let r = match format {
+        "journald" => {
+            let layer = tracing_journald::layer()
+                .context("log_format journald: the journal's socket is not there")?;
+            registry.with(layer).try_init()
+        }
+        "json" => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+        _ => {
+            use std::io::IsTerminal as _;
+            registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(std::io::stderr)
+                        .with_ansi(std::io::stderr().is_terminal()),
+                )
+                .try_init()
+        }
+    };
+    r.context("setting up the log")
 }
 
 async fn serve_signals(
@@ -132,13 +210,13 @@ async fn serve_signals(
             _ = int.recv() => { let _ = tx.send(Control::Stop); }
             _ = hup.recv() => {
                 match &args.config {
-                    None => eprintln!("vfguard: SIGHUP: no --config file to reload"),
+                    None => tracing::warn!("SIGHUP: no --config file to reload"),
                     Some(p) => match Config::load(p) {
                         Ok(c) => {
-                            eprintln!("vfguard: reloaded {}", p.display());
+                            tracing::info!("reloaded {}", p.display());
                             let _ = tx.send(Control::Reload(Box::new(c.policy)));
                         }
-                        Err(e) => eprintln!("vfguard: reload refused: {e:#}; the running configuration stays"),
+                        Err(e) => tracing::error!("reload refused: {e:#}; the running configuration stays"),
                     },
                 }
             }
@@ -171,16 +249,17 @@ fn log(at: Millis, d: &Decision, owners: &mut std::collections::BTreeMap<Inciden
         return;
     }
     if let Some(line) = vfguard::simrun::describe(at, d, owners) {
-        eprintln!("vfguard: {}", line.trim_start());
+        tracing::info!("{}", line.trim_start());
     }
 }
 
 fn agent_thread(
     cfg: &Config,
     sim: Option<&str>,
-    speed: f64,
+    (speed, linger): (f64, bool),
     rx: &mpsc::Receiver<Control>,
     view: &LiveView,
+    metrics: &Metrics,
 ) -> anyhow::Result<()> {
     let mut published_topology = None;
     let mut agent_cfg = AgentConfig {
@@ -227,21 +306,22 @@ fn agent_thread(
             for (at, d) in &first.decisions {
                 log(*at, d, &mut owners);
             }
-            publish(view, &agent, 0, &mut published_topology);
+            metrics.record_step(&first);
+            publish(view, metrics, &agent, 0, &mut published_topology);
             sd_notify("READY=1");
-            eprintln!(
-                "vfguard: running on the simulated host {:?} ({}x)",
+            tracing::info!(
+                "running on the simulated host {:?} ({}x)",
                 host.scenario().scenario.name,
                 speed
             );
             let started = Instant::now();
             let duration = host.scenario().scenario.duration_ms;
             let mut now = 0;
-            while now < duration {
-                match rx.try_recv() {
-                    Ok(Control::Stop) => break,
-                    Ok(Control::Reload(p)) => agent.set_policy(*p),
-                    Err(_) => {}
+            'sim: while now < duration {
+                while let Ok(c) = rx.try_recv() {
+                    if control(c, &mut agent, now, metrics, &mut owners)? == Flow::Stop {
+                        break 'sim;
+                    }
                 }
                 now = (now + cfg.step_ms).min(duration);
                 if speed > 0.0 {
@@ -251,11 +331,28 @@ fn agent_thread(
                     }
                 }
                 host.advance_to(now);
-                for (at, d) in agent.step(now)?.decisions {
-                    log(at, &d, &mut owners);
+                let report = agent.step(now)?;
+                metrics.record_step(&report);
+                for (at, d) in &report.decisions {
+                    log(*at, d, &mut owners);
                 }
-                publish(view, &agent, now, &mut published_topology);
+                publish(view, metrics, &agent, now, &mut published_topology);
                 ping();
+            }
+            if linger && now >= duration {
+                tracing::info!("the scenario has ended; serving until stopped (--linger)");
+                loop {
+                    match rx.recv_timeout(Duration::from_millis(cfg.step_ms)) {
+                        Ok(c) => {
+                            if control(c, &mut agent, now, metrics, &mut owners)? == Flow::Stop {
+                                break;
+                            }
+                            publish(view, metrics, &agent, now, &mut published_topology);
+                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) => ping(),
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                }
             }
         }
         None => {
@@ -282,27 +379,95 @@ fn agent_thread(
             for (at, d) in &first.decisions {
                 log(*at, d, &mut owners);
             }
-            publish(view, &agent, wall_ms(), &mut published_topology);
+            metrics.record_step(&first);
+            publish(view, metrics, &agent, wall_ms(), &mut published_topology);
             sd_notify("READY=1");
-            eprintln!("vfguard: running; journal {}", cfg.journal.display());
-            loop {
-                match rx.recv_timeout(Duration::from_millis(cfg.step_ms)) {
-                    Ok(Control::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                    Ok(Control::Reload(p)) => agent.set_policy(*p),
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+            tracing::info!("running; journal {}", cfg.journal.display());
+            let step = Duration::from_millis(cfg.step_ms);
+            let mut next = Instant::now() + step;
+            'live: loop {
+                // Requests are answered as they come; steps keep their period.
+                loop {
+                    let wait = next.saturating_duration_since(Instant::now());
+                    match rx.recv_timeout(wait) {
+                        Ok(c) => {
+                            if control(c, &mut agent, wall_ms(), metrics, &mut owners)?
+                                == Flow::Stop
+                            {
+                                break 'live;
+                            }
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break 'live,
+                        Err(mpsc::RecvTimeoutError::Timeout) => break,
+                    }
                 }
+                next = Instant::now() + step;
                 let now = wall_ms();
-                for (at, d) in agent.step(now)?.decisions {
-                    log(at, &d, &mut owners);
+                let report = agent.step(now)?;
+                metrics.record_step(&report);
+                for (at, d) in &report.decisions {
+                    log(*at, d, &mut owners);
                 }
-                publish(view, &agent, now, &mut published_topology);
+                publish(view, metrics, &agent, now, &mut published_topology);
                 ping();
             }
         }
     }
     sd_notify("STOPPING=1");
-    eprintln!("vfguard: stopped; the journal is committed");
+    tracing::info!("stopped; the journal is committed");
     Ok(())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Go,
+    Stop,
+}
+
+/// Carries out one request from a signal or the API, between steps.
+fn control(
+    c: Control,
+    agent: &mut Agent,
+    now: Millis,
+    metrics: &Metrics,
+    owners: &mut std::collections::BTreeMap<IncidentId, String>,
+) -> anyhow::Result<Flow> {
+    match c {
+        Control::Stop => return Ok(Flow::Stop),
+        Control::Reload(p) => agent.set_policy(*p),
+        Control::Operator(req, reply) => {
+            tracing::info!(request = ?req, "operator request");
+            match agent.operator(req, now) {
+                Ok(Ok(report)) => {
+                    metrics.record_step(&report);
+                    for (at, d) in &report.decisions {
+                        log(*at, d, owners);
+                    }
+                    let decisions: Vec<serde_json::Value> = report
+                        .decisions
+                        .iter()
+                        .map(|(_, d)| serde_json::to_value(d).unwrap_or_default())
+                        .collect();
+                    let _ = reply.send(Ok(serde_json::json!({
+                        "at_ms": now,
+                        "decisions": decisions,
+                        "outcomes": report.outcomes,
+                    })));
+                }
+                Ok(Err(refusal)) => {
+                    tracing::warn!("operator request refused: {refusal}");
+                    let _ = reply.send(Err(refusal));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(vfguard_api::Refusal::Unprocessable(format!(
+                        "the agent failed carrying it out: {e:#}"
+                    ))));
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(Flow::Go)
 }
 
 /// The log, and the webhook when one is configured.
@@ -333,9 +498,15 @@ impl vfguard_act::Notifier for LogNotifier {
             .owner
             .as_ref()
             .map_or_else(|| "unknown".to_owned(), vfguard_model::Owner::label);
-        eprintln!(
-            "vfguard: NOTIFY incident={} function={} owner={owner} rule={:?}",
-            a.incident.0, a.function, a.rule
+        tracing::warn!(
+            incident = a.incident.0,
+            function = %a.function,
+            owner = %owner,
+            rule = %a.rule,
+            "NOTIFY incident={} function={} owner={owner} rule={:?}",
+            a.incident.0,
+            a.function,
+            a.rule
         );
         Ok(())
     }
@@ -352,8 +523,15 @@ fn replay_since_us(cfg: &Config) -> anyhow::Result<Option<u64>> {
     Ok(Some(now.saturating_sub(window.saturating_mul(1000))))
 }
 
-/// The loop's state for the API, after each step; the host map only when its version moved.
-fn publish(view: &LiveView, agent: &Agent, now: Millis, topo_version: &mut Option<u64>) {
+/// The loop's state for the API and the metrics, after each step; the host map only when it
+/// changed (its version, or the VF states read since).
+fn publish(
+    view: &LiveView,
+    metrics: &Metrics,
+    agent: &Agent,
+    now: Millis,
+    published: &mut Option<(u64, u64)>,
+) {
     let t = agent.topology();
     let mode = agent.policy().mode.as_str();
     view.publish_status(serde_json::json!({
@@ -369,8 +547,11 @@ fn publish(view: &LiveView, agent: &Agent, now: Millis, topo_version: &mut Optio
         "vfs": t.pfs.iter().map(|p| p.vfs.len()).sum::<usize>(),
         "incidents": agent.incidents_by_state(),
     }));
-    if *topo_version != Some(t.version) {
-        *topo_version = Some(t.version);
+    metrics.publish_counts(agent);
+    let key = (t.version, agent.samples);
+    if *published != Some(key) {
+        *published = Some(key);
         view.publish_topology(serde_json::to_value(t).unwrap_or_default());
+        metrics.publish_vfs(agent);
     }
 }

@@ -1,49 +1,11 @@
 //! `vfguard status`: asks the running daemon over its API socket.
 
-use std::io::{Read as _, Write as _};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
-
-use anyhow::Context as _;
-use serde_json::Value;
 
 use crate::cli::StatusArgs;
 
-/// `GET path` on the daemon's socket: the status code and the JSON body. A missing socket or a
-/// refused connection means no daemon, said in words an operator can act on.
-pub fn get(socket: &Path, path: &str) -> anyhow::Result<(u16, Value)> {
-    let mut s = UnixStream::connect(socket).map_err(|e| {
-        anyhow::anyhow!(
-            "no vfguard daemon answers on {} ({e}); start it (`systemctl start vfguard` or `vfguard run`), or give --socket PATH",
-            socket.display()
-        )
-    })?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: vfguard\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .with_context(|| format!("reading the answer from {}", socket.display()))?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .context("the daemon's answer has no HTTP header")?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("the daemon's answer has no status code")?;
-    let json = serde_json::from_str(body)
-        .with_context(|| format!("the daemon's answer is not JSON: {body:.200}"))?;
-    Ok((code, json))
-}
-
 pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let (code, v) = get(&args.socket, "/v1/status")?;
+    let (code, v) = super::client::get(&args.socket, "/v1/status")?;
     if code != 200 {
         anyhow::bail!(
             "the daemon answered {code}: {}",

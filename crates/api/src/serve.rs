@@ -1,0 +1,182 @@
+//! The listeners: the Unix socket (always), TCP (only with a bearer token). Each marks every
+//! request with its authenticated [`Caller`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::serve::IncomingStream;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::auth::{token_matches, user_name, Caller};
+
+/// Binding or serving failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Another daemon answers on the socket.
+    #[error("{0} is in use by a running vfguard; stop it first, or give another --socket")]
+    InUse(String),
+    /// TCP was asked for without a token.
+    #[error("the API on TCP {0} needs a bearer token (set token_file); refusing to serve it open")]
+    NoToken(String),
+    /// Creating, binding or serving failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The socket or address.
+        path: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
+/// The peer of a Unix connection, as the kernel tells it.
+#[derive(Debug, Clone)]
+struct Peer(Option<tokio::net::unix::UCred>);
+
+impl Connected<IncomingStream<'_, UnixListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Peer {
+        Peer(stream.io().peer_cred().ok())
+    }
+}
+
+async fn mark_unix(ConnectInfo(peer): ConnectInfo<Peer>, mut req: Request, next: Next) -> Response {
+    if let Some(c) = peer.0 {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        req.extensions_mut().insert(Caller::Unix {
+            uid: c.uid(),
+            gid: c.gid(),
+            pid: c.pid(),
+            user: user_name(&passwd, c.uid()),
+        });
+    }
+    next.run(req).await
+}
+
+/// Binds `path` (its directory created, a stale socket from a crashed run replaced, mode 0660)
+/// and serves `router` until `shutdown` completes.
+pub async fn serve_unix(
+    path: &Path,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let io = |what| {
+        let path = path.display().to_string();
+        move |source| ServeError::Io { what, path, source }
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io("creating the directory of"))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ServeError::InUse(path.display().to_string()));
+        }
+        std::fs::remove_file(path).map_err(io("removing the stale socket"))?;
+    }
+    // Bound under a private name, given its mode, then renamed into place: no client ever sees
+    // the socket with the default mode.
+    let staging = path.with_extension(format!("{}.new", std::process::id()));
+    let _ = std::fs::remove_file(&staging);
+    let listener = UnixListener::bind(&staging).map_err(io("binding"))?;
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o660))
+        .and_then(|()| std::fs::rename(&staging, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&staging);
+            io("setting up")(e)
+        })?;
+    let app = router
+        .layer(middleware::from_fn(mark_unix))
+        .into_make_service_with_connect_info::<Peer>();
+    let r = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(io("serving"));
+    let _ = std::fs::remove_file(path);
+    r
+}
+
+async fn check_token(
+    State(token): State<Arc<Vec<u8>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    match presented {
+        Some(t) if token_matches(t, &token) => {
+            req.extensions_mut().insert(Caller::Token { peer });
+            next.run(req).await
+        }
+        Some(_) => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "the bearer token is wrong; it is in the daemon's token_file"})),
+        )
+            .into_response(),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({"error": "this API needs `Authorization: Bearer <token>` (the daemon's token_file)"})),
+        )
+            .into_response(),
+    }
+}
+
+/// Serves `router` on TCP `addr`, every request checked against `token`; an empty token is
+/// refused ([`ServeError::NoToken`]).
+pub async fn serve_tcp(
+    addr: SocketAddr,
+    router: Router,
+    token: Vec<u8>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    if token.iter().all(u8::is_ascii_whitespace) {
+        return Err(ServeError::NoToken(addr.to_string()));
+    }
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Io {
+            what: "binding",
+            path: addr.to_string(),
+            source,
+        })?;
+    serve_tcp_on(listener, router, token, shutdown).await
+}
+
+/// As [`serve_tcp`], on a listener already bound (tests bind port 0 and read it back).
+pub async fn serve_tcp_on(
+    listener: TcpListener,
+    router: Router,
+    token: Vec<u8>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| "tcp".to_owned(), |a| a.to_string());
+    if token.iter().all(u8::is_ascii_whitespace) {
+        return Err(ServeError::NoToken(addr));
+    }
+    let app = router
+        .layer(middleware::from_fn_with_state(Arc::new(token), check_token))
+        .into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| ServeError::Io {
+            what: "serving",
+            path: addr,
+            source,
+        })
+}

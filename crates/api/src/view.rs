@@ -1,0 +1,60 @@
+//! What the API asks of the running agent: [`AgentView`] to show, and operator requests to
+//! hand to the loop.
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+use vfguard_model::{Bdf, OperatorRequest};
+
+/// Which incidents to list (`GET /v1/incidents?open=true&owner=vm:web-7&pf=0000:3b:00.0`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncidentQuery {
+    /// Only those not closed.
+    pub open: bool,
+    /// Only this owner (label, name or id).
+    pub owner: Option<String>,
+    /// Only on this PF.
+    pub pf: Option<Bdf>,
+}
+
+/// A view failed (the journal could not be read): a 500 with the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ViewError(pub String);
+
+/// Why the agent did not carry out an operator's request; each becomes a 4xx with the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The function or incident is not there (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request contradicts the state (409): nothing to release, already quarantined.
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is well-formed but cannot be done (422).
+    #[error("{0}")]
+    Unprocessable(String),
+}
+
+/// The loop's answer to an operator request: what it decided (JSON), or why not.
+pub type Reply = Result<Value, Refusal>;
+
+/// What the running agent can show and be asked. Values are JSON already in their documented
+/// shape.
+pub trait AgentView: Send + Sync + 'static {
+    /// `GET /v1/status`: version, mode, records read and lost, topology version, open incidents.
+    fn status(&self) -> Value;
+    /// `GET /v1/topology`: the host map in use (the shape of `vfguard inventory --json`).
+    fn topology(&self) -> Value;
+    /// `GET /v1/incidents`.
+    fn incidents(&self, q: &IncidentQuery) -> Result<Value, ViewError>;
+    /// `GET /v1/incidents/{id}`: with its evidence chain (the shape of `vfguard explain --json`).
+    fn incident(&self, id: u64) -> Result<Option<Value>, ViewError>;
+    /// `GET /v1/actions?limit=N`: the latest actions, newest last.
+    fn actions(&self, limit: usize) -> Result<Value, ViewError>;
+    /// `GET /metrics`: the OpenMetrics text exposition (the route converts it for scrapers that
+    /// want the classic format).
+    fn metrics(&self) -> String;
+    /// Hands an operator request (quarantine, release, mode) to the loop; the receiver gets the
+    /// loop's answer once it has decided (and journalled) it. `Err` when the loop is gone.
+    fn submit(&self, req: OperatorRequest) -> Result<oneshot::Receiver<Reply>, ViewError>;
+}

@@ -1,0 +1,294 @@
+//! The agent's Prometheus metrics (`GET /metrics`, OpenMetrics text, prometheus-client).
+//!
+//! The loop feeds them after each step ([`Metrics::record_step`] from the step's report,
+//! [`Metrics::publish_counts`] and [`Metrics::publish_vfs`] from the agent's state); a scrape encodes them. Every label is
+//! bounded: fault kinds and action names are fixed sets, PFs, VFs and owners are the host's,
+//! results are `ok`, `dry_run` or an errno name. The list, with alert rules and a dashboard over
+//! it, is in `docs/metrics.md`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+use vfguard_model::{ActionId, Decision};
+
+use crate::agent::{Agent, StepReport};
+
+type Labels = Vec<(String, String)>;
+
+fn labels<const N: usize>(pairs: [(&str, &str); N]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn seconds_histogram() -> Histogram {
+    // 100 µs .. ~3.3 s: from an in-process actuator to a virsh detach.
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 16))
+}
+
+/// The metrics, shared between the loop (writes) and the API (scrapes).
+pub struct Metrics {
+    registry: Registry,
+    faults: Family<Labels, Counter>,
+    attributions: Family<Labels, Counter>,
+    actions: Family<Labels, Counter>,
+    action_duration: Family<Labels, Histogram, fn() -> Histogram>,
+    detect_to_action: Histogram,
+    records: Counter,
+    lost: Counter,
+    incidents_open: Family<Labels, Gauge>,
+    topology_version: Gauge,
+    vf_link_enabled: Family<Labels, Gauge>,
+    vf_spoof_check: Family<Labels, Gauge>,
+    vf_in_incident: Family<Labels, Gauge>,
+    /// Held while the gauges are rebuilt and while they are encoded, so a scrape never sees a
+    /// half-published state; also the last totals the counters were advanced to.
+    state: Mutex<Totals>,
+}
+
+#[derive(Default)]
+struct Totals {
+    records: u64,
+    lost: u64,
+    /// Actions decided and not yet answered: their name and whether they were a dry run.
+    pending: HashMap<ActionId, (String, bool)>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// The metrics, registered under the `vfguard_` prefix.
+    pub fn new() -> Metrics {
+        let mut r = Registry::with_prefix("vfguard");
+        let faults = Family::<Labels, Counter>::default();
+        r.register(
+            "fault_events",
+            "Fault events classified from the kernel log, by kind, PF and driver (records folded into one event all count)",
+            faults.clone(),
+        );
+        let attributions = Family::<Labels, Counter>::default();
+        r.register(
+            "attributions",
+            "Fault events attributed to an incident, by method",
+            attributions.clone(),
+        );
+        let actions = Family::<Labels, Counter>::default();
+        r.register(
+            "actions",
+            "Actions carried out, by action and result (ok, dry_run, or the errno name)",
+            actions.clone(),
+        );
+        let action_duration: Family<Labels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(seconds_histogram);
+        r.register_with_unit(
+            "action_duration",
+            "Time the actuator took, by action",
+            Unit::Seconds,
+            action_duration.clone(),
+        );
+        let detect_to_action = seconds_histogram();
+        r.register_with_unit(
+            "detect_to_action",
+            "From the start of the step that read the fault to the actuator's return",
+            Unit::Seconds,
+            detect_to_action.clone(),
+        );
+        let records = Counter::default();
+        r.register(
+            "kmsg_records_read",
+            "Kernel log records read",
+            records.clone(),
+        );
+        let lost = Counter::default();
+        r.register(
+            "kmsg_records_lost",
+            "Kernel log records overwritten before they were read",
+            lost.clone(),
+        );
+        let incidents_open = Family::<Labels, Gauge>::default();
+        r.register(
+            "incidents_open",
+            "Incidents not closed, by state",
+            incidents_open.clone(),
+        );
+        let topology_version = Gauge::default();
+        r.register(
+            "topology_version",
+            "Version of the host map in use (moves when PFs, VFs or owners change)",
+            topology_version.clone(),
+        );
+        let vf_link_enabled = Family::<Labels, Gauge>::default();
+        r.register(
+            "vf_link_enabled",
+            "Whether the VF's administrative link state lets traffic through (0 when disabled)",
+            vf_link_enabled.clone(),
+        );
+        let vf_spoof_check = Family::<Labels, Gauge>::default();
+        r.register(
+            "vf_spoof_check",
+            "Whether the VF's MAC/VLAN anti-spoof check is on",
+            vf_spoof_check.clone(),
+        );
+        let vf_in_incident = Family::<Labels, Gauge>::default();
+        r.register(
+            "vf_in_incident",
+            "Whether the VF has an open incident",
+            vf_in_incident.clone(),
+        );
+        // A gauge at 1 rather than an OpenMetrics `info`: the classic text format's tools
+        // (promtool 2.x) know no `info` type.
+        let build = Family::<Labels, Gauge>::default();
+        build
+            .get_or_create(&labels([("version", env!("CARGO_PKG_VERSION"))]))
+            .set(1);
+        r.register("build_info", "The running build (always 1)", build);
+        Metrics {
+            registry: r,
+            faults,
+            attributions,
+            actions,
+            action_duration,
+            detect_to_action,
+            records,
+            lost,
+            incidents_open,
+            topology_version,
+            vf_link_enabled,
+            vf_spoof_check,
+            vf_in_incident,
+            state: Mutex::new(Totals::default()),
+        }
+    }
+
+    /// Counts what one step (or one operator request) did.
+    pub fn record_step(&self, r: &StepReport) {
+        let mut totals = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for f in &r.faults {
+            let pf = f.pf.map(|b| b.to_string()).unwrap_or_default();
+            self.faults
+                .get_or_create(&labels([
+                    ("kind", f.kind.as_str()),
+                    ("pf", &pf),
+                    ("driver", f.driver.as_deref().unwrap_or("")),
+                ]))
+                .inc_by(f.records);
+        }
+        for (_, d) in &r.decisions {
+            match d {
+                Decision::Attributed { method, .. } => {
+                    self.attributions
+                        .get_or_create(&labels([("method", method)]))
+                        .inc();
+                }
+                Decision::Act(a) => {
+                    totals.pending.insert(a.id, (a.kind.name(), a.dry_run));
+                }
+                _ => {}
+            }
+        }
+        for o in &r.outcomes {
+            let (name, dry) = totals
+                .pending
+                .remove(&o.id)
+                .unwrap_or_else(|| ("unknown".to_owned(), false));
+            let result = match (&o.error, dry) {
+                (Some(e), _) => e.as_str(),
+                (None, true) => "dry_run",
+                (None, false) => "ok",
+            };
+            self.actions
+                .get_or_create(&labels([("action", &name), ("result", result)]))
+                .inc();
+        }
+        for (name, d) in &r.action_durations {
+            self.action_duration
+                .get_or_create(&labels([("action", name)]))
+                .observe(d.as_secs_f64());
+        }
+        for d in &r.acted_after {
+            self.detect_to_action.observe(d.as_secs_f64());
+        }
+    }
+
+    /// Advances the record counters and sets the incident gauges (every step).
+    pub fn publish_counts(&self, agent: &Agent) {
+        let mut totals = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.records
+            .inc_by(agent.records.saturating_sub(totals.records));
+        self.lost.inc_by(agent.lost.saturating_sub(totals.lost));
+        totals.records = totals.records.max(agent.records);
+        totals.lost = totals.lost.max(agent.lost);
+        self.incidents_open.clear();
+        for (state, n) in agent.incidents_by_state() {
+            self.incidents_open
+                .get_or_create(&labels([("state", state)]))
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Sets the host map's gauges: its version and each VF's state (when either moved).
+    pub fn publish_vfs(&self, agent: &Agent) {
+        let _consistent = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let t = agent.topology();
+        self.topology_version
+            .set(i64::try_from(t.version).unwrap_or(i64::MAX));
+        let in_incident: std::collections::HashSet<_> = agent.open_functions().collect();
+        self.vf_link_enabled.clear();
+        self.vf_spoof_check.clear();
+        self.vf_in_incident.clear();
+        for pf in &t.pfs {
+            for vf in &pf.vfs {
+                let l = labels([
+                    ("pf", &pf.bdf.to_string()),
+                    ("vf", &vf.index.0.to_string()),
+                    ("owner", &vf.owner.label()),
+                ]);
+                if let Some(s) = &vf.state {
+                    if let Some(link) = s.link_state {
+                        let on = link != vfguard_model::VfLinkState::Disable;
+                        self.vf_link_enabled.get_or_create(&l).set(i64::from(on));
+                    }
+                    if let Some(on) = s.spoofchk {
+                        self.vf_spoof_check.get_or_create(&l).set(i64::from(on));
+                    }
+                }
+                self.vf_in_incident
+                    .get_or_create(&l)
+                    .set(i64::from(in_incident.contains(&vf.bdf)));
+            }
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let _consistent = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            return format!("# encoding the metrics failed: {e}\n# EOF\n");
+        }
+        out
+    }
+}
