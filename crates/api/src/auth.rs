@@ -105,6 +105,11 @@ pub fn user_id(passwd: &str, name: &str) -> Option<u32> {
     })
 }
 
+/// The gid of group `name` in `group` (the text of `/etc/group`).
+pub fn group_id(group: &str, name: &str) -> Option<u32> {
+    user_id(group, name)
+}
+
 /// Compares a presented token with the configured one in time independent of where they differ.
 pub fn token_matches(presented: &[u8], configured: &[u8]) -> bool {
     if presented.len() != configured.len() {
@@ -130,6 +135,10 @@ mod tests {
         assert_eq!(user_name(PASSWD, 7), None);
         assert_eq!(user_id(PASSWD, "root"), Some(0));
         assert_eq!(user_id(PASSWD, "bob"), None);
+        assert_eq!(
+            group_id("wheel:x:10:alice\nvfguard-ops:x:998:\n", "vfguard-ops"),
+            Some(998)
+        );
     }
 
     #[test]

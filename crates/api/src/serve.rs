@@ -63,10 +63,12 @@ async fn mark_unix(ConnectInfo(peer): ConnectInfo<Peer>, mut req: Request, next:
     next.run(req).await
 }
 
-/// Binds `path` (its directory created, a stale socket from a crashed run replaced, mode 0660)
-/// and serves `router` until `shutdown` completes.
+/// Binds `path` (its directory created, a stale socket from a crashed run replaced, mode 0660,
+/// owned by `group` when given, so that its members may connect) and serves `router` until
+/// `shutdown` completes.
 pub async fn serve_unix(
     path: &Path,
+    group: Option<u32>,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
@@ -89,6 +91,10 @@ pub async fn serve_unix(
     let _ = std::fs::remove_file(&staging);
     let listener = UnixListener::bind(&staging).map_err(io("binding"))?;
     std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o660))
+        .and_then(|()| match group {
+            Some(gid) => std::os::unix::fs::chown(&staging, None, Some(gid)),
+            None => Ok(()),
+        })
         .and_then(|()| std::fs::rename(&staging, path))
         .map_err(|e| {
             let _ = std::fs::remove_file(&staging);

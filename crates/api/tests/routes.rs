@@ -222,7 +222,7 @@ fn serves_on_a_unix_socket_with_mode_0660_and_refuses_a_second_server() {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let path = sock.clone();
     let server = rt.spawn(async move {
-        vfguard_api::serve_unix(&path, router(Arc::new(Fake::default())), async {
+        vfguard_api::serve_unix(&path, None, router(Arc::new(Fake::default())), async {
             let _ = rx.await;
         })
         .await
@@ -257,6 +257,7 @@ fn serves_on_a_unix_socket_with_mode_0660_and_refuses_a_second_server() {
     assert!(body.ends_with(r#"{"lost":0,"records":12}"#), "{body}");
     let second = rt.block_on(vfguard_api::serve_unix(
         &sock,
+        None,
         router(Arc::new(Fake::default())),
         async {},
     ));
@@ -518,7 +519,7 @@ fn the_unix_socket_names_the_caller_from_the_kernel_and_refuses_unlisted_users()
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (path, view) = (sock.clone(), fake.clone());
         let server = rt.spawn(async move {
-            vfguard_api::serve_unix(&path, vfguard_api::router(view, access), async {
+            vfguard_api::serve_unix(&path, None, vfguard_api::router(view, access), async {
                 let _ = rx.await;
             })
             .await

@@ -60,6 +60,9 @@ pub struct RawApi {
     pub listen: Option<String>,
     /// The bearer token TCP clients must present (a file readable by the daemon only).
     pub token_file: Option<PathBuf>,
+    /// The group that owns the socket: its members may connect (read; change only if listed
+    /// in `users`).
+    pub socket_group: Option<String>,
 }
 
 /// `[notify]` as written.
@@ -114,6 +117,8 @@ pub struct Config {
     pub api_listen: Option<std::net::SocketAddr>,
     /// The bearer token's file (required with `api_listen`).
     pub api_token_file: Option<PathBuf>,
+    /// The socket's group, when not the daemon's.
+    pub api_socket_group: Option<String>,
     /// Log format: `auto`, `text`, `json`, `journald`.
     pub log_format: String,
 }
@@ -139,6 +144,7 @@ impl Default for Config {
             api_users: Vec::new(),
             api_listen: None,
             api_token_file: None,
+            api_socket_group: None,
             log_format: "auto".to_owned(),
         }
     }
@@ -163,6 +169,7 @@ impl Config {
         }
         self.api_token()?;
         self.api_uids()?;
+        self.api_gid()?;
         Ok(())
     }
 
@@ -194,6 +201,20 @@ impl Config {
             );
         }
         Ok(Some(token.as_bytes().to_vec()))
+    }
+
+    /// The gid of `api.socket_group` (looked up in `/etc/group`; a number is taken as is).
+    pub fn api_gid(&self) -> anyhow::Result<Option<u32>> {
+        let Some(g) = &self.api_socket_group else {
+            return Ok(None);
+        };
+        if let Ok(n) = g.parse::<u32>() {
+            return Ok(Some(n));
+        }
+        let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+        vfguard_api::auth::group_id(&groups, g)
+            .map(Some)
+            .with_context(|| format!("api.socket_group: no group `{g}` in /etc/group"))
     }
 
     /// The uids of `api.users` (names looked up in `/etc/passwd`).
@@ -314,6 +335,7 @@ impl Config {
                 })?);
             }
             c.api_token_file = a.token_file;
+            c.api_socket_group = a.socket_group;
             if c.api_listen.is_some() && c.api_token_file.is_none() {
                 anyhow::bail!(
                     "api.listen needs api.token_file: the API is served on TCP only behind a bearer token"
@@ -362,6 +384,68 @@ mod tests {
             (&c.journal, &c.socket, &c.kmsg),
             (&d.journal, &d.socket, &d.kmsg)
         );
+    }
+
+    /// The unit file and the defaults agree: the journal in the unit's state directory, the
+    /// socket in its runtime directory; and the unit keeps its hardening.
+    #[test]
+    fn the_systemd_unit_matches_the_defaults_and_stays_hardened() {
+        let unit = include_str!("../../../deploy/vfguard.service");
+        let value = |key: &str| -> Option<&str> {
+            unit.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        };
+        let d = Config::default();
+        let state = value("StateDirectory").unwrap();
+        assert!(d.journal.starts_with(format!("/var/lib/{state}")));
+        let runtime = value("RuntimeDirectory").unwrap();
+        assert!(d.socket.starts_with(format!("/run/{runtime}")));
+        assert_eq!(value("Type"), Some("notify"));
+        assert!(value("WatchdogSec").is_some());
+        assert_eq!(value("ProtectSystem"), Some("strict"));
+        assert_eq!(value("NoNewPrivileges"), Some("yes"));
+        let caps: Vec<&str> = value("CapabilityBoundingSet")
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            caps,
+            [
+                "CAP_NET_ADMIN",
+                "CAP_SYSLOG",
+                "CAP_SYS_ADMIN",
+                "CAP_DAC_READ_SEARCH"
+            ]
+        );
+        let families = value("RestrictAddressFamilies").unwrap();
+        for f in ["AF_UNIX", "AF_NETLINK", "AF_INET"] {
+            assert!(families.contains(f), "{f}: the API, rtnetlink, the webhook");
+        }
+        assert!(value("ExecStart")
+            .unwrap()
+            .contains("run --config /etc/vfguard/vfguard.toml"));
+    }
+
+    #[test]
+    fn tcp_needs_a_token_file_and_users_must_exist() {
+        let e = Config::parse("[api]\nlisten = \"127.0.0.1:9477\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.listen needs api.token_file"), "{e}");
+        let e = Config::parse("[api]\nlisten = \"localhost\"\ntoken_file = \"/x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.listen (localhost)"), "{e}");
+        let c =
+            Config::parse("[api]\nusers = [\"root\", \"1234\", \"no-such-user-here\"]\n").unwrap();
+        let e = c.api_uids().unwrap_err().to_string();
+        assert!(e.contains("no user `no-such-user-here`"), "{e}");
+        let c = Config::parse("[api]\nusers = [\"root\", \"1234\"]\n").unwrap();
+        assert_eq!(c.api_uids().unwrap(), [0, 1234]);
+        let e = Config::parse("log_format = \"xml\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected auto, text, json or journald"), "{e}");
     }
 
     #[test]

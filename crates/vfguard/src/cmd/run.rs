@@ -87,6 +87,7 @@ async fn serve(cfg: Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let speed = args.speed;
     let linger = args.linger;
     let token = cfg.api_token()?;
+    let socket_group = cfg.api_gid()?;
     let mut access = Access::root_and(own_uid());
     access.mutators.extend(cfg.api_uids()?);
     let worker_cfg = cfg.clone();
@@ -121,7 +122,7 @@ async fn serve(cfg: Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let unix_router = router.clone();
     let unix_stop = stopped(api_stop_rx.clone());
     let mut apis = vec![tokio::spawn(async move {
-        match vfguard_api::serve_unix(&sock, unix_router, unix_stop).await {
+        match vfguard_api::serve_unix(&sock, socket_group, unix_router, unix_stop).await {
             Ok(()) => {}
             Err(e) => tracing::error!("the API is not served: {e}; the agent runs without it"),
         }
