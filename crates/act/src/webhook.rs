@@ -97,7 +97,13 @@ fn deliver(cfg: &WebhookConfig, rx: &Receiver<serde_json::Value>, stats: &Webhoo
                     ok = true;
                     break;
                 }
-                Err(e) => eprintln!("vfguard: webhook {} attempt {}: {e}", cfg.url, attempt + 1),
+                Err(e) => tracing::warn!(
+                    url = %cfg.url,
+                    attempt = attempt + 1,
+                    "webhook {} attempt {}: {e}",
+                    cfg.url,
+                    attempt + 1
+                ),
             }
         }
         let counter = if ok { &stats.delivered } else { &stats.failed };

@@ -251,3 +251,34 @@ fn tcp_is_served_only_behind_a_private_token() {
     );
     stop(child);
 }
+
+#[test]
+fn only_the_socket_owner_and_its_group_may_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    // Only the socket's own mode may keep anyone out, not its directory's.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let child = daemon(dir.path(), &[]);
+    let sock = dir.path().join("s.sock");
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660, "no access for others");
+    let me = std::fs::metadata(dir.path()).unwrap().uid();
+    if me == 0 {
+        // As root the test can be somebody else: nobody may neither change nor read.
+        let o = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_vfguard"))
+            .args(["quarantine", "0000:3c:00.1", "--reason", "x", "--socket"])
+            .arg(&sock)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains("refuses you"), "{}", text(&o));
+        let o = vfguard(&["incidents", "--json", "--socket", sock.to_str().unwrap()]);
+        let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(
+            !rows.to_string().contains("0000:3c:00.1"),
+            "nothing was done for nobody: {rows}"
+        );
+    }
+    stop(child);
+}
