@@ -21,10 +21,12 @@ pub enum Caller {
         /// The user's name, when `/etc/passwd` has it.
         user: Option<String>,
     },
-    /// A client over TCP that presented the bearer token.
+    /// A client over TCP that presented a bearer token.
     Token {
         /// Where it connected from.
         peer: SocketAddr,
+        /// It presented the read-only token (a scraper's), not the one that may change things.
+        read_only: bool,
     },
 }
 
@@ -40,7 +42,14 @@ impl Caller {
                 let pid = pid.map(|p| format!(" pid={p}")).unwrap_or_default();
                 format!("uid={uid}{name}{pid} via unix socket")
             }
-            Caller::Token { peer } => format!("bearer token from {peer}"),
+            Caller::Token {
+                peer,
+                read_only: false,
+            } => format!("bearer token from {peer}"),
+            Caller::Token {
+                peer,
+                read_only: true,
+            } => format!("read-only token from {peer}"),
         }
     }
 }
@@ -71,7 +80,22 @@ impl Access {
                  `Authorization: Bearer <token>`"
                     .to_owned(),
             )),
-            Some(c @ Caller::Token { .. }) => Ok(c.label()),
+            Some(
+                c @ Caller::Token {
+                    read_only: false, ..
+                },
+            ) => Ok(c.label()),
+            Some(
+                c @ Caller::Token {
+                    read_only: true, ..
+                },
+            ) => Err((
+                403,
+                format!(
+                    "{} may read but not change anything; changes need the daemon's token_file",
+                    c.label()
+                ),
+            )),
             Some(c @ Caller::Unix { uid, .. }) if self.mutators.contains(uid) => Ok(c.label()),
             Some(c @ Caller::Unix { .. }) => Err((
                 403,
@@ -159,11 +183,17 @@ mod tests {
         assert_eq!(a.may_change(None).unwrap_err().0, 401);
         let t = Caller::Token {
             peer: "127.0.0.1:5000".parse().unwrap(),
+            read_only: false,
         };
         assert_eq!(
             a.may_change(Some(&t)),
             Ok("bearer token from 127.0.0.1:5000".into())
         );
+        let r = Caller::Token {
+            peer: "127.0.0.1:5000".parse().unwrap(),
+            read_only: true,
+        };
+        assert_eq!(a.may_change(Some(&r)).unwrap_err().0, 403);
     }
 
     #[test]

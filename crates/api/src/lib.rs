@@ -21,7 +21,7 @@ pub mod view;
 
 pub use auth::{Access, Caller};
 pub use routes::{router, ROUTES};
-pub use serve::{serve_tcp, serve_tcp_on, serve_unix, ServeError};
+pub use serve::{serve_tcp, serve_tcp_on, serve_unix, ServeError, Tokens};
 /// What a caller may ask the agent to do (quarantine, release, mode), with who asked: the same
 /// type the engine takes as `Observation::Operator`, so a request is journalled as it came.
 pub use vfguard_model::OperatorRequest as Control;

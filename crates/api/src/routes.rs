@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -159,19 +159,42 @@ async fn incidents(
         owner: q.get("owner").cloned(),
         pf,
     };
-    Ok(Json(s.view.incidents(&query)?))
+    let view = s.view.clone();
+    Ok(Json(blocking(move || view.incidents(&query)).await??))
+}
+
+/// Runs a view's journal read off the async threads: a slow read (SQLite waiting on the loop's
+/// commit) never holds up the other requests or the listeners.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the journal read failed: {e} (see the daemon's log)"),
+        )
+    })
+}
+
+/// A path segment the router could not decode (bad percent-encoding): a JSON 400.
+fn segment(p: Result<UrlPath<String>, PathRejection>) -> Result<String, ApiError> {
+    p.map(|UrlPath(s)| s).map_err(|e| {
+        ApiError::bad_request(format!("{}; see GET /v1/status for the API", e.body_text()))
+    })
 }
 
 async fn incident(
     State(s): State<Shared>,
-    UrlPath(id): UrlPath<String>,
+    id: Result<UrlPath<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let id = segment(id)?;
     let n: u64 = id.parse().map_err(|_| {
         ApiError::bad_request(format!(
             "incident id `{id}` is not a number; list them with GET /v1/incidents"
         ))
     })?;
-    match s.view.incident(n)? {
+    let view = s.view.clone();
+    match blocking(move || view.incident(n)).await?? {
         Some(d) => Ok(Json(d)),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -196,7 +219,8 @@ async fn actions(
             }
         },
     };
-    Ok(Json(s.view.actions(limit)?))
+    let view = s.view.clone();
+    Ok(Json(blocking(move || view.actions(limit)).await??))
 }
 
 /// OpenMetrics when the scraper asks for it (Prometheus does), else the classic text format.
@@ -288,11 +312,11 @@ struct QuarantineBody {
 async fn quarantine(
     State(s): State<Shared>,
     caller: Option<Extension<Caller>>,
-    UrlPath(bdf): UrlPath<String>,
+    bdf: Result<UrlPath<String>, PathRejection>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let by = authorise(&s, caller.as_deref())?;
-    let function = function(&bdf)?;
+    let function = function(&segment(bdf)?)?;
     let b: QuarantineBody = body(raw, r#"{"reason": "tenant reported a compromised guest"}"#)?;
     let reason = b.reason.as_deref().map(str::trim).unwrap_or_default();
     if reason.is_empty() {
@@ -323,11 +347,11 @@ struct ReleaseBody {}
 async fn release(
     State(s): State<Shared>,
     caller: Option<Extension<Caller>>,
-    UrlPath(bdf): UrlPath<String>,
+    bdf: Result<UrlPath<String>, PathRejection>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let by = authorise(&s, caller.as_deref())?;
-    let function = function(&bdf)?;
+    let function = function(&segment(bdf)?)?;
     let ReleaseBody {} = body(raw, "{}")?;
     submit(&s, OperatorRequest::Release { function, by }).await
 }

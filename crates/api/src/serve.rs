@@ -25,6 +25,9 @@ pub enum ServeError {
     /// Another daemon answers on the socket.
     #[error("{0} is in use by a running vfguard; stop it first, or give another --socket")]
     InUse(String),
+    /// Something other than a socket is at the socket's path: never removed.
+    #[error("{0} exists and is not a socket; give --socket a path of its own")]
+    NotASocket(String),
     /// TCP was asked for without a token.
     #[error("the API on TCP {0} needs a bearer token (set token_file); refusing to serve it open")]
     NoToken(String),
@@ -79,7 +82,11 @@ pub async fn serve_unix(
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io("creating the directory of"))?;
     }
-    if path.exists() {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt as _;
+        if !meta.file_type().is_socket() {
+            return Err(ServeError::NotASocket(path.display().to_string()));
+        }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(ServeError::InUse(path.display().to_string()));
         }
@@ -111,8 +118,17 @@ pub async fn serve_unix(
     r
 }
 
+/// The TCP listener's bearer tokens.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    /// May read and change.
+    pub change: Vec<u8>,
+    /// May only read (give this one to Prometheus).
+    pub read: Option<Vec<u8>>,
+}
+
 async fn check_token(
-    State(token): State<Arc<Vec<u8>>>,
+    State(tokens): State<Arc<Tokens>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut req: Request,
     next: Next,
@@ -121,9 +137,12 @@ async fn check_token(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    let change = |t: &[u8]| token_matches(t, &tokens.change);
+    let read = |t: &[u8]| tokens.read.as_deref().is_some_and(|r| token_matches(t, r));
     match presented {
-        Some(t) if token_matches(t, &token) => {
-            req.extensions_mut().insert(Caller::Token { peer });
+        Some(t) if change(t) || read(t) => {
+            let read_only = !change(t);
+            req.extensions_mut().insert(Caller::Token { peer, read_only });
             next.run(req).await
         }
         Some(_) => (
@@ -145,10 +164,10 @@ async fn check_token(
 pub async fn serve_tcp(
     addr: SocketAddr,
     router: Router,
-    token: Vec<u8>,
+    token: Tokens,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    if token.iter().all(u8::is_ascii_whitespace) {
+    if weak(&token) {
         return Err(ServeError::NoToken(addr.to_string()));
     }
     let listener = TcpListener::bind(addr)
@@ -161,17 +180,23 @@ pub async fn serve_tcp(
     serve_tcp_on(listener, router, token, shutdown).await
 }
 
+/// An empty token (or read token) would let anyone in.
+fn weak(t: &Tokens) -> bool {
+    let empty = |b: &[u8]| b.iter().all(u8::is_ascii_whitespace);
+    empty(&t.change) || t.read.as_deref().is_some_and(empty)
+}
+
 /// As [`serve_tcp`], on a listener already bound (tests bind port 0 and read it back).
 pub async fn serve_tcp_on(
     listener: TcpListener,
     router: Router,
-    token: Vec<u8>,
+    token: Tokens,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let addr = listener
         .local_addr()
         .map_or_else(|_| "tcp".to_owned(), |a| a.to_string());
-    if token.iter().all(u8::is_ascii_whitespace) {
+    if weak(&token) {
         return Err(ServeError::NoToken(addr));
     }
     let app = router

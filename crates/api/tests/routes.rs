@@ -192,6 +192,11 @@ fn malformed_requests_get_4xx_with_a_reason() {
                 StatusCode::NOT_FOUND,
                 "routes: GET /v1/status",
             ),
+            (
+                "/v1/incidents/%FF",
+                StatusCode::BAD_REQUEST,
+                "see GET /v1/status",
+            ),
         ] {
             let (s, body) = get(v.clone(), uri).await;
             assert_eq!(s, status, "{uri}: {body}");
@@ -268,6 +273,16 @@ fn serves_on_a_unix_socket_with_mode_0660_and_refuses_a_second_server() {
     tx.send(()).unwrap();
     rt.block_on(server).unwrap().unwrap();
     assert!(!sock.exists(), "the socket is removed on shutdown");
+    // A file that is not a socket is never taken for a stale one.
+    std::fs::write(&sock, "my journal").unwrap();
+    let e = rt.block_on(vfguard_api::serve_unix(
+        &sock,
+        None,
+        router(Arc::new(Fake::default())),
+        async {},
+    ));
+    assert!(e.unwrap_err().to_string().contains("is not a socket"));
+    assert_eq!(std::fs::read_to_string(&sock).unwrap(), "my journal");
 }
 
 #[test]
@@ -300,6 +315,7 @@ fn mutations_need_an_authorised_caller_and_carry_who_asked() {
         assert_eq!(v.requests.lock().unwrap().clone(), [want]);
         let token = Caller::Token {
             peer: "192.0.2.7:41000".parse().unwrap(),
+            read_only: false,
         };
         let (s, _) = post(
             v.clone(),
@@ -576,7 +592,11 @@ fn tcp_needs_the_bearer_token_for_every_request() {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let view = fake.clone();
     let server = rt.spawn(async move {
-        vfguard_api::serve_tcp_on(listener, router(view), b"s3cret-token".to_vec(), async {
+        let tokens = vfguard_api::Tokens {
+            change: b"s3cret-token".to_vec(),
+            read: Some(b"scrape-only-token".to_vec()),
+        };
+        vfguard_api::serve_tcp_on(listener, router(view), tokens, async {
             let _ = rx.await;
         })
         .await
@@ -604,6 +624,18 @@ fn tcp_needs_the_bearer_token_for_every_request() {
     assert!(s.contains("200"), "{s}");
     let (s, _) = ask(post_request("/v1/policy/mode", "", r#"{"mode":"observe"}"#));
     assert!(s.contains("401"), "{s}");
+    // The scraper's token reads, and may not change anything.
+    let (s, _) = ask(get("Authorization: Bearer scrape-only-token\r\n"));
+    assert!(s.contains("200"), "{s}");
+    let (s, b) = ask(post_request(
+        "/v1/policy/mode",
+        "Authorization: Bearer scrape-only-token\r\n",
+        r#"{"mode":"observe"}"#,
+    ));
+    assert!(
+        s.contains("403") && b.contains("read-only token"),
+        "{s} {b}"
+    );
     assert!(fake.requests.lock().unwrap().is_empty());
     let (s, _) = ask(post_request(
         "/v1/policy/mode",
@@ -622,7 +654,10 @@ fn tcp_needs_the_bearer_token_for_every_request() {
     let open = rt.block_on(vfguard_api::serve_tcp(
         "127.0.0.1:0".parse().unwrap(),
         router(Arc::new(Fake::default())),
-        b"  \n".to_vec(),
+        vfguard_api::Tokens {
+            change: b"  \n".to_vec(),
+            read: None,
+        },
         async {},
     ));
     assert!(open

@@ -85,6 +85,24 @@ impl Engine {
         self.policy = policy;
     }
 
+    /// Makes the next action and incident ids follow those already used (journalled), whatever
+    /// a replay decided.
+    pub fn reserve_ids(&mut self, max_action: Option<u64>, max_incident: Option<u64>) {
+        if let Some(a) = max_action {
+            self.next_action = self.next_action.max(a.saturating_add(1));
+        }
+        if let Some(i) = max_incident {
+            self.next_incident = self.next_incident.max(i.saturating_add(1));
+        }
+    }
+
+    /// The open incident of a function (not a PF-level one), as an operator names it.
+    pub fn function_incident(&self, function: Bdf) -> Option<&Incident> {
+        self.by_key
+            .get(&Key::Function(function))
+            .and_then(|id| self.incidents.get(id))
+    }
+
     /// Incidents in memory (closed ones are dropped; the journal keeps them).
     pub fn incidents(&self) -> impl Iterator<Item = &Incident> {
         self.incidents.values()
@@ -670,21 +688,22 @@ impl Engine {
                 let Some(&id) = self.by_key.get(&Key::Function(*function)) else {
                     return;
                 };
-                let restore = self.incidents.get(&id).and_then(|i| i.pre_state.clone());
-                if let Some(state) = restore {
+                // Put it back as it was: the state captured before we acted, or a reset for a
+                // VF its driver disabled (as the cool-down does).
+                let restore =
+                    self.incidents
+                        .get(&id)
+                        .and_then(|i| match (&i.pre_state, i.driver_disabled) {
+                            (Some(s), _) => Some(ActionKind::Restore(Box::new(s.clone()))),
+                            (None, true) if i.restored_at.is_none() => Some(ActionKind::ResetVf),
+                            _ => None,
+                        });
+                if let Some(kind) = restore {
                     if let Some(inc) = self.incidents.get_mut(&id) {
                         inc.restoring = true;
                     }
                     let rule = format!("operator {by}: release");
-                    self.decide(
-                        id,
-                        ActionKind::Restore(Box::new(state)),
-                        None,
-                        &rule,
-                        t,
-                        now,
-                        out,
-                    );
+                    self.decide(id, kind, None, &rule, t, now, out);
                 }
                 self.close(id, &format!("released by {by}"), out);
             }

@@ -28,14 +28,10 @@ pub fn replay<'a>(
     t: &Topology,
 ) -> Vec<Decision> {
     let mut out = Vec::new();
+    // Mode switches replay too, so that the history decides what it decided then (and the ids
+    // come out the same); the caller sets the configuration's mode afterwards (a switch lasts
+    // until a restart).
     for (at, obs) in history {
-        // An operator's mode switch lasts until a restart: the configuration's mode holds again.
-        if matches!(
-            obs,
-            Observation::Operator(vfguard_model::OperatorRequest::SetMode { .. })
-        ) {
-            continue;
-        }
         out.extend(engine.observe(obs, t, *at));
     }
     out

@@ -195,6 +195,16 @@ impl Journal {
             .map_err(|kind| JournalError::new(path, "recording outcomes", kind))
     }
 
+    /// The largest action id journalled, if any: a restarted engine never reuses one.
+    pub fn max_action_id(&self) -> Result<Option<u64>, JournalError> {
+        query::max_id(&self.conn, "actions").map_err(self.err("reading the last action id"))
+    }
+
+    /// The largest incident id journalled, if any.
+    pub fn max_incident_id(&self) -> Result<Option<u64>, JournalError> {
+        query::max_id(&self.conn, "incidents").map_err(self.err("reading the last incident id"))
+    }
+
     /// The last sequence number recorded for a source (`kmsg`), if any. It may go down: the
     /// kernel numbers records from 0 again after a reboot.
     pub fn cursor(&self, source: &str) -> Result<Option<u64>, JournalError> {

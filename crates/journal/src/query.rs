@@ -111,6 +111,16 @@ fn incident_row(row: &Row<'_>) -> Result<IncidentRow> {
     })
 }
 
+/// The largest id in `table` (`actions` or `incidents`), if any row.
+pub(crate) fn max_id(conn: &Connection, table: &'static str) -> Result<Option<u64>> {
+    let sql = match table {
+        "actions" => "SELECT MAX(id) FROM actions",
+        _ => "SELECT MAX(id) FROM incidents",
+    };
+    let id: Option<i64> = conn.prepare_cached(sql)?.query_row([], |row| row.get(0))?;
+    id.map(|i| Cell::new(table, i, "id").uint(i)).transpose()
+}
+
 pub(crate) fn cursor(conn: &Connection, source: &str) -> Result<Option<u64>> {
     let seq: Option<i64> = conn
         .prepare_cached("SELECT seq FROM cursors WHERE source = ?1")?

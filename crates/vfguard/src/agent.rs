@@ -139,6 +139,9 @@ pub struct StepReport {
     pub action_durations: Vec<(String, std::time::Duration)>,
     /// Fault events classified from the kernel log: kind, PF, driver, records it stood for.
     pub faults: Vec<FaultTally>,
+    /// Actions journalled before a crash without an outcome, judged on start: id, name, dry run
+    /// (their outcomes are in `outcomes`).
+    pub reconciled: Vec<(vfguard_model::ActionId, String, bool)>,
 }
 
 /// One classified fault event, for the metrics (labels are bounded: kind, PF, driver).
@@ -185,6 +188,8 @@ pub struct Agent {
     pub history_skipped: u64,
     /// VF state samples taken (the map's VF states change with each).
     pub samples: u64,
+    /// Moves when an incident opens, is contained, restored or closed.
+    pub incident_epoch: u64,
 }
 
 impl Agent {
@@ -223,6 +228,11 @@ impl Agent {
                 })
                 .collect();
             replay(&mut engine, &history, &topo);
+            // An operator's mode switch, replayed above as it happened, lasts until a restart.
+            engine.set_policy(cfg.policy.clone());
+            // Replay reads today's host map, which may lead it elsewhere than the live run (a
+            // VF disabled then is seen disabled now): ids already journalled are never reused.
+            engine.reserve_ids(j.max_action_id()?, j.max_incident_id()?);
         }
         let mut cfg = cfg;
         match cursor {
@@ -263,6 +273,7 @@ impl Agent {
             lost: 0,
             history_skipped: 0,
             samples: 0,
+            incident_epoch: 0,
         };
         // Actions journalled without an outcome: judge them from the state read back.
         let pending = agent
@@ -282,6 +293,7 @@ impl Agent {
                     .find(|s| s.index == vf.0)
             });
             let o = reconcile(&a, state.as_ref(), now);
+            report.reconciled.push((a.id, a.kind.name(), a.dry_run));
             if let Some(j) = agent.journal.as_mut() {
                 j.record_outcome(&o)?;
             }
@@ -335,30 +347,8 @@ impl Agent {
     ) -> anyhow::Result<Result<StepReport, vfguard_api::Refusal>> {
         use vfguard_api::Refusal;
         use vfguard_model::OperatorRequest as Op;
-        match &req {
-            Op::Quarantine { function, .. } | Op::Release { function, .. }
-                if self.topo.function(*function).is_none() =>
-            {
-                return Ok(Err(Refusal::NotFound(format!(
-                    "no function {function} on this host (see `vfguard inventory`)"
-                ))));
-            }
-            Op::Release { function, .. }
-                if !self.engine.incidents().any(|i| {
-                    i.function == Some(*function)
-                        && i.state != vfguard_engine::incident::State::Closed
-                }) =>
-            {
-                return Ok(Err(Refusal::Conflict(format!(
-                    "nothing to release: no open incident on {function}"
-                ))));
-            }
-            Op::SetMode { mode, .. } if vfguard_engine::policy::Mode::parse(mode).is_none() => {
-                return Ok(Err(Refusal::Unprocessable(format!(
-                    "unknown mode `{mode}`: observe, dry_run or enforce"
-                ))));
-            }
-            _ => {}
+        if let Err(refusal) = self.check_operator(&req) {
+            return Ok(Err(refusal));
         }
         let mut report = StepReport::default();
         self.step_started = Some(std::time::Instant::now());
@@ -367,7 +357,9 @@ impl Agent {
             _ => None,
         };
         self.process_with_cursor(vec![Observation::Operator(req)], now, &mut report, None)?;
-        if let Some(function) = quarantined {
+        // An operator's action is not a detection: it stays out of detect-to-action.
+        report.acted_after.clear();
+        if quarantined.is_some() {
             let suppressed = report.decisions.iter().find_map(|(_, d)| match d {
                 Decision::Suppressed { reason, .. } => Some(reason.clone()),
                 _ => None,
@@ -375,18 +367,65 @@ impl Agent {
             if let Some(reason) = suppressed {
                 return Ok(Err(Refusal::Unprocessable(reason)));
             }
-            if !report
-                .decisions
-                .iter()
-                .any(|(_, d)| matches!(d, Decision::Act(_)))
-            {
-                return Ok(Err(Refusal::Conflict(format!(
-                    "{function} needs no quarantine now (its incident is already contained or \
-                     being acted on); see GET /v1/incidents"
-                ))));
-            }
         }
         Ok(Ok(report))
+    }
+
+    /// What makes an operator's request pointless or impossible, before the engine sees it (so
+    /// that a refused request opens nothing and acts on nothing).
+    fn check_operator(
+        &self,
+        req: &vfguard_model::OperatorRequest,
+    ) -> Result<(), vfguard_api::Refusal> {
+        use vfguard_api::Refusal;
+        use vfguard_model::OperatorRequest as Op;
+        let function = match req {
+            Op::Quarantine { function, .. } | Op::Release { function, .. } => *function,
+            Op::SetMode { mode, .. } => {
+                return match vfguard_engine::policy::Mode::parse(mode) {
+                    Some(_) => Ok(()),
+                    None => Err(Refusal::Unprocessable(format!(
+                        "unknown mode `{mode}`: observe, dry_run or enforce"
+                    ))),
+                };
+            }
+        };
+        let Some(f) = self.topo.function(function) else {
+            return Err(Refusal::NotFound(format!(
+                "no function {function} on this host (see `vfguard inventory`)"
+            )));
+        };
+        let incident = self.engine.function_incident(function);
+        match req {
+            Op::Release { .. } if incident.is_none() => Err(Refusal::Conflict(format!(
+                "nothing to release: no open incident on {function} (a PF-level incident closes \
+                 by itself once quiet)"
+            ))),
+            Op::Quarantine { .. } => {
+                let vf = f.vf.is_some() && f.pf.netdev.is_some();
+                let vm = f.owner().kind == vfguard_model::OwnerKind::Vm;
+                if !vf && !vm {
+                    return Err(Refusal::Unprocessable(format!(
+                        "{function} is neither a VF (with its PF's netdev) nor held by a VM: \
+                         nothing to quarantine it with"
+                    )));
+                }
+                match incident {
+                    Some(i) if i.contained_at.is_some() => Err(Refusal::Conflict(format!(
+                        "{function} is already contained (incident {}); see `vfguard explain {}`",
+                        i.id.0, i.id.0
+                    ))),
+                    Some(i) if i.actions.iter().any(|a| a.result.is_none()) => {
+                        Err(Refusal::Conflict(format!(
+                            "an action on {function} is in flight (incident {}); try again",
+                            i.id.0
+                        )))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     /// One step at `now`.
@@ -604,6 +643,15 @@ impl Agent {
                 for d in decisions {
                     if let Decision::Act(a) = &d {
                         acts.push(a.clone());
+                    }
+                    if matches!(
+                        d,
+                        Decision::IncidentOpened { .. }
+                            | Decision::Contained { .. }
+                            | Decision::Restored { .. }
+                            | Decision::Closed { .. }
+                    ) {
+                        self.incident_epoch += 1;
                     }
                     batch.decisions.push(d);
                 }

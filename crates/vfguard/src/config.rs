@@ -8,6 +8,41 @@ use serde::Deserialize;
 use vfguard_engine::policy::RawPolicy;
 use vfguard_engine::Policy;
 
+/// Reads a token file: private to its owner, owned by root or the daemon's user, long enough.
+fn read_token(key: &str, f: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let meta = std::fs::metadata(f).with_context(|| format!("{key} {}", f.display()))?;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "{key} {} is readable by others (mode {:o}); chmod 600 it",
+            f.display(),
+            mode & 0o777
+        );
+    }
+    let own = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+    if meta.uid() != 0 && meta.uid() != own {
+        anyhow::bail!(
+            "{key} {} belongs to uid {}, who could read it and act as the daemon's operators; \
+             chown it to root (or uid {own})",
+            f.display(),
+            meta.uid()
+        );
+    }
+    let text =
+        std::fs::read_to_string(f).with_context(|| format!("reading {key} {}", f.display()))?;
+    let token = text.trim();
+    if token.len() < 16 {
+        anyhow::bail!(
+            "{key} {} holds {} bytes; a token is at least 16 (e.g. `openssl rand -hex 32 > {}`)",
+            f.display(),
+            token.len(),
+            f.display()
+        );
+    }
+    Ok(token.as_bytes().to_vec())
+}
+
 /// As written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,6 +95,8 @@ pub struct RawApi {
     pub listen: Option<String>,
     /// The bearer token TCP clients must present (a file readable by the daemon only).
     pub token_file: Option<PathBuf>,
+    /// A second token that may only read (for Prometheus), in its own private file.
+    pub read_token_file: Option<PathBuf>,
     /// The group that owns the socket: its members may connect (read; change only if listed
     /// in `users`).
     pub socket_group: Option<String>,
@@ -117,6 +154,8 @@ pub struct Config {
     pub api_listen: Option<std::net::SocketAddr>,
     /// The bearer token's file (required with `api_listen`).
     pub api_token_file: Option<PathBuf>,
+    /// The read-only token's file.
+    pub api_read_token_file: Option<PathBuf>,
     /// The socket's group, when not the daemon's.
     pub api_socket_group: Option<String>,
     /// Log format: `auto`, `text`, `json`, `journald`.
@@ -144,6 +183,7 @@ impl Default for Config {
             api_users: Vec::new(),
             api_listen: None,
             api_token_file: None,
+            api_read_token_file: None,
             api_socket_group: None,
             log_format: "auto".to_owned(),
         }
@@ -173,34 +213,21 @@ impl Config {
         Ok(())
     }
 
-    /// The bearer token for TCP, read from `api_token_file`: it must exist, hold a token, and be
-    /// readable by its owner only.
-    pub fn api_token(&self) -> anyhow::Result<Option<Vec<u8>>> {
-        use std::os::unix::fs::PermissionsExt as _;
+    /// The bearer tokens for TCP: `api.token_file` (may change things) and, when set,
+    /// `api.read_token_file` (may only read: Prometheus's). Each file must exist, hold at least
+    /// 16 bytes, belong to root or the daemon's user, and be readable by its owner only.
+    pub fn api_token(&self) -> anyhow::Result<Option<vfguard_api::Tokens>> {
         let Some(f) = &self.api_token_file else {
             return Ok(None);
         };
-        let meta =
-            std::fs::metadata(f).with_context(|| format!("api.token_file {}", f.display()))?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            anyhow::bail!(
-                "api.token_file {} is readable by others (mode {:o}); chmod 600 it",
-                f.display(),
-                meta.permissions().mode() & 0o777
-            );
-        }
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("reading api.token_file {}", f.display()))?;
-        let token = text.trim();
-        if token.len() < 16 {
-            anyhow::bail!(
-                "api.token_file {} holds {} bytes; a token is at least 16 (e.g. `openssl rand -hex 32 > {}`)",
-                f.display(),
-                token.len(),
-                f.display()
-            );
-        }
-        Ok(Some(token.as_bytes().to_vec()))
+        let read = match &self.api_read_token_file {
+            Some(r) => Some(read_token("api.read_token_file", r)?),
+            None => None,
+        };
+        Ok(Some(vfguard_api::Tokens {
+            change: read_token("api.token_file", f)?,
+            read,
+        }))
     }
 
     /// The gid of `api.socket_group` (looked up in `/etc/group`; a number is taken as is).
@@ -228,6 +255,18 @@ impl Config {
                     .with_context(|| format!("api.users: no user `{u}` in /etc/passwd")),
             })
             .collect()
+    }
+
+    /// The API settings that only a restart applies (a SIGHUP reload applies the policy).
+    pub fn api_settings(&self) -> impl PartialEq + std::fmt::Debug + '_ {
+        (
+            &self.socket,
+            &self.api_users,
+            self.api_listen,
+            &self.api_token_file,
+            &self.api_read_token_file,
+            &self.api_socket_group,
+        )
     }
 
     /// Reads and validates a file.
@@ -335,6 +374,10 @@ impl Config {
                 })?);
             }
             c.api_token_file = a.token_file;
+            c.api_read_token_file = a.read_token_file;
+            if c.api_read_token_file.is_some() && c.api_token_file.is_none() {
+                anyhow::bail!("api.read_token_file needs api.token_file (and api.listen)");
+            }
             c.api_socket_group = a.socket_group;
             if c.api_listen.is_some() && c.api_token_file.is_none() {
                 anyhow::bail!(
@@ -442,6 +485,13 @@ mod tests {
         assert!(e.contains("no user `no-such-user-here`"), "{e}");
         let c = Config::parse("[api]\nusers = [\"root\", \"1234\"]\n").unwrap();
         assert_eq!(c.api_uids().unwrap(), [0, 1234]);
+        let e = Config::parse("[api]\nread_token_file = \"/x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("api.read_token_file needs api.token_file"),
+            "{e}"
+        );
         let e = Config::parse("log_format = \"xml\"")
             .unwrap_err()
             .to_string();

@@ -187,6 +187,9 @@ impl Metrics {
                 ]))
                 .inc_by(f.records);
         }
+        for (id, name, dry) in &r.reconciled {
+            totals.pending.insert(*id, (name.clone(), *dry));
+        }
         for (_, d) in &r.decisions {
             match d {
                 Decision::Attributed { method, .. } => {

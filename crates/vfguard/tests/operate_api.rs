@@ -190,12 +190,16 @@ fn tcp_is_served_only_behind_a_private_token() {
         .port();
     let token = dir.path().join("token");
     std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let read_token = dir.path().join("read-token");
+    std::fs::write(&read_token, "scrape-scrape-scrape-scrape\n").unwrap();
+    std::fs::set_permissions(&read_token, std::fs::Permissions::from_mode(0o600)).unwrap();
     let cfg = dir.path().join("vfguard.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[api]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\n",
-            token.display()
+            "[api]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\nread_token_file = \"{}\"\n",
+            token.display(),
+            read_token.display()
         ),
     )
     .unwrap();
@@ -244,6 +248,17 @@ fn tcp_is_served_only_behind_a_private_token() {
         )
     };
     assert!(post("").starts_with("HTTP/1.1 401"));
+    // Prometheus's token reads the metrics and may not change anything.
+    let scrape = http(
+        &addr,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer scrape-scrape-scrape-scrape\r\n\r\n",
+    );
+    assert!(
+        scrape.starts_with("HTTP/1.1 200") && scrape.contains("vfguard_build_info"),
+        "{scrape}"
+    );
+    let refused = post("Authorization: Bearer scrape-scrape-scrape-scrape\r\n");
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
     let ok = post("Authorization: Bearer 0123456789abcdef0123456789abcdef\r\n");
     assert!(
         ok.starts_with("HTTP/1.1 200") && ok.contains("bearer token from 127.0.0.1"),

@@ -131,12 +131,18 @@ async fn serve(cfg: Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
         let tcp_stop = stopped(api_stop_rx.clone());
         apis.push(tokio::spawn(async move {
             tracing::info!("the API is served on TCP {addr} (bearer token)");
+            if !addr.ip().is_loopback() {
+                tracing::warn!(
+                    "the API on TCP {addr} is plain HTTP off this host: the token crosses the network \
+                     in clear; put it behind a TLS proxy or listen on 127.0.0.1"
+                );
+            }
             if let Err(e) = vfguard_api::serve_tcp(addr, router, token, tcp_stop).await {
                 tracing::error!("the API is not served on TCP: {e}; the agent runs without it");
             }
         }));
     }
-    let result = serve_signals(&mut done_rx, &tx, args).await;
+    let result = serve_signals(&mut done_rx, &tx, args, &cfg).await;
     let _ = api_stop.send(true);
     for api in apis {
         let _ = tokio::time::timeout(Duration::from_secs(2), api).await;
@@ -194,6 +200,7 @@ async fn serve_signals(
     done_rx: &mut tokio::sync::oneshot::Receiver<anyhow::Result<()>>,
     tx: &mpsc::Sender<Control>,
     args: &RunArgs,
+    running: &Config,
 ) -> anyhow::Result<ExitCode> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -214,7 +221,14 @@ async fn serve_signals(
                     None => tracing::warn!("SIGHUP: no --config file to reload"),
                     Some(p) => match Config::load(p) {
                         Ok(c) => {
-                            tracing::info!("reloaded {}", p.display());
+                            tracing::info!("reloaded {}: the policy applies now", p.display());
+                            if c.api_settings() != running.api_settings() {
+                                tracing::warn!(
+                                    "{}: the socket and [api] settings changed; they apply on a restart \
+                                     (systemctl restart vfguard), the running API keeps the old ones",
+                                    p.display()
+                                );
+                            }
                             let _ = tx.send(Control::Reload(Box::new(c.policy)));
                         }
                         Err(e) => tracing::error!("reload refused: {e:#}; the running configuration stays"),
@@ -387,9 +401,13 @@ fn agent_thread(
             let step = Duration::from_millis(cfg.step_ms);
             let mut next = Instant::now() + step;
             'live: loop {
-                // Requests are answered as they come; steps keep their period.
+                // Requests are answered as they come; steps keep their period (a stream of
+                // requests never holds a step, nor the watchdog, past its time).
                 loop {
                     let wait = next.saturating_duration_since(Instant::now());
+                    if wait.is_zero() {
+                        break;
+                    }
                     match rx.recv_timeout(wait) {
                         Ok(c) => {
                             if control(c, &mut agent, wall_ms(), metrics, &mut owners)?
@@ -531,7 +549,7 @@ fn publish(
     metrics: &Metrics,
     agent: &Agent,
     now: Millis,
-    published: &mut Option<(u64, u64)>,
+    published: &mut Option<(u64, u64, u64)>,
 ) {
     let t = agent.topology();
     let mode = agent.policy().mode.as_str();
@@ -549,7 +567,7 @@ fn publish(
         "incidents": agent.incidents_by_state(),
     }));
     metrics.publish_counts(agent);
-    let key = (t.version, agent.samples);
+    let key = (t.version, agent.samples, agent.incident_epoch);
     if *published != Some(key) {
         *published = Some(key);
         view.publish_topology(serde_json::to_value(t).unwrap_or_default());

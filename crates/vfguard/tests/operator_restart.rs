@@ -1,0 +1,157 @@
+//! Operator requests across a restart: a mode switch replays as it happened (so the rebuilt
+//! engine decides what it decided then, and never reuses an action id), then the
+//! configuration's mode holds again; releases and quarantines are refused when there is nothing
+//! to do, without opening anything.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use vfguard::agent::{Agent, AgentConfig, AgentHost};
+use vfguard_act::MemoryNotifier;
+use vfguard_api::Refusal;
+use vfguard_engine::{Mode, Policy};
+use vfguard_model::{Decision, OperatorRequest};
+use vfguard_sim::scenario::Scenario;
+use vfguard_sim::SimHost;
+
+/// Two VMs on one ixgbe PF: vm0 floods MDD from 1 s, vm1 from 5 s.
+fn host() -> SimHost {
+    let mut text = String::from(
+        "[scenario]\nname = \"operator\"\nseed = 1\nduration_ms = 8000\n\n[[pf]]\nbdf = \"0000:08:00.0\"\ndriver = \"ixgbe\"\nnetdev = \"ens3f0\"\nnumvfs = 4\n",
+    );
+    for (i, start) in [(0, 1000), (1, 5000)] {
+        text.push_str(&format!(
+            "\n[[vm]]\nname = \"vm{i}\"\nfunctions = [\"0000:08:00.0/vf{i}\"]\n\n[[behaviour]]\nowner = \"vm{i}\"\nkind = \"mdd_flood\"\nstart_ms = {start}\nevery_ms = 50\n"
+        ));
+    }
+    SimHost::new(Scenario::parse("operator.toml", &text).unwrap()).unwrap()
+}
+
+fn config() -> AgentConfig {
+    AgentConfig {
+        policy: Policy::from_toml("mode = \"observe\"\nladder = [\"vf_disable\"]\n").unwrap(),
+        ..AgentConfig::default()
+    }
+}
+
+fn set_mode(a: &mut Agent, mode: &str, now: u64) {
+    a.operator(
+        OperatorRequest::SetMode {
+            mode: mode.into(),
+            by: "uid=0(root) via unix socket".into(),
+        },
+        now,
+    )
+    .unwrap()
+    .unwrap();
+}
+
+fn acted(a: &mut Agent, sim: &mut SimHost, from: u64, to: u64) -> Vec<u64> {
+    let mut ids = Vec::new();
+    let mut now = from;
+    while now < to {
+        now += 100;
+        sim.advance_to(now);
+        for (_, d) in a.step(now).unwrap().decisions {
+            if let Decision::Act(x) = d {
+                ids.push(x.id.0);
+            }
+        }
+    }
+    ids
+}
+
+#[test]
+fn a_mode_switch_replays_as_it_happened_and_lasts_until_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let mut sim = host();
+    let start = |sim: &SimHost, now| {
+        let h = AgentHost::simulated(sim, Arc::new(MemoryNotifier::default()));
+        Agent::start(config(), h, Some(&db), now).unwrap().0
+    };
+    let mut a = start(&sim, 0);
+    set_mode(&mut a, "enforce", 0);
+    let first = acted(&mut a, &mut sim, 0, 3000);
+    assert!(!first.is_empty(), "vm0 is acted on in enforce mode");
+    drop(a);
+
+    // Restart: the configuration's mode (observe) holds again...
+    let mut a = start(&sim, 3000);
+    assert_eq!(a.policy().mode, Mode::Observe);
+    // ...and a new switch to enforce acts on vm1 with fresh action ids (a reused id would be
+    // refused by the journal and stop the agent).
+    set_mode(&mut a, "enforce", 3000);
+    let second = acted(&mut a, &mut sim, 3000, 8000);
+    assert!(!second.is_empty(), "vm1 is acted on");
+    assert!(
+        second.iter().all(|id| !first.contains(id)),
+        "ids reused: {first:?} then {second:?}"
+    );
+}
+
+#[test]
+fn requests_with_nothing_to_do_are_refused_and_open_nothing() {
+    let mut sim = host();
+    let h = AgentHost::simulated(&sim, Arc::new(MemoryNotifier::default()));
+    let mut a = Agent::start(config(), h, None, 0).unwrap().0;
+    let by = "uid=0(root) via unix socket".to_owned();
+    let release = |a: &mut Agent, f: &str| {
+        a.operator(
+            OperatorRequest::Release {
+                function: f.parse().unwrap(),
+                by: by.clone(),
+            },
+            100,
+        )
+        .unwrap()
+    };
+    // The PF has a function but no incident of its own: nothing to release.
+    assert!(matches!(
+        release(&mut a, "0000:08:00.0"),
+        Err(Refusal::Conflict(_))
+    ));
+    assert!(matches!(
+        release(&mut a, "0000:99:00.0"),
+        Err(Refusal::NotFound(_))
+    ));
+    // A PF is neither a VF nor held by a VM: the quarantine is refused before any incident.
+    let r = a
+        .operator(
+            OperatorRequest::Quarantine {
+                function: "0000:08:00.0".parse().unwrap(),
+                reason: "test".into(),
+                by: by.clone(),
+            },
+            100,
+        )
+        .unwrap();
+    assert!(matches!(r, Err(Refusal::Unprocessable(_))), "{r:?}");
+    assert_eq!(a.incidents_by_state().values().sum::<u64>(), 0);
+    // A VF: quarantined once; a second time there is nothing to do.
+    let q = |a: &mut Agent| {
+        a.operator(
+            OperatorRequest::Quarantine {
+                function: "0000:09:00.0".parse().unwrap(),
+                reason: "test".into(),
+                by: by.clone(),
+            },
+            200,
+        )
+        .unwrap()
+    };
+    let first = q(&mut a).unwrap();
+    assert!(first
+        .decisions
+        .iter()
+        .any(|(_, d)| matches!(d, Decision::Act(_))));
+    assert!(matches!(q(&mut a), Err(Refusal::Conflict(_))));
+    sim.advance_to(300);
+    // Released: the VF's state before the quarantine is restored.
+    let r = release(&mut a, "0000:09:00.0").unwrap();
+    assert!(r
+        .decisions
+        .iter()
+        .any(|(_, d)| matches!(d, Decision::Act(x) if x.kind.name() == "restore")));
+}
