@@ -59,6 +59,8 @@ struct Totals {
     lost: u64,
     /// Actions decided and not yet answered: their name and whether they were a dry run.
     pending: HashMap<ActionId, (String, bool)>,
+    /// The fingerprint of what the VF families show.
+    vfs: Option<u64>,
 }
 
 impl Default for Metrics {
@@ -246,9 +248,11 @@ impl Metrics {
         }
     }
 
-    /// Sets the host map's gauges: its version and each VF's state (when either moved).
+    /// Sets the host map's gauges: its version and each VF's state; the VF families are rebuilt
+    /// only when what they show changed (a fingerprint of it), not at every sample.
     pub fn publish_vfs(&self, agent: &Agent) {
-        let _consistent = self
+        use std::hash::{Hash as _, Hasher as _};
+        let mut totals = self
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -256,6 +260,20 @@ impl Metrics {
         self.topology_version
             .set(i64::try_from(t.version).unwrap_or(i64::MAX));
         let in_incident: std::collections::HashSet<_> = agent.open_functions().collect();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for pf in &t.pfs {
+            for vf in &pf.vfs {
+                (pf.bdf, vf.index.0, &vf.owner.kind, &vf.owner.name).hash(&mut h);
+                let s = vf.state.as_ref();
+                (s.and_then(|s| s.link_state), s.and_then(|s| s.spoofchk)).hash(&mut h);
+                in_incident.contains(&vf.bdf).hash(&mut h);
+            }
+        }
+        let fingerprint = h.finish();
+        if totals.vfs == Some(fingerprint) {
+            return;
+        }
+        totals.vfs = Some(fingerprint);
         self.vf_link_enabled.clear();
         self.vf_spoof_check.clear();
         self.vf_in_incident.clear();

@@ -72,7 +72,8 @@ pub fn incident_detail(d: &IncidentDetail) -> Value {
 pub struct LiveView {
     journal: PathBuf,
     status: Mutex<Value>,
-    topology: Mutex<Value>,
+    /// The host map as last published; serialised only when asked for.
+    topology: Mutex<Option<Arc<vfguard_model::Topology>>>,
     metrics: Arc<Metrics>,
     control: Mutex<mpsc::Sender<Control>>,
 }
@@ -88,7 +89,7 @@ impl LiveView {
         LiveView {
             journal,
             status: Mutex::new(json!({"state": "starting"})),
-            topology: Mutex::new(json!(null)),
+            topology: Mutex::new(None),
             metrics,
             control: Mutex::new(control),
         }
@@ -102,9 +103,9 @@ impl LiveView {
     }
 
     /// Publishes the host map (when its version changed).
-    pub fn publish_topology(&self, v: Value) {
-        if let Ok(mut t) = self.topology.lock() {
-            *t = v;
+    pub fn publish_topology(&self, t: Arc<vfguard_model::Topology>) {
+        if let Ok(mut slot) = self.topology.lock() {
+            *slot = Some(t);
         }
     }
 
@@ -119,7 +120,10 @@ impl AgentView for LiveView {
     }
 
     fn topology(&self) -> Value {
-        self.topology.lock().map_or(Value::Null, |t| t.clone())
+        let t = self.topology.lock().ok().and_then(|t| t.clone());
+        t.map_or(Value::Null, |t| {
+            serde_json::to_value(&*t).unwrap_or_default()
+        })
     }
 
     fn incidents(&self, q: &IncidentQuery) -> Result<Value, ViewError> {

@@ -276,7 +276,7 @@ fn agent_thread(
     view: &LiveView,
     metrics: &Metrics,
 ) -> anyhow::Result<()> {
-    let mut published_topology = None;
+    let mut published_topology = Published::default();
     let mut agent_cfg = AgentConfig {
         policy: cfg.policy.clone(),
         topology_every_ms: cfg.topology_every_ms,
@@ -542,6 +542,13 @@ fn replay_since_us(cfg: &Config) -> anyhow::Result<Option<u64>> {
     Ok(Some(now.saturating_sub(window.saturating_mul(1000))))
 }
 
+/// What `publish` last published: (map version, VF samples, incident changes).
+#[derive(Default)]
+struct Published {
+    vfs: Option<(u64, u64, u64)>,
+    topology: Option<(u64, u64, u64)>,
+}
+
 /// The loop's state for the API and the metrics, after each step; the host map only when it
 /// changed (its version, or the VF states read since).
 fn publish(
@@ -549,7 +556,7 @@ fn publish(
     metrics: &Metrics,
     agent: &Agent,
     now: Millis,
-    published: &mut Option<(u64, u64, u64)>,
+    published: &mut Published,
 ) {
     let t = agent.topology();
     let mode = agent.policy().mode.as_str();
@@ -567,10 +574,20 @@ fn publish(
         "incidents": agent.incidents_by_state(),
     }));
     metrics.publish_counts(agent);
+    // The VF gauges follow every sample (they are rebuilt only when what they show changed);
+    // the API's copy of the map follows changes of the map and of incidents, and VF states
+    // (counters included) every 10th sample: a copy of 1024 VFs each second would be most of
+    // the idle cost.
     let key = (t.version, agent.samples, agent.incident_epoch);
-    if *published != Some(key) {
-        *published = Some(key);
-        view.publish_topology(serde_json::to_value(t).unwrap_or_default());
+    if published.vfs != Some(key) {
+        published.vfs = Some(key);
         metrics.publish_vfs(agent);
+    }
+    let stale = published.topology.is_none_or(|(v, s, e)| {
+        v != t.version || e != agent.incident_epoch || agent.samples >= s + 10
+    });
+    if stale {
+        published.topology = Some(key);
+        view.publish_topology(Arc::new(t.clone()));
     }
 }
