@@ -190,6 +190,27 @@ pub struct Agent {
     pub samples: u64,
     /// Moves when an incident opens, is contained, restored or closed.
     pub incident_epoch: u64,
+    /// Actions the start's replay of the journal decided differently from the live run (0 when
+    /// the rebuilt engine is the one that ran).
+    pub replay_diverged: usize,
+}
+
+/// The host map as a replay must see it: the VF knobs our own past actions changed (link state,
+/// spoof check, trust) are unknown, not as they are now, or the replay would find its actions
+/// "already applied" and decide differently from the live run. Everything else (owners, MACs
+/// for attribution) is today's.
+fn for_replay(t: &Topology) -> Topology {
+    let mut t = t.clone();
+    for pf in &mut t.pfs {
+        for vf in &mut pf.vfs {
+            if let Some(s) = vf.state.as_mut() {
+                s.link_state = None;
+                s.spoofchk = None;
+                s.trust = None;
+            }
+        }
+    }
+    t
 }
 
 impl Agent {
@@ -214,10 +235,18 @@ impl Agent {
         };
         let cursor_key = kmsg_cursor_key(host.fs.as_ref());
         let mut cursor = None;
+        let mut replay_diverged = 0;
         if let Some(j) = &journal {
             cursor = j.cursor(&cursor_key)?;
-            let history: Vec<(Millis, Observation)> = j
-                .replay()?
+            let entries = j.replay()?;
+            let journalled: Vec<(u64, String)> = entries
+                .iter()
+                .filter_map(|e| match e {
+                    Entry::Intent { action, .. } => Some((action.id.0, action.kind.name())),
+                    _ => None,
+                })
+                .collect();
+            let history: Vec<(Millis, Observation)> = entries
                 .into_iter()
                 .filter_map(|e| match e {
                     Entry::Observation(o) => Some((o.at, o.observation)),
@@ -227,11 +256,20 @@ impl Agent {
                     _ => None,
                 })
                 .collect();
-            replay(&mut engine, &history, &topo);
+            let decided: Vec<(u64, String)> = replay(&mut engine, &history, &for_replay(&topo))
+                .iter()
+                .filter_map(|d| match d {
+                    Decision::Act(a) => Some((a.id.0, a.kind.name())),
+                    _ => None,
+                })
+                .collect();
+            // What the replay decided that the live run did not journal, or the other way.
+            replay_diverged = decided.iter().filter(|d| !journalled.contains(d)).count()
+                + journalled.iter().filter(|d| !decided.contains(d)).count();
             // An operator's mode switch, replayed above as it happened, lasts until a restart.
             engine.set_policy(cfg.policy.clone());
-            // Replay reads today's host map, which may lead it elsewhere than the live run (a
-            // VF disabled then is seen disabled now): ids already journalled are never reused.
+            // Should the replay still have gone elsewhere than the live run, the ids already
+            // journalled are never reused.
             engine.reserve_ids(j.max_action_id()?, j.max_incident_id()?);
         }
         let mut cfg = cfg;
@@ -274,6 +312,7 @@ impl Agent {
             history_skipped: 0,
             samples: 0,
             incident_epoch: 0,
+            replay_diverged,
         };
         // Actions journalled without an outcome: judge them from the state read back.
         let pending = agent

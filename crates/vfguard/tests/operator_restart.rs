@@ -79,6 +79,10 @@ fn a_mode_switch_replays_as_it_happened_and_lasts_until_the_restart() {
 
     // Restart: the configuration's mode (observe) holds again...
     let mut a = start(&sim, 3000);
+    assert_eq!(
+        a.replay_diverged, 0,
+        "the replay rebuilt the engine that ran"
+    );
     assert_eq!(a.policy().mode, Mode::Observe);
     // ...and a new switch to enforce acts on vm1 with fresh action ids (a reused id would be
     // refused by the journal and stop the agent).

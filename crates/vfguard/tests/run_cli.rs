@@ -103,6 +103,10 @@ fn kill_9_mid_scenario_then_restart_loses_no_event_and_repeats_no_action() {
         "the stale socket was not replaced: {stderr}"
     );
     assert!(!sock.exists(), "the socket is removed on a clean stop");
+    assert!(
+        !stderr.contains("differently from the run that wrote it"),
+        "the replay rebuilt another engine than the one killed: {stderr}"
+    );
     let j = Journal::open(&db).unwrap();
     let entries = j.replay().unwrap();
     // No kernel record was taken twice, and none after the first run's cursor was skipped.

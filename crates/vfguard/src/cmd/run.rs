@@ -318,6 +318,7 @@ fn agent_thread(
             };
             let handles = AgentHost::simulated(&host, notes);
             let (mut agent, first) = Agent::start(agent_cfg, handles, Some(&cfg.journal), 0)?;
+            warn_diverged(&agent);
             for (at, d) in &first.decisions {
                 log(*at, d, &mut owners);
             }
@@ -391,6 +392,7 @@ fn agent_thread(
             };
             let (mut agent, first) =
                 Agent::start(agent_cfg, handles, Some(&cfg.journal), wall_ms())?;
+            warn_diverged(&agent);
             for (at, d) in &first.decisions {
                 log(*at, d, &mut owners);
             }
@@ -435,6 +437,17 @@ fn agent_thread(
     sd_notify("STOPPING=1");
     tracing::info!("stopped; the journal is committed");
     Ok(())
+}
+
+/// Says so when the journal's replay did not rebuild the engine that ran.
+fn warn_diverged(agent: &Agent) {
+    if agent.replay_diverged > 0 {
+        tracing::warn!(
+            "the journal's replay decided {} action(s) differently from the run that wrote it; \
+             incidents may sit on another rung than before the restart (no action id is reused)",
+            agent.replay_diverged
+        );
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
