@@ -110,6 +110,46 @@ impl Access {
     }
 }
 
+/// A value the daemon replaces on a configuration reload while the listeners run (who may
+/// change things, the TCP tokens): cheap to clone, each request reads the current one.
+#[derive(Debug)]
+pub struct Reloadable<T>(std::sync::Arc<std::sync::RwLock<T>>);
+
+impl<T> Clone for Reloadable<T> {
+    fn clone(&self) -> Self {
+        Reloadable(self.0.clone())
+    }
+}
+
+impl<T: Clone> Reloadable<T> {
+    /// Holding `v`.
+    pub fn new(v: T) -> Reloadable<T> {
+        Reloadable(std::sync::Arc::new(std::sync::RwLock::new(v)))
+    }
+
+    /// The current value.
+    pub fn get(&self) -> T {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces it (a reload).
+    pub fn set(&self, v: T) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = v;
+    }
+}
+
+impl<T: Clone> From<T> for Reloadable<T> {
+    fn from(v: T) -> Reloadable<T> {
+        Reloadable::new(v)
+    }
+}
+
 /// The name of `uid` in `passwd` (the text of `/etc/passwd`).
 pub fn user_name(passwd: &str, uid: u32) -> Option<String> {
     passwd.lines().find_map(|l| {

@@ -19,7 +19,7 @@ pub mod routes;
 pub mod serve;
 pub mod view;
 
-pub use auth::{Access, Caller};
+pub use auth::{Access, Caller, Reloadable};
 pub use routes::{router, ROUTES};
 pub use serve::{serve_tcp, serve_tcp_on, serve_unix, ServeError, Tokens};
 /// What a caller may ask the agent to do (quarantine, release, mode), with who asked: the same

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use vfguard_model::{Bdf, OperatorRequest};
 
-use crate::auth::{Access, Caller};
+use crate::auth::{Access, Caller, Reloadable};
 use crate::view::{AgentView, IncidentQuery, Refusal, ViewError};
 
 /// Every route, as (method, path): the OpenAPI document (`docs/openapi.json`) is checked
@@ -90,11 +90,12 @@ impl From<Refusal> for ApiError {
 #[derive(Clone)]
 struct Shared {
     view: Arc<dyn AgentView>,
-    access: Arc<Access>,
+    access: Reloadable<Access>,
 }
 
-/// The routes over `view`; `access` says who may change things over the Unix socket.
-pub fn router(view: Arc<dyn AgentView>, access: Access) -> Router {
+/// The routes over `view`; `access` says who may change things over the Unix socket (a
+/// [`Reloadable`] lets a configuration reload replace it).
+pub fn router(view: Arc<dyn AgentView>, access: impl Into<Reloadable<Access>>) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/topology", get(topology))
@@ -110,7 +111,7 @@ pub fn router(view: Arc<dyn AgentView>, access: Access) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(Shared {
             view,
-            access: Arc::new(access),
+            access: access.into(),
         })
 }
 
@@ -244,12 +245,15 @@ async fn metrics(State(s): State<Shared>, headers: axum::http::HeaderMap) -> Res
 
 /// The caller's label when they may change things.
 fn authorise(s: &Shared, caller: Option<&Caller>) -> Result<String, ApiError> {
-    s.access.may_change(caller).map_err(|(code, message)| {
-        ApiError::new(
-            StatusCode::from_u16(code).unwrap_or(StatusCode::FORBIDDEN),
-            message,
-        )
-    })
+    s.access
+        .get()
+        .may_change(caller)
+        .map_err(|(code, message)| {
+            ApiError::new(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::FORBIDDEN),
+                message,
+            )
+        })
 }
 
 fn function(bdf: &str) -> Result<Bdf, ApiError> {

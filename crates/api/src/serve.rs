@@ -5,7 +5,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::sync::Arc;
 
 use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Request, State};
@@ -17,7 +16,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::{TcpListener, UnixListener};
 
-use crate::auth::{token_matches, user_name, Caller};
+use crate::auth::{token_matches, user_name, Caller, Reloadable};
 
 /// Binding or serving failed.
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +127,7 @@ pub struct Tokens {
 }
 
 async fn check_token(
-    State(tokens): State<Arc<Tokens>>,
+    State(tokens): State<Reloadable<Tokens>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut req: Request,
     next: Next,
@@ -137,6 +136,7 @@ async fn check_token(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    let tokens = tokens.get();
     let change = |t: &[u8]| token_matches(t, &tokens.change);
     let read = |t: &[u8]| tokens.read.as_deref().is_some_and(|r| token_matches(t, r));
     match presented {
@@ -164,10 +164,11 @@ async fn check_token(
 pub async fn serve_tcp(
     addr: SocketAddr,
     router: Router,
-    token: Tokens,
+    token: impl Into<Reloadable<Tokens>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    if weak(&token) {
+    let token = token.into();
+    if weak(&token.get()) {
         return Err(ServeError::NoToken(addr.to_string()));
     }
     let listener = TcpListener::bind(addr)
@@ -190,17 +191,18 @@ fn weak(t: &Tokens) -> bool {
 pub async fn serve_tcp_on(
     listener: TcpListener,
     router: Router,
-    token: Tokens,
+    token: impl Into<Reloadable<Tokens>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let addr = listener
         .local_addr()
         .map_or_else(|_| "tcp".to_owned(), |a| a.to_string());
-    if weak(&token) {
+    let token = token.into();
+    if weak(&token.get()) {
         return Err(ServeError::NoToken(addr));
     }
     let app = router
-        .layer(middleware::from_fn_with_state(Arc::new(token), check_token))
+        .layer(middleware::from_fn_with_state(token, check_token))
         .into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

@@ -257,14 +257,14 @@ impl Config {
             .collect()
     }
 
-    /// The API settings that only a restart applies (a SIGHUP reload applies the policy).
-    pub fn api_settings(&self) -> impl PartialEq + std::fmt::Debug + '_ {
+    /// The API settings that only a restart applies (a SIGHUP reload applies the policy,
+    /// `api.users` and the tokens' contents).
+    pub fn api_listeners(&self) -> impl PartialEq + std::fmt::Debug + '_ {
         (
             &self.socket,
-            &self.api_users,
             self.api_listen,
-            &self.api_token_file,
-            &self.api_read_token_file,
+            self.api_token_file.is_some(),
+            self.api_read_token_file.is_some(),
             &self.api_socket_group,
         )
     }

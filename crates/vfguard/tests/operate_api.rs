@@ -259,7 +259,26 @@ fn tcp_is_served_only_behind_a_private_token() {
     );
     let refused = post("Authorization: Bearer scrape-scrape-scrape-scrape\r\n");
     assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
-    let ok = post("Authorization: Bearer 0123456789abcdef0123456789abcdef\r\n");
+    // A rotated token takes effect on SIGHUP; the old one stops working.
+    std::fs::write(&token, "fedcba9876543210fedcba9876543210\n").unwrap();
+    let _ = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status();
+    let start = Instant::now();
+    while !get("Authorization: Bearer fedcba9876543210fedcba9876543210\r\n")
+        .starts_with("HTTP/1.1 200")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the new token never took"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        get("Authorization: Bearer 0123456789abcdef0123456789abcdef\r\n")
+            .starts_with("HTTP/1.1 401")
+    );
+    let ok = post("Authorization: Bearer fedcba9876543210fedcba9876543210\r\n");
     assert!(
         ok.starts_with("HTTP/1.1 200") && ok.contains("bearer token from 127.0.0.1"),
         "{ok}"

@@ -88,8 +88,7 @@ async fn serve(cfg: Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let linger = args.linger;
     let token = cfg.api_token()?;
     let socket_group = cfg.api_gid()?;
-    let mut access = Access::root_and(own_uid());
-    access.mutators.extend(cfg.api_uids()?);
+    let access = vfguard_api::Reloadable::new(access_of(&cfg)?);
     let worker_cfg = cfg.clone();
     let metrics = Arc::new(Metrics::new());
     let view = Arc::new(LiveView::new(
@@ -114,7 +113,8 @@ async fn serve(cfg: Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
         .context("starting the agent thread")?;
     // The API: losing it never stops the protection, so a failure to serve is logged, not fatal.
     let (api_stop, api_stop_rx) = tokio::sync::watch::channel(false);
-    let router = vfguard_api::router(view, access);
+    let router = vfguard_api::router(view, access.clone());
+    let tokens = token.map(vfguard_api::Reloadable::new);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -127,7 +127,7 @@ async fn serve(cfg: Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
             Err(e) => tracing::error!("the API is not served: {e}; the agent runs without it"),
         }
     })];
-    if let (Some(addr), Some(token)) = (cfg.api_listen, token) {
+    if let (Some(addr), Some(token)) = (cfg.api_listen, tokens.clone()) {
         let tcp_stop = stopped(api_stop_rx.clone());
         apis.push(tokio::spawn(async move {
             tracing::info!("the API is served on TCP {addr} (bearer token)");
@@ -142,12 +142,45 @@ async fn serve(cfg: Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
             }
         }));
     }
-    let result = serve_signals(&mut done_rx, &tx, args, &cfg).await;
+    let live = LiveApi {
+        running: &cfg,
+        access,
+        tokens,
+    };
+    let result = serve_signals(&mut done_rx, &tx, args, &live).await;
     let _ = api_stop.send(true);
     for api in apis {
         let _ = tokio::time::timeout(Duration::from_secs(2), api).await;
     }
     result
+}
+
+/// Who may change things over the socket: root, the daemon's user, `api.users`.
+fn access_of(cfg: &Config) -> anyhow::Result<Access> {
+    let mut access = Access::root_and(own_uid());
+    access.mutators.extend(cfg.api_uids()?);
+    Ok(access)
+}
+
+/// The running API's settings a reload may replace.
+struct LiveApi<'a> {
+    running: &'a Config,
+    access: vfguard_api::Reloadable<Access>,
+    tokens: Option<vfguard_api::Reloadable<vfguard_api::Tokens>>,
+}
+
+impl LiveApi<'_> {
+    /// Applies `c`'s users and tokens (re-read: a rotated token takes effect), or refuses the
+    /// whole reload with the reason.
+    fn reload(&self, c: &Config) -> anyhow::Result<()> {
+        let access = access_of(c)?;
+        let tokens = c.api_token()?;
+        if let (Some(live), Some(t)) = (&self.tokens, tokens) {
+            live.set(t);
+        }
+        self.access.set(access);
+        Ok(())
+    }
 }
 
 /// The daemon's effective uid (the owner of its `/proc/self`): it may always change things.
@@ -200,7 +233,7 @@ async fn serve_signals(
     done_rx: &mut tokio::sync::oneshot::Receiver<anyhow::Result<()>>,
     tx: &mpsc::Sender<Control>,
     args: &RunArgs,
-    running: &Config,
+    live: &LiveApi<'_>,
 ) -> anyhow::Result<ExitCode> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -219,13 +252,16 @@ async fn serve_signals(
             _ = hup.recv() => {
                 match &args.config {
                     None => tracing::warn!("SIGHUP: no --config file to reload"),
-                    Some(p) => match Config::load(p) {
+                    Some(p) => match Config::load(p).and_then(|c| live.reload(&c).map(|()| c)) {
                         Ok(c) => {
-                            tracing::info!("reloaded {}: the policy applies now", p.display());
-                            if c.api_settings() != running.api_settings() {
+                            tracing::info!(
+                                "reloaded {}: the policy, api.users and the token files apply now",
+                                p.display()
+                            );
+                            if c.api_listeners() != live.running.api_listeners() {
                                 tracing::warn!(
-                                    "{}: the socket and [api] settings changed; they apply on a restart \
-                                     (systemctl restart vfguard), the running API keeps the old ones",
+                                    "{}: socket, socket_group, api.listen or a token file's presence changed; \
+                                     they apply on a restart (systemctl restart vfguard)",
                                     p.display()
                                 );
                             }
