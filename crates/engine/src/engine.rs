@@ -52,6 +52,8 @@ pub struct Engine {
     by_key: HashMap<Key, IncidentId>,
     next_incident: u64,
     next_action: u64,
+    /// While replaying a journal: the ids it gave, in order, taken before the counters.
+    hints: IdHints,
     pending: HashMap<ActionId, (IncidentId, ActionKind)>,
     /// Recent actions for the guard: (when, PF).
     recent: VecDeque<(Millis, Option<Bdf>)>,
@@ -69,6 +71,7 @@ impl Engine {
             by_key: HashMap::new(),
             next_incident: 1,
             next_action: 1,
+            hints: IdHints::default(),
             pending: HashMap::new(),
             recent: VecDeque::new(),
             stats: HashMap::new(),
@@ -85,6 +88,22 @@ impl Engine {
         self.policy = policy;
     }
 
+    /// For a replay of a journal: the ids the journal gave to incidents and actions, in the
+    /// order they were given; a replay that decides as the live run did then gives each the
+    /// same id, even when retention deleted older incidents (whose ids the counters would
+    /// otherwise reuse). Cleared with [`Engine::end_replay`].
+    pub fn replay_ids(&mut self, incidents: Vec<IncidentId>, actions: Vec<ActionId>) {
+        self.hints = IdHints {
+            incidents: incidents.into(),
+            actions: actions.into(),
+        };
+    }
+
+    /// Ends a replay: ids left unused are dropped.
+    pub fn end_replay(&mut self) {
+        self.hints = IdHints::default();
+    }
+
     /// Makes the next action and incident ids follow those already used (journalled), whatever
     /// a replay decided.
     pub fn reserve_ids(&mut self, max_action: Option<u64>, max_incident: Option<u64>) {
@@ -94,6 +113,36 @@ impl Engine {
         if let Some(i) = max_incident {
             self.next_incident = self.next_incident.max(i.saturating_add(1));
         }
+    }
+
+    /// Forgets the pending actions not in `journalled` (id, action name, function): decided by
+    /// a replay only, they were never carried out, and must not be retried as interrupted ones.
+    /// Returns how many.
+    pub fn abandon_unjournalled(
+        &mut self,
+        journalled: &std::collections::HashSet<(ActionId, String, Bdf)>,
+    ) -> usize {
+        let gone: Vec<ActionId> = self
+            .pending
+            .iter()
+            .filter(|(id, (iid, kind))| {
+                let function = self.incidents.get(iid).and_then(|i| i.function);
+                !function.is_some_and(|f| journalled.contains(&(**id, kind.name(), f)))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &gone {
+            if let Some((iid, _)) = self.pending.remove(id) {
+                if let Some(a) = self
+                    .incidents
+                    .get_mut(&iid)
+                    .and_then(|i| i.actions.iter_mut().find(|a| a.id == *id))
+                {
+                    a.result = Some(Err("decided by the replay only, never carried out".into()));
+                }
+            }
+        }
+        gone.len()
     }
 
     /// The open incident of a function (not a PF-level one), as an operator names it.
@@ -180,8 +229,12 @@ impl Engine {
         if let Some(id) = self.by_key.get(&key) {
             return *id;
         }
-        let id = IncidentId(self.next_incident);
-        self.next_incident += 1;
+        let id = self
+            .hints
+            .incidents
+            .pop_front()
+            .unwrap_or(IncidentId(self.next_incident));
+        self.next_incident = self.next_incident.max(id.0.saturating_add(1));
         let mut inc = Incident::new(id, key, now);
         inc.function = match key {
             Key::Function(b) => Some(b),
@@ -518,8 +571,12 @@ impl Engine {
         out: &mut Vec<Decision>,
     ) {
         let dry_run = self.policy.mode == Mode::DryRun && kind != ActionKind::Notify;
-        let aid = ActionId(self.next_action);
-        self.next_action += 1;
+        let aid = self
+            .hints
+            .actions
+            .pop_front()
+            .unwrap_or(ActionId(self.next_action));
+        self.next_action = self.next_action.max(aid.0.saturating_add(1));
         let Some(inc) = self.incidents.get_mut(&id) else {
             return;
         };
@@ -803,6 +860,13 @@ impl Engine {
             }
         }
     }
+}
+
+/// Ids a replay takes from the journal.
+#[derive(Debug, Default)]
+struct IdHints {
+    incidents: VecDeque<IncidentId>,
+    actions: VecDeque<ActionId>,
 }
 
 fn inc_notified(e: &Engine, id: IncidentId) -> bool {

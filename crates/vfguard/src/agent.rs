@@ -186,7 +186,8 @@ pub struct Agent {
     pub lost: u64,
     /// History records read past, older than the replay window.
     pub history_skipped: u64,
-    /// VF state samples taken (the map's VF states change with each).
+    /// VF state samples taken, and VF knobs set by actions (the map's VF states change with
+    /// each).
     pub samples: u64,
     /// Moves when an incident opens, is contained, restored or closed.
     pub incident_epoch: u64,
@@ -195,19 +196,43 @@ pub struct Agent {
     pub replay_diverged: usize,
 }
 
-/// The host map as a replay must see it: the VF knobs our own past actions changed (link state,
-/// spoof check, trust) are unknown, not as they are now, or the replay would find its actions
-/// "already applied" and decide differently from the live run. Everything else (owners, MACs
-/// for attribution) is today's.
-fn for_replay(t: &Topology) -> Topology {
+/// Each VF's state as the journal saw it before the agent's first action on it (the `before`
+/// of its earliest outcome), by PF and VF index.
+fn first_states(entries: &[Entry]) -> HashMap<(Bdf, u16), vfguard_model::VfState> {
+    let mut target = HashMap::new();
+    let mut first = HashMap::new();
+    for e in entries {
+        match e {
+            Entry::Intent { action, .. } => {
+                if let (Some(pf), Some(vf)) = (action.pf, action.vf) {
+                    target.insert(action.id, (pf, vf.0));
+                }
+            }
+            Entry::Outcome { outcome, .. } => {
+                if let (Some(key), Some(state)) = (target.get(&outcome.id), &outcome.before) {
+                    first.entry(*key).or_insert_with(|| state.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    first
+}
+
+/// The host map as a replay must see it: the VF knobs the agent's own actions change (link
+/// state, spoof check, trust) as they were before its first action on the VF, not as they are
+/// now, or the replay would find its actions "already applied" and decide differently from the
+/// live run. A VF never acted on, and everything else (owners, MACs for attribution), is as now.
+fn for_replay(t: &Topology, before: &HashMap<(Bdf, u16), vfguard_model::VfState>) -> Topology {
     let mut t = t.clone();
     for pf in &mut t.pfs {
         for vf in &mut pf.vfs {
-            if let Some(s) = vf.state.as_mut() {
-                s.link_state = None;
-                s.spoofchk = None;
-                s.trust = None;
-            }
+            let (Some(s), Some(b)) = (vf.state.as_mut(), before.get(&(pf.bdf, vf.index.0))) else {
+                continue;
+            };
+            s.link_state = b.link_state;
+            s.spoofchk = b.spoofchk;
+            s.trust = b.trust;
         }
     }
     t
@@ -239,13 +264,44 @@ impl Agent {
         if let Some(j) = &journal {
             cursor = j.cursor(&cursor_key)?;
             let entries = j.replay()?;
-            let journalled: Vec<(u64, String)> = entries
+            let before = first_states(&entries);
+            let journalled: Vec<(vfguard_model::ActionId, String, Bdf)> = entries
                 .iter()
                 .filter_map(|e| match e {
-                    Entry::Intent { action, .. } => Some((action.id.0, action.kind.name())),
+                    Entry::Intent { action, .. } => {
+                        Some((action.id, action.kind.name(), action.function))
+                    }
                     _ => None,
                 })
                 .collect();
+            // The ids the journal gave, in order: incidents whose rows survive retention, and
+            // their actions.
+            let opened: Vec<IncidentId> = entries
+                .iter()
+                .filter_map(|e| match e {
+                    Entry::Decision(d) => match d.decision {
+                        Decision::IncidentOpened { incident, .. } => Some(incident),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect();
+            let acted: Vec<vfguard_model::ActionId> = entries
+                .iter()
+                .filter_map(|e| match e {
+                    Entry::Intent { action, .. } if opened.contains(&action.incident) => {
+                        Some(action.id)
+                    }
+                    _ => None,
+                })
+                .collect();
+            // Intents whose incidents survive retention: what the replay should decide again.
+            let expected: Vec<_> = journalled
+                .iter()
+                .filter(|(id, _, _)| acted.contains(id))
+                .cloned()
+                .collect();
+            engine.replay_ids(opened, acted);
             let history: Vec<(Millis, Observation)> = entries
                 .into_iter()
                 .filter_map(|e| match e {
@@ -256,16 +312,22 @@ impl Agent {
                     _ => None,
                 })
                 .collect();
-            let decided: Vec<(u64, String)> = replay(&mut engine, &history, &for_replay(&topo))
-                .iter()
-                .filter_map(|d| match d {
-                    Decision::Act(a) => Some((a.id.0, a.kind.name())),
-                    _ => None,
-                })
-                .collect();
+            let decided: Vec<(vfguard_model::ActionId, String, Bdf)> =
+                replay(&mut engine, &history, &for_replay(&topo, &before))
+                    .iter()
+                    .filter_map(|d| match d {
+                        Decision::Act(a) => Some((a.id, a.kind.name(), a.function)),
+                        _ => None,
+                    })
+                    .collect();
             // What the replay decided that the live run did not journal, or the other way.
-            replay_diverged = decided.iter().filter(|d| !journalled.contains(d)).count()
-                + journalled.iter().filter(|d| !decided.contains(d)).count();
+            replay_diverged = decided.iter().filter(|d| !expected.contains(d)).count()
+                + expected.iter().filter(|d| !decided.contains(d)).count();
+            // Actions only the replay decided (none when it rebuilt the engine that ran) were
+            // never carried out: they must not be taken for interrupted ones and retried.
+            engine.end_replay();
+            let known: std::collections::HashSet<_> = journalled.iter().cloned().collect();
+            engine.abandon_unjournalled(&known);
             // An operator's mode switch, replayed above as it happened, lasts until a restart.
             engine.set_policy(cfg.policy.clone());
             // Should the replay still have gone elsewhere than the live run, the ids already
@@ -363,6 +425,36 @@ impl Agent {
         m
     }
 
+    /// Shows a VF knob an action just set in the map at once, rather than at the next sample
+    /// (the API, the metrics and the operator's checks read it).
+    fn apply_to_map(&mut self, a: &vfguard_model::Action) {
+        let (Some(pf), Some(vf)) = (a.pf, a.vf) else {
+            return;
+        };
+        let Some(s) = self
+            .topo
+            .pfs
+            .iter_mut()
+            .find(|p| p.bdf == pf)
+            .and_then(|p| p.vfs.iter_mut().find(|v| v.index == vf))
+            .and_then(|v| v.state.as_mut())
+        else {
+            return;
+        };
+        match &a.kind {
+            ActionKind::SetVf(vfguard_model::VfChange::LinkState(l)) => s.link_state = Some(*l),
+            ActionKind::SetVf(vfguard_model::VfChange::SpoofChk(on)) => s.spoofchk = Some(*on),
+            ActionKind::SetVf(vfguard_model::VfChange::Trust(on)) => s.trust = Some(*on),
+            ActionKind::Restore(before) => {
+                s.link_state = before.link_state;
+                s.spoofchk = before.spoofchk;
+                s.trust = before.trust;
+            }
+            _ => return,
+        }
+        self.samples += 1;
+    }
+
     /// The functions with an incident not closed.
     pub fn open_functions(&self) -> impl Iterator<Item = Bdf> + '_ {
         self.engine
@@ -449,11 +541,19 @@ impl Agent {
                          nothing to quarantine it with"
                     )));
                 }
+                // Contained, not restored since, and the containment is in effect (a dry run's
+                // is not; a detached function is no longer the VM's).
+                let in_effect = match f.vf.and_then(|v| v.state.as_ref()) {
+                    Some(s) => s.link_state == Some(vfguard_model::VfLinkState::Disable),
+                    None => !vm,
+                };
                 match incident {
-                    Some(i) if i.contained_at.is_some() => Err(Refusal::Conflict(format!(
-                        "{function} is already contained (incident {}); see `vfguard explain {}`",
-                        i.id.0, i.id.0
-                    ))),
+                    Some(i) if i.contained_at.is_some() && i.restored_at.is_none() && in_effect => {
+                        Err(Refusal::Conflict(format!(
+                            "{function} is already contained (incident {}); see `vfguard explain {}`",
+                            i.id.0, i.id.0
+                        )))
+                    }
                     Some(i) if i.actions.iter().any(|a| a.result.is_none()) => {
                         Err(Refusal::Conflict(format!(
                             "an action on {function} is in flight (incident {}); try again",
@@ -718,6 +818,9 @@ impl Agent {
             for a in acts {
                 let t0 = std::time::Instant::now();
                 let o = self.actuator.execute(&a, now);
+                if o.error.is_none() && !a.dry_run {
+                    self.apply_to_map(&a);
+                }
                 report.action_durations.push((a.kind.name(), t0.elapsed()));
                 detached |= a.kind == ActionKind::Detach && o.error.is_none();
                 if let Some(t0) = self.step_started {

@@ -264,7 +264,6 @@ impl Config {
             &self.socket,
             self.api_listen,
             self.api_token_file.is_some(),
-            self.api_read_token_file.is_some(),
             &self.api_socket_group,
         )
     }

@@ -159,3 +159,135 @@ fn requests_with_nothing_to_do_are_refused_and_open_nothing() {
         .iter()
         .any(|(_, d)| matches!(d, Decision::Act(x) if x.kind.name() == "restore")));
 }
+
+/// The reviewer's case: an i40e VF flooding the mailbox climbs the whole default ladder (notify,
+/// rate limit, reset, link disabled) and is contained; a restart must rebuild that incident on
+/// the same rung, so that the cool-down still restores the VF.
+#[test]
+fn a_restart_mid_incident_keeps_its_rung_and_the_cool_down_still_restores() {
+    let text = "[scenario]\nname = \"mbx\"\nseed = 1\nduration_ms = 400000\n\n[[pf]]\nbdf = \"0000:3b:00.0\"\ndriver = \"i40e\"\nnetdev = \"enp59s0f0\"\nnumvfs = 4\n\n[[vm]]\nname = \"vm0\"\nfunctions = [\"0000:3b:00.0/vf0\"]\n\n[[behaviour]]\nowner = \"vm0\"\nkind = \"mailbox_flood\"\nstart_ms = 1000\nend_ms = 30000\nevery_ms = 50\n";
+    let mut sim = SimHost::new(Scenario::parse("mbx.toml", text).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let cfg = || AgentConfig {
+        policy: Policy::default(),
+        ..AgentConfig::default()
+    };
+    let start = |sim: &SimHost, now| {
+        let h = AgentHost::simulated(sim, Arc::new(MemoryNotifier::default()));
+        Agent::start(cfg(), h, Some(&db), now).unwrap().0
+    };
+    let mut a = start(&sim, 0);
+    let mut now = 0;
+    while now < 30_000 && !a.incidents_by_state().contains_key("contained") {
+        now += 100;
+        sim.advance_to(now);
+        a.step(now).unwrap();
+    }
+    assert!(
+        a.incidents_by_state().contains_key("contained"),
+        "{:?}",
+        a.incidents_by_state()
+    );
+    drop(a);
+    let mut a = start(&sim, now);
+    assert_eq!(a.replay_diverged, 0);
+    assert!(
+        a.incidents_by_state().contains_key("contained"),
+        "{:?}",
+        a.incidents_by_state()
+    );
+    // Quiet after 30 s; the cool-down restores the VF's link.
+    let mut restored = false;
+    while now < 400_000 && !restored {
+        now += 1000;
+        sim.advance_to(now);
+        restored = a
+            .step(now)
+            .unwrap()
+            .decisions
+            .iter()
+            .any(|(_, d)| matches!(d, Decision::Act(x) if x.kind.name() == "restore"));
+    }
+    assert!(restored, "the VF was never restored after the restart");
+    // Restored, not yet closed: an operator may quarantine it again.
+    let q = a
+        .operator(
+            OperatorRequest::Quarantine {
+                function: "0000:3c:00.0".parse().unwrap(),
+                reason: "again".into(),
+                by: "uid=0(root) via unix socket".into(),
+            },
+            now,
+        )
+        .unwrap();
+    assert!(q.is_ok(), "{q:?}");
+}
+
+/// The second reviewer's case: journal retention deleted an old closed incident's rows, so the
+/// replay numbers actions differently from the journal. Whatever it decided was never carried
+/// out: it must not be retried as an interrupted action (which would act on the tenant again).
+#[test]
+fn after_retention_a_restart_never_repeats_actions() {
+    let text = "[scenario]\nname = \"ret\"\nseed = 1\nduration_ms = 4000000\n\n[[pf]]\nbdf = \"0000:08:00.0\"\ndriver = \"ixgbe\"\nnetdev = \"ens3f0\"\nnumvfs = 4\n\n[[vm]]\nname = \"vm0\"\nfunctions = [\"0000:08:00.0/vf0\"]\n\n[[vm]]\nname = \"vm1\"\nfunctions = [\"0000:08:00.0/vf1\"]\n\n[[behaviour]]\nowner = \"vm0\"\nkind = \"mdd_flood\"\nstart_ms = 1000\nend_ms = 5000\nevery_ms = 50\n\n[[behaviour]]\nowner = \"vm1\"\nkind = \"mdd_flood\"\nstart_ms = 3700000\nend_ms = 3720000\nevery_ms = 50\n";
+    let mut sim = SimHost::new(Scenario::parse("ret.toml", text).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let cfg = || AgentConfig {
+        retention_age_ms: 600_000,
+        ..AgentConfig::default()
+    };
+    let start = |sim: &SimHost, now| {
+        let h = AgentHost::simulated(sim, Arc::new(MemoryNotifier::default()));
+        Agent::start(cfg(), h, Some(&db), now).unwrap().0
+    };
+    let mut a = start(&sim, 0);
+    let mut now = 0;
+    assert!(
+        run(&mut a, &mut sim, &mut now, 20_000, 100) > 0,
+        "vm0 is acted on"
+    );
+    // vm0's incident closes; retention (hourly, 10 min here) deletes its rows.
+    run(&mut a, &mut sim, &mut now, 3_699_000, 1000);
+    assert!(
+        run(&mut a, &mut sim, &mut now, 3_730_000, 100) > 0,
+        "vm1 is acted on"
+    );
+    assert!(a.incidents_by_state().contains_key("contained"));
+    drop(a);
+    let calls = sim.control_calls().len();
+    let mut a = start(&sim, now);
+    assert_eq!(a.replay_diverged, 0, "the replay gave the journal's ids");
+    assert!(a.incidents_by_state().contains_key("contained"));
+    let to = now + 90_000;
+    let acts = run(&mut a, &mut sim, &mut now, to, 1000);
+    assert_eq!(acts, 0, "nothing is decided again after the restart");
+    assert_eq!(
+        sim.control_calls().len(),
+        calls,
+        "nothing is done to a VF again"
+    );
+    // And the cool-down still restores vm1's VF.
+    let to = now + 600_000;
+    assert!(
+        run(&mut a, &mut sim, &mut now, to, 1000) > 0,
+        "vm1's VF is restored"
+    );
+}
+
+/// Steps from `now` to `to`; the actions decided.
+fn run(a: &mut Agent, sim: &mut SimHost, now: &mut u64, to: u64, step: u64) -> usize {
+    let mut acts = 0;
+    while *now < to {
+        *now += step;
+        sim.advance_to(*now);
+        acts += a
+            .step(*now)
+            .unwrap()
+            .decisions
+            .iter()
+            .filter(|(_, d)| matches!(d, Decision::Act(_)))
+            .count();
+    }
+    acts
+}

@@ -439,24 +439,34 @@ fn agent_thread(
             let step = Duration::from_millis(cfg.step_ms);
             let mut next = Instant::now() + step;
             'live: loop {
-                // Requests are answered as they come; steps keep their period (a stream of
-                // requests never holds a step, nor the watchdog, past its time).
+                // Requests are answered as they come; steps keep their period. When a step
+                // overran (a storm), a few waiting requests are still taken before the next
+                // one, so neither a stream of requests nor a stream of steps starves the other
+                // (or the signals).
+                let mut late = 0;
                 loop {
                     let wait = next.saturating_duration_since(Instant::now());
-                    if wait.is_zero() {
-                        break;
-                    }
-                    match rx.recv_timeout(wait) {
-                        Ok(c) => {
-                            if control(c, &mut agent, wall_ms(), metrics, &mut owners)?
-                                == Flow::Stop
-                            {
-                                break 'live;
-                            }
+                    let c = if wait.is_zero() {
+                        late += 1;
+                        if late > MAX_REQUESTS_WHEN_LATE {
+                            break;
                         }
-                        Err(mpsc::RecvTimeoutError::Disconnected) => break 'live,
-                        Err(mpsc::RecvTimeoutError::Timeout) => break,
+                        match rx.try_recv() {
+                            Ok(c) => c,
+                            Err(mpsc::TryRecvError::Empty) => break,
+                            Err(mpsc::TryRecvError::Disconnected) => break 'live,
+                        }
+                    } else {
+                        match rx.recv_timeout(wait) {
+                            Ok(c) => c,
+                            Err(mpsc::RecvTimeoutError::Disconnected) => break 'live,
+                            Err(mpsc::RecvTimeoutError::Timeout) => break,
+                        }
+                    };
+                    if control(c, &mut agent, wall_ms(), metrics, &mut owners)? == Flow::Stop {
+                        break 'live;
                     }
+                    publish(view, metrics, &agent, wall_ms(), &mut published_topology);
                 }
                 next = Instant::now() + step;
                 let now = wall_ms();
@@ -474,6 +484,9 @@ fn agent_thread(
     tracing::info!("stopped; the journal is committed");
     Ok(())
 }
+
+/// Requests taken between two steps when the loop is behind its period.
+const MAX_REQUESTS_WHEN_LATE: usize = 8;
 
 /// Says so when the journal's replay did not rebuild the engine that ran.
 fn warn_diverged(agent: &Agent) {
