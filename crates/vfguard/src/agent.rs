@@ -14,7 +14,7 @@
 //!   counters are sampled every `stats_every_ms`. AER counter deltas beyond what the log already
 //!   reported are fed as observations: counters are complete where the log is rate-limited.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -179,7 +179,7 @@ pub struct Agent {
     step_started: Option<std::time::Instant>,
     aer_last: HashMap<Bdf, vfguard_model::AerCounters>,
     aer_logged: HashMap<Bdf, u64>,
-    aer_absent: std::collections::HashSet<Bdf>,
+    aer_absent: HashSet<Bdf>,
     /// Records read, gaps seen.
     pub records: u64,
     /// Records known lost to overruns.
@@ -194,6 +194,84 @@ pub struct Agent {
     /// Actions the start's replay of the journal decided differently from the live run (0 when
     /// the rebuilt engine is the one that ran).
     pub replay_diverged: usize,
+}
+
+/// An action as the journal and a replay name it: id, action, function.
+type ActionKey = (vfguard_model::ActionId, String, Bdf);
+
+fn action_key(a: &vfguard_model::Action) -> ActionKey {
+    (a.id, a.kind.name(), a.function)
+}
+
+/// Rebuilds `engine` by replaying the journal, so that it is the engine that ran: the ids the
+/// journal gave (in order: retention may have deleted older incidents), each VF's knobs as
+/// before our first action on it, mode switches as they happened then the configured `policy`.
+/// Returns how many actions the replay decided differently from the journal.
+fn rebuild(
+    engine: &mut Engine,
+    j: &Journal,
+    topo: &Topology,
+    policy: &Policy,
+) -> anyhow::Result<usize> {
+    let entries = j.replay()?;
+    let before = first_states(&entries);
+    let opened: Vec<IncidentId> = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Decision(d) => match d.decision {
+                Decision::IncidentOpened { incident, .. } => Some(incident),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    let surviving: HashSet<IncidentId> = opened.iter().copied().collect();
+    let intents: Vec<&vfguard_model::Action> = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Intent { action, .. } => Some(action),
+            _ => None,
+        })
+        .collect();
+    // Every intent journalled, and those the replay should decide again (their incidents'
+    // rows survive retention).
+    let known: HashSet<ActionKey> = intents.iter().map(|a| action_key(a)).collect();
+    let expected: HashSet<ActionKey> = intents
+        .iter()
+        .filter(|a| surviving.contains(&a.incident))
+        .map(|a| action_key(a))
+        .collect();
+    let acted = intents
+        .iter()
+        .filter(|a| surviving.contains(&a.incident))
+        .map(|a| a.id)
+        .collect();
+    engine.replay_ids(opened, acted);
+    let history: Vec<(Millis, Observation)> = entries
+        .into_iter()
+        .filter_map(|e| match e {
+            Entry::Observation(o) => Some((o.at, o.observation)),
+            Entry::Outcome { outcome, .. } => Some((outcome.at, Observation::Outcome(outcome))),
+            _ => None,
+        })
+        .collect();
+    let decided: HashSet<ActionKey> = replay(engine, &history, &for_replay(topo, &before))
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Act(a) => Some(action_key(a)),
+            _ => None,
+        })
+        .collect();
+    engine.end_replay();
+    // Actions only the replay decided (none when it rebuilt the engine that ran) were never
+    // carried out: they must not be taken for interrupted ones and retried.
+    engine.abandon_unjournalled(&known);
+    // An operator's mode switch, replayed as it happened, lasts until a restart.
+    engine.set_policy(policy.clone());
+    // Should the replay still have gone elsewhere than the live run, the ids already journalled
+    // are never reused.
+    engine.reserve_ids(j.max_action_id()?, j.max_incident_id()?);
+    Ok(decided.symmetric_difference(&expected).count())
 }
 
 /// Each VF's state as the journal saw it before the agent's first action on it (the `before`
@@ -263,76 +341,7 @@ impl Agent {
         let mut replay_diverged = 0;
         if let Some(j) = &journal {
             cursor = j.cursor(&cursor_key)?;
-            let entries = j.replay()?;
-            let before = first_states(&entries);
-            let journalled: Vec<(vfguard_model::ActionId, String, Bdf)> = entries
-                .iter()
-                .filter_map(|e| match e {
-                    Entry::Intent { action, .. } => {
-                        Some((action.id, action.kind.name(), action.function))
-                    }
-                    _ => None,
-                })
-                .collect();
-            // The ids the journal gave, in order: incidents whose rows survive retention, and
-            // their actions.
-            let opened: Vec<IncidentId> = entries
-                .iter()
-                .filter_map(|e| match e {
-                    Entry::Decision(d) => match d.decision {
-                        Decision::IncidentOpened { incident, .. } => Some(incident),
-                        _ => None,
-                    },
-                    _ => None,
-                })
-                .collect();
-            let acted: Vec<vfguard_model::ActionId> = entries
-                .iter()
-                .filter_map(|e| match e {
-                    Entry::Intent { action, .. } if opened.contains(&action.incident) => {
-                        Some(action.id)
-                    }
-                    _ => None,
-                })
-                .collect();
-            // Intents whose incidents survive retention: what the replay should decide again.
-            let expected: Vec<_> = journalled
-                .iter()
-                .filter(|(id, _, _)| acted.contains(id))
-                .cloned()
-                .collect();
-            engine.replay_ids(opened, acted);
-            let history: Vec<(Millis, Observation)> = entries
-                .into_iter()
-                .filter_map(|e| match e {
-                    Entry::Observation(o) => Some((o.at, o.observation)),
-                    Entry::Outcome { outcome, .. } => {
-                        Some((outcome.at, Observation::Outcome(outcome)))
-                    }
-                    _ => None,
-                })
-                .collect();
-            let decided: Vec<(vfguard_model::ActionId, String, Bdf)> =
-                replay(&mut engine, &history, &for_replay(&topo, &before))
-                    .iter()
-                    .filter_map(|d| match d {
-                        Decision::Act(a) => Some((a.id, a.kind.name(), a.function)),
-                        _ => None,
-                    })
-                    .collect();
-            // What the replay decided that the live run did not journal, or the other way.
-            replay_diverged = decided.iter().filter(|d| !expected.contains(d)).count()
-                + expected.iter().filter(|d| !decided.contains(d)).count();
-            // Actions only the replay decided (none when it rebuilt the engine that ran) were
-            // never carried out: they must not be taken for interrupted ones and retried.
-            engine.end_replay();
-            let known: std::collections::HashSet<_> = journalled.iter().cloned().collect();
-            engine.abandon_unjournalled(&known);
-            // An operator's mode switch, replayed above as it happened, lasts until a restart.
-            engine.set_policy(cfg.policy.clone());
-            // Should the replay still have gone elsewhere than the live run, the ids already
-            // journalled are never reused.
-            engine.reserve_ids(j.max_action_id()?, j.max_incident_id()?);
+            replay_diverged = rebuild(&mut engine, j, &topo, &cfg.policy)?;
         }
         let mut cfg = cfg;
         match cursor {
@@ -368,7 +377,7 @@ impl Agent {
             step_started: None,
             aer_last: HashMap::new(),
             aer_logged: HashMap::new(),
-            aer_absent: std::collections::HashSet::new(),
+            aer_absent: HashSet::new(),
             records: 0,
             lost: 0,
             history_skipped: 0,

@@ -35,6 +35,12 @@ fn config() -> AgentConfig {
     }
 }
 
+/// The agent on `sim`, over the journal at `db` (none: `None`), at `now`.
+fn start(sim: &SimHost, cfg: AgentConfig, db: Option<&std::path::Path>, now: u64) -> Agent {
+    let h = AgentHost::simulated(sim, Arc::new(MemoryNotifier::default()));
+    Agent::start(cfg, h, db, now).unwrap().0
+}
+
 fn set_mode(a: &mut Agent, mode: &str, now: u64) {
     a.operator(
         OperatorRequest::SetMode {
@@ -67,10 +73,7 @@ fn a_mode_switch_replays_as_it_happened_and_lasts_until_the_restart() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("j.db");
     let mut sim = host();
-    let start = |sim: &SimHost, now| {
-        let h = AgentHost::simulated(sim, Arc::new(MemoryNotifier::default()));
-        Agent::start(config(), h, Some(&db), now).unwrap().0
-    };
+    let start = |sim: &SimHost, now| start(sim, config(), Some(&db), now);
     let mut a = start(&sim, 0);
     set_mode(&mut a, "enforce", 0);
     let first = acted(&mut a, &mut sim, 0, 3000);
@@ -98,8 +101,7 @@ fn a_mode_switch_replays_as_it_happened_and_lasts_until_the_restart() {
 #[test]
 fn requests_with_nothing_to_do_are_refused_and_open_nothing() {
     let mut sim = host();
-    let h = AgentHost::simulated(&sim, Arc::new(MemoryNotifier::default()));
-    let mut a = Agent::start(config(), h, None, 0).unwrap().0;
+    let mut a = start(&sim, config(), None, 0);
     let by = "uid=0(root) via unix socket".to_owned();
     let release = |a: &mut Agent, f: &str| {
         a.operator(
@@ -169,14 +171,8 @@ fn a_restart_mid_incident_keeps_its_rung_and_the_cool_down_still_restores() {
     let mut sim = SimHost::new(Scenario::parse("mbx.toml", text).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("j.db");
-    let cfg = || AgentConfig {
-        policy: Policy::default(),
-        ..AgentConfig::default()
-    };
-    let start = |sim: &SimHost, now| {
-        let h = AgentHost::simulated(sim, Arc::new(MemoryNotifier::default()));
-        Agent::start(cfg(), h, Some(&db), now).unwrap().0
-    };
+    // The default policy: its whole ladder.
+    let start = |sim: &SimHost, now| start(sim, AgentConfig::default(), Some(&db), now);
     let mut a = start(&sim, 0);
     let mut now = 0;
     while now < 30_000 && !a.incidents_by_state().contains_key("contained") {
@@ -237,10 +233,7 @@ fn after_retention_a_restart_never_repeats_actions() {
         retention_age_ms: 600_000,
         ..AgentConfig::default()
     };
-    let start = |sim: &SimHost, now| {
-        let h = AgentHost::simulated(sim, Arc::new(MemoryNotifier::default()));
-        Agent::start(cfg(), h, Some(&db), now).unwrap().0
-    };
+    let start = |sim: &SimHost, now| start(sim, cfg(), Some(&db), now);
     let mut a = start(&sim, 0);
     let mut now = 0;
     assert!(
