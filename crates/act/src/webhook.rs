@@ -100,9 +100,7 @@ fn deliver(cfg: &WebhookConfig, rx: &Receiver<serde_json::Value>, stats: &Webhoo
                 Err(e) => tracing::warn!(
                     url = %cfg.url,
                     attempt = attempt + 1,
-                    "webhook {} attempt {}: {e}",
-                    cfg.url,
-                    attempt + 1
+                    "webhook attempt failed: {e}"
                 ),
             }
         }

@@ -14,8 +14,6 @@ pub enum Caller {
     Unix {
         /// Its user id.
         uid: u32,
-        /// Its group id.
-        gid: u32,
         /// Its process id, when the kernel gave it.
         pid: Option<i32>,
         /// The user's name, when `/etc/passwd` has it.
@@ -210,7 +208,6 @@ mod tests {
         let a = Access::root_and(1000);
         let unix = |uid| Caller::Unix {
             uid,
-            gid: uid,
             pid: Some(42),
             user: None,
         };

@@ -373,15 +373,12 @@ async fn set_mode(
 ) -> Result<Json<Value>, ApiError> {
     let by = authorise(&s, caller.as_deref())?;
     let b: ModeBody = body(raw, r#"{"mode": "observe"}"#)?;
-    let mode = match b.mode.as_deref() {
-        Some(m @ ("observe" | "dry_run" | "enforce")) => m.to_owned(),
-        Some("dry-run") => "dry_run".to_owned(),
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "mode {}: expected one of observe, dry_run, enforce",
-                other.map_or_else(|| "missing".to_owned(), |m| format!("`{m}`"))
-            )))
-        }
+    let Some(mode) = b.mode.as_deref().and_then(vfguard_model::Mode::parse) else {
+        return Err(ApiError::bad_request(format!(
+            "mode {}: expected one of observe, dry_run, enforce",
+            b.mode
+                .map_or_else(|| "missing".to_owned(), |m| format!("`{m}`"))
+        )));
     };
     submit(&s, OperatorRequest::SetMode { mode, by }).await
 }

@@ -42,25 +42,27 @@ pub enum ServeError {
     },
 }
 
-/// The peer of a Unix connection, as the kernel tells it.
+/// The peer of a Unix connection, as the kernel tells it (its user named once per connection,
+/// not per request).
 #[derive(Debug, Clone)]
-struct Peer(Option<tokio::net::unix::UCred>);
+struct Peer(Option<Caller>);
 
 impl Connected<IncomingStream<'_, UnixListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Peer {
-        Peer(stream.io().peer_cred().ok())
+        Peer(stream.io().peer_cred().ok().map(|c| {
+            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+            Caller::Unix {
+                uid: c.uid(),
+                pid: c.pid(),
+                user: user_name(&passwd, c.uid()),
+            }
+        }))
     }
 }
 
 async fn mark_unix(ConnectInfo(peer): ConnectInfo<Peer>, mut req: Request, next: Next) -> Response {
     if let Some(c) = peer.0 {
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        req.extensions_mut().insert(Caller::Unix {
-            uid: c.uid(),
-            gid: c.gid(),
-            pid: c.pid(),
-            user: user_name(&passwd, c.uid()),
-        });
+        req.extensions_mut().insert(c);
     }
     next.run(req).await
 }

@@ -28,7 +28,6 @@ fn router(view: Arc<Fake>) -> axum::Router {
 fn unix(uid: u32) -> Caller {
     Caller::Unix {
         uid,
-        gid: uid,
         pid: Some(4242),
         user: None,
     }
@@ -328,7 +327,7 @@ fn mutations_need_an_authorised_caller_and_carry_who_asked() {
         assert_eq!(
             v.requests.lock().unwrap().last().unwrap(),
             &OperatorRequest::SetMode {
-                mode: "dry_run".into(),
+                mode: vfguard_model::Mode::DryRun,
                 by: "bearer token from 192.0.2.7:41000".into()
             }
         );

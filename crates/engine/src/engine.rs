@@ -745,28 +745,15 @@ impl Engine {
                 let Some(&id) = self.by_key.get(&Key::Function(*function)) else {
                     return;
                 };
-                // Put it back as it was: the state captured before we acted, or a reset for a
-                // VF its driver disabled (as the cool-down does).
-                let restore =
-                    self.incidents
-                        .get(&id)
-                        .and_then(|i| match (&i.pre_state, i.driver_disabled) {
-                            (Some(s), _) => Some(ActionKind::Restore(Box::new(s.clone()))),
-                            (None, true) if i.restored_at.is_none() => Some(ActionKind::ResetVf),
-                            _ => None,
-                        });
-                if let Some(kind) = restore {
-                    if let Some(inc) = self.incidents.get_mut(&id) {
-                        inc.restoring = true;
-                    }
+                // Put it back as it was, as the cool-down does.
+                if let Some(kind) = self.incidents.get(&id).and_then(Incident::restore_kind) {
                     let rule = format!("operator {by}: release");
-                    self.decide(id, kind, None, &rule, t, now, out);
+                    self.restore(id, kind, &rule, t, now, out);
                 }
                 self.close(id, &format!("released by {by}"), out);
             }
             OperatorRequest::SetMode { mode, by } => {
-                let Some(to) = Mode::parse(mode) else { return };
-                let from = self.policy.mode;
+                let (from, to) = (self.policy.mode, *mode);
                 self.policy.mode = to;
                 out.push(Decision::ModeChanged {
                     from: from.as_str().to_owned(),
@@ -775,6 +762,22 @@ impl Engine {
                 });
             }
         }
+    }
+
+    /// Decides the action that puts an incident's function back as it was.
+    fn restore(
+        &mut self,
+        id: IncidentId,
+        kind: ActionKind,
+        rule: &str,
+        t: &Topology,
+        now: Millis,
+        out: &mut Vec<Decision>,
+    ) {
+        if let Some(inc) = self.incidents.get_mut(&id) {
+            inc.restoring = true;
+        }
+        self.decide(id, kind, None, rule, t, now, out);
     }
 
     fn close(&mut self, id: IncidentId, reason: &str, out: &mut Vec<Decision>) {
@@ -834,18 +837,8 @@ impl Engine {
                 if self.policy.mode == Mode::Observe {
                     continue;
                 }
-                let restore = match (&inc.pre_state, inc.driver_disabled) {
-                    (Some(s), _) => Some(ActionKind::Restore(Box::new(s.clone()))),
-                    (None, true) => Some(ActionKind::ResetVf),
-                    (None, false) => None,
-                };
-                match restore {
-                    Some(kind) => {
-                        if let Some(inc) = self.incidents.get_mut(&id) {
-                            inc.restoring = true;
-                        }
-                        self.decide(id, kind, None, "cool_down", t, now, out);
-                    }
+                match inc.restore_kind() {
+                    Some(kind) => self.restore(id, kind, "cool_down", t, now, out),
                     None => self.close(id, "contained, nothing to restore", out),
                 }
                 continue;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use vfguard_model::{
-    ActionId, Bdf, FaultKind, IncidentId, Millis, Owner, OwnerKind, VfIndex, VfState,
+    ActionId, ActionKind, Bdf, FaultKind, IncidentId, Millis, Owner, OwnerKind, VfIndex, VfState,
 };
 
 use crate::attribute::{Key, Method};
@@ -175,6 +175,17 @@ impl Incident {
             self.evidence.pop_front();
         }
         self.evidence.push_back(e);
+    }
+
+    /// What puts the function back as it was, if anything: the VF state captured before our
+    /// first action, or a reset for a VF its driver disabled; nothing once restored.
+    pub fn restore_kind(&self) -> Option<ActionKind> {
+        match (&self.pre_state, self.driver_disabled) {
+            _ if self.restored_at.is_some() => None,
+            (Some(s), _) => Some(ActionKind::Restore(Box::new(s.clone()))),
+            (None, true) => Some(ActionKind::ResetVf),
+            (None, false) => None,
+        }
     }
 
     /// The owner's label.

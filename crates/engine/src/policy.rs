@@ -6,40 +6,8 @@
 //! value (`rule[2].window (0s) must be > 0`).
 
 use serde::Deserialize;
+pub use vfguard_model::Mode;
 use vfguard_model::{FaultKind, Millis, VfChange, VfLinkState};
-
-/// What the agent may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Record and notify only.
-    Observe,
-    /// Decide and journal what would be done, do nothing.
-    DryRun,
-    /// Act.
-    Enforce,
-}
-
-impl Mode {
-    /// The name in the configuration and in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Observe => "observe",
-            Mode::DryRun => "dry_run",
-            Mode::Enforce => "enforce",
-        }
-    }
-
-    /// The mode named `s` (`observe`, `dry_run` or `dry-run`, `enforce`).
-    pub fn parse(s: &str) -> Option<Mode> {
-        match s {
-            "observe" => Some(Mode::Observe),
-            "dry_run" | "dry-run" => Some(Mode::DryRun),
-            "enforce" => Some(Mode::Enforce),
-            _ => None,
-        }
-    }
-}
 
 /// One rung of the ladder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -476,4 +476,11 @@ fn a_folded_burst_counts_every_record_and_crosses_a_threshold_like_the_records_w
         .iter()
         .any(|e| e.text.ends_with("; 10 identical records")));
     assert!(inc.windows.values().all(|w| w.len() <= 5));
+    // A burst as large as a count can be: counted (saturating), its window still bounded (a
+    // window fed record by record would never finish).
+    let mut huge = Engine::new(policy(rules));
+    huge.observe(&burst(u64::MAX), &t, 1000);
+    let inc = huge.incidents().next().unwrap();
+    assert_eq!(inc.faults, u64::MAX);
+    assert!(inc.windows.values().all(|w| w.len() <= 5));
 }

@@ -197,12 +197,14 @@ impl Journal {
 
     /// The largest action id journalled, if any: a restarted engine never reuses one.
     pub fn max_action_id(&self) -> Result<Option<u64>, JournalError> {
-        query::max_id(&self.conn, "actions").map_err(self.err("reading the last action id"))
+        query::max_id(&self.conn, query::MAX_ACTION_ID)
+            .map_err(self.err("reading the last action id"))
     }
 
     /// The largest incident id journalled, if any.
     pub fn max_incident_id(&self) -> Result<Option<u64>, JournalError> {
-        query::max_id(&self.conn, "incidents").map_err(self.err("reading the last incident id"))
+        query::max_id(&self.conn, query::MAX_INCIDENT_ID)
+            .map_err(self.err("reading the last incident id"))
     }
 
     /// The last sequence number recorded for a source (`kmsg`), if any. It may go down: the

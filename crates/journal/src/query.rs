@@ -112,14 +112,14 @@ fn incident_row(row: &Row<'_>) -> Result<IncidentRow> {
 }
 
 /// The largest id in `table` (`actions` or `incidents`), if any row.
-pub(crate) fn max_id(conn: &Connection, table: &'static str) -> Result<Option<u64>> {
-    let sql = match table {
-        "actions" => "SELECT MAX(id) FROM actions",
-        _ => "SELECT MAX(id) FROM incidents",
-    };
+/// The largest action id (`MAX_ACTION_ID`) or incident id (`MAX_INCIDENT_ID`), if any row.
+pub(crate) fn max_id(conn: &Connection, (table, sql): (&'static str, &str)) -> Result<Option<u64>> {
     let id: Option<i64> = conn.prepare_cached(sql)?.query_row([], |row| row.get(0))?;
     id.map(|i| Cell::new(table, i, "id").uint(i)).transpose()
 }
+
+pub(crate) const MAX_ACTION_ID: (&str, &str) = ("actions", "SELECT MAX(id) FROM actions");
+pub(crate) const MAX_INCIDENT_ID: (&str, &str) = ("incidents", "SELECT MAX(id) FROM incidents");
 
 pub(crate) fn cursor(conn: &Connection, source: &str) -> Result<Option<u64>> {
     let seq: Option<i64> = conn

@@ -1128,3 +1128,23 @@ fn read_only_opening_reads_writes_nothing_and_refuses_other_schemas() {
     assert!(Journal::open_read_only(&missing).is_err());
     assert!(!missing.exists());
 }
+
+#[test]
+fn a_round_of_intents_or_outcomes_is_recorded_whole_or_not_at_all() {
+    let mut j = Journal::open_in_memory().unwrap();
+    let a1 = action(1, IncidentId(1), 10);
+    let a2 = action(2, IncidentId(1), 10);
+    j.record_intents(&[a1.clone(), a2.clone()]).unwrap();
+    assert_eq!(j.pending_intents().unwrap(), [a1.clone(), a2.clone()]);
+    // A round holding a duplicate is refused, and its first, new intent is not kept.
+    let a3 = action(3, IncidentId(1), 11);
+    assert!(j.record_intents(&[a3, a1.clone()]).is_err());
+    assert_eq!(j.pending_intents().unwrap(), [a1.clone(), a2.clone()]);
+    // Likewise outcomes: one for an unknown action spoils the round.
+    let stray = outcome(&action(9, IncidentId(1), 12), 20, None);
+    assert!(j.record_outcomes(&[outcome(&a1, 20, None), stray]).is_err());
+    assert_eq!(j.pending_intents().unwrap(), [a1.clone(), a2.clone()]);
+    j.record_outcomes(&[outcome(&a1, 20, None), outcome(&a2, 20, None)])
+        .unwrap();
+    assert!(j.pending_intents().unwrap().is_empty());
+}

@@ -54,6 +54,40 @@ pub enum Observation {
     Tick,
 }
 
+/// What the agent may do (the policy's `mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Record and notify only.
+    Observe,
+    /// Decide and journal what would be done, do nothing.
+    #[serde(alias = "dry-run")]
+    DryRun,
+    /// Act.
+    Enforce,
+}
+
+impl Mode {
+    /// The name in the configuration and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Observe => "observe",
+            Mode::DryRun => "dry_run",
+            Mode::Enforce => "enforce",
+        }
+    }
+
+    /// The mode named `s` (`observe`, `dry_run` or `dry-run`, `enforce`).
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "observe" => Some(Mode::Observe),
+            "dry_run" | "dry-run" => Some(Mode::DryRun),
+            "enforce" => Some(Mode::Enforce),
+            _ => None,
+        }
+    }
+}
+
 /// An operator's request, entering the same path as the engine's own decisions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "request")]
@@ -78,7 +112,7 @@ pub enum OperatorRequest {
     /// configuration reload.
     SetMode {
         /// The new mode.
-        mode: String,
+        mode: Mode,
         /// Who asked.
         by: String,
     },

@@ -11,7 +11,7 @@ pub mod pci;
 pub mod topology;
 
 pub use decision::{
-    Action, ActionId, ActionKind, ActionOutcome, Decision, IncidentId, Millis, Observation,
+    Action, ActionId, ActionKind, ActionOutcome, Decision, IncidentId, Millis, Mode, Observation,
     OperatorRequest,
 };
 pub use fault::{FaultEvent, FaultKind, LogFormat, Severity, TrustBasis};

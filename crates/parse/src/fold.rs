@@ -53,13 +53,13 @@ impl FoldingClassifier {
 
     /// Takes one record.
     pub fn push(&mut self, rec: &KmsgRecord) {
-        self.key.clear();
-        self.key.push(if rec.facility == 0 { 'k' } else { 'u' });
-        self.key.push_str(rec.device.as_deref().unwrap_or(""));
-        self.key.push('\0');
-        self.key.push_str(&rec.text);
         let idle = !self.off && !self.classifier.is_pending();
         if idle {
+            self.key.clear();
+            self.key.push(if rec.facility == 0 { 'k' } else { 'u' });
+            self.key.push_str(rec.device.as_deref().unwrap_or(""));
+            self.key.push('\0');
+            self.key.push_str(&rec.text);
             match self.seen.get(self.key.as_str()) {
                 Some(Some(i)) => {
                     if let Some(e) = self.events.get_mut(*i) {

@@ -41,10 +41,10 @@ fn start(sim: &SimHost, cfg: AgentConfig, db: Option<&std::path::Path>, now: u64
     Agent::start(cfg, h, db, now).unwrap().0
 }
 
-fn set_mode(a: &mut Agent, mode: &str, now: u64) {
+fn set_mode(a: &mut Agent, mode: Mode, now: u64) {
     a.operator(
         OperatorRequest::SetMode {
-            mode: mode.into(),
+            mode,
             by: "uid=0(root) via unix socket".into(),
         },
         now,
@@ -75,7 +75,7 @@ fn a_mode_switch_replays_as_it_happened_and_lasts_until_the_restart() {
     let mut sim = host();
     let start = |sim: &SimHost, now| start(sim, config(), Some(&db), now);
     let mut a = start(&sim, 0);
-    set_mode(&mut a, "enforce", 0);
+    set_mode(&mut a, Mode::Enforce, 0);
     let first = acted(&mut a, &mut sim, 0, 3000);
     assert!(!first.is_empty(), "vm0 is acted on in enforce mode");
     drop(a);
@@ -89,7 +89,7 @@ fn a_mode_switch_replays_as_it_happened_and_lasts_until_the_restart() {
     assert_eq!(a.policy().mode, Mode::Observe);
     // ...and a new switch to enforce acts on vm1 with fresh action ids (a reused id would be
     // refused by the journal and stop the agent).
-    set_mode(&mut a, "enforce", 3000);
+    set_mode(&mut a, Mode::Enforce, 3000);
     let second = acted(&mut a, &mut sim, 3000, 8000);
     assert!(!second.is_empty(), "vm1 is acted on");
     assert!(
