@@ -6,8 +6,12 @@
 //! - `direct` (1.0): the line names PF + VF, or a VF driver printed it under the VF's own address;
 //! - `whole_device` (1.0): anything on a PF that a VM holds whole;
 //! - `mac` (0.95): ice's mailbox warning names the VF by MAC, matched in the VF table;
-//! - `absolute` (0.9): a device-absolute VF number (i40e/ice global MDD lines) mapped through the
-//!   PF's VF base, learned by pairing a global line with the per-VF line that follows it;
+//! - `absolute` (0.9): a device-absolute VF number (i40e/ice global MDD lines) is held until a
+//!   per-VF MDD line of the same PF follows: before the PF's VF base is known, the first such
+//!   line pairs with it and teaches the base; once known, only the line of the VF the base maps
+//!   to releases it. A global line is never mapped through the base alone: when several VFs
+//!   misbehave at once the driver may print another culprit's line first, the learned base may
+//!   then be wrong, and mapping through it alone would blame a VF that printed nothing;
 //! - `requester` (0.9, 0.6 when the IOMMU group has other members): AER source or erring function,
 //!   IOMMU requester;
 //! - `sequence` (0.7): a line naming no VF takes the VF named by the next line from the same PF
@@ -120,26 +124,7 @@ impl Attributor {
         e.resolve(t);
         match (e.pf, e.vf, e.function) {
             (Some(pf), None, None) => {
-                if let Some(abs) = e.vf_abs {
-                    if let Some(vf) = self.vf_base(pf).and_then(|b| abs.checked_sub(b)) {
-                        if let Some(a) = self.with_vf(
-                            &e,
-                            pf,
-                            vf,
-                            t,
-                            (
-                                Method::Absolute,
-                                0.9,
-                                &format!(
-                                    "device-absolute VF {abs} minus learned base {}",
-                                    abs - vf
-                                ),
-                            ),
-                        ) {
-                            out.push(a);
-                            return out;
-                        }
-                    }
+                if e.vf_abs.is_some() {
                     self.held.push(Held {
                         event: e,
                         pf,
@@ -182,19 +167,35 @@ impl Attributor {
                                     | FaultKind::VfDisabled
                             )
                         };
-                        match h
-                            .event
-                            .vf_abs
-                            .and_then(|abs| abs.checked_sub(u32::from(vf.0)))
-                        {
-                            Some(base) if named_line && mdd(e.kind) && mdd(h.event.kind) => {
-                                self.vf_base.insert(pf, base);
-                                let abs = h.event.vf_abs.unwrap_or(0);
-                                if let Some(a) = self.with_vf(&h.event, pf, u32::from(vf.0), t, (Method::Absolute, 0.9, &format!("global VF number {abs} paired with the per-VF line for VF {} (base {base})", vf.0))) {
-                                    out.push(a);
-                                }
+                        let abs = h.event.vf_abs.unwrap_or(0);
+                        let base = abs.checked_sub(u32::from(vf.0));
+                        let pairs = named_line && mdd(e.kind) && mdd(h.event.kind);
+                        // Once the base is known, only the VF it maps to releases the line.
+                        let evidence = match (self.vf_base(pf), base) {
+                            (Some(known), Some(b)) if pairs && known == b => format!(
+                                "device-absolute VF {abs} minus learned base {b}, confirmed by VF {}'s own line",
+                                vf.0
+                            ),
+                            (None, Some(b)) if pairs => {
+                                self.vf_base.insert(pf, b);
+                                format!(
+                                    "global VF number {abs} paired with the per-VF line for VF {} (base {b})",
+                                    vf.0
+                                )
                             }
-                            _ => keep.push(h),
+                            _ => {
+                                keep.push(h);
+                                continue;
+                            }
+                        };
+                        if let Some(a) = self.with_vf(
+                            &h.event,
+                            pf,
+                            u32::from(vf.0),
+                            t,
+                            (Method::Absolute, 0.9, &evidence),
+                        ) {
+                            out.push(a);
                         }
                     } else if named_line {
                         let ev = format!(
