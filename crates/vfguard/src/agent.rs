@@ -491,15 +491,11 @@ impl Agent {
             return Ok(Err(refusal));
         }
         let mut report = StepReport::default();
-        self.step_started = Some(std::time::Instant::now());
-        let quarantined = match &req {
-            Op::Quarantine { function, .. } => Some(*function),
-            _ => None,
-        };
-        self.process_with_cursor(vec![Observation::Operator(req)], now, &mut report, None)?;
         // An operator's action is not a detection: it stays out of detect-to-action.
-        report.acted_after.clear();
-        if quarantined.is_some() {
+        self.step_started = None;
+        let quarantine = matches!(req, Op::Quarantine { .. });
+        self.process_with_cursor(vec![Observation::Operator(req)], now, &mut report, None)?;
+        if quarantine {
             let suppressed = report.decisions.iter().find_map(|(_, d)| match d {
                 Decision::Suppressed { reason, .. } => Some(reason.clone()),
                 _ => None,

@@ -8,6 +8,12 @@ use serde::Deserialize;
 use vfguard_engine::policy::RawPolicy;
 use vfguard_engine::Policy;
 
+/// The daemon's effective uid (the owner of its `/proc/self`; 0 where that cannot be read).
+pub fn own_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
+}
+
 /// Reads a token file: private to its owner, owned by root or the daemon's user, long enough.
 fn read_token(key: &str, f: &Path) -> anyhow::Result<Vec<u8>> {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
@@ -20,7 +26,7 @@ fn read_token(key: &str, f: &Path) -> anyhow::Result<Vec<u8>> {
             mode & 0o777
         );
     }
-    let own = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+    let own = own_uid();
     if meta.uid() != 0 && meta.uid() != own {
         anyhow::bail!(
             "{key} {} belongs to uid {}, who could read it and act as the daemon's operators; \

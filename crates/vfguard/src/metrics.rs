@@ -230,7 +230,11 @@ impl Metrics {
     }
 
     /// Advances the record counters and sets the incident gauges (every step).
-    pub fn publish_counts(&self, agent: &Agent) {
+    pub fn publish_counts(
+        &self,
+        agent: &Agent,
+        incidents: &std::collections::BTreeMap<&'static str, u64>,
+    ) {
         let mut totals = self
             .state
             .lock()
@@ -241,10 +245,10 @@ impl Metrics {
         totals.records = totals.records.max(agent.records);
         totals.lost = totals.lost.max(agent.lost);
         self.incidents_open.clear();
-        for (state, n) in agent.incidents_by_state() {
+        for (state, n) in incidents {
             self.incidents_open
                 .get_or_create(&labels([("state", state)]))
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
         }
     }
 

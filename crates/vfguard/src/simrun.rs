@@ -12,8 +12,23 @@ use vfguard_sim::SimHost;
 
 use crate::agent::{Agent, AgentConfig, AgentHost};
 
-/// One line of the live timeline.
-pub fn describe(at: Millis, d: &Decision, owners: &BTreeMap<IncidentId, String>) -> Option<String> {
+/// One line of the live timeline; `owners` learns each incident's owner as it opens, so later
+/// lines can name it.
+pub fn describe(
+    at: Millis,
+    d: &Decision,
+    owners: &mut BTreeMap<IncidentId, String>,
+) -> Option<String> {
+    if let Decision::IncidentOpened {
+        incident, owner, ..
+    } = d
+    {
+        let label = owner
+            .as_ref()
+            .map_or_else(|| "unknown".into(), vfguard_model::Owner::label);
+        owners.insert(*incident, label);
+    }
+    let owners = &*owners;
     let who = |i: &IncidentId| owners.get(i).cloned().unwrap_or_else(|| "?".into());
     let text = match d {
         Decision::IncidentOpened {
@@ -104,23 +119,12 @@ pub fn run(
             outcomes.insert(o.id, o);
         }
         for (at, d) in r.decisions {
-            if let Decision::IncidentOpened {
-                incident, owner, ..
-            } = &d
-            {
-                owners.insert(
-                    *incident,
-                    owner
-                        .as_ref()
-                        .map_or_else(|| "unknown".into(), vfguard_model::Owner::label),
-                );
-            }
             if !matches!(
                 d,
                 Decision::Attributed { .. } | Decision::ThresholdCrossed { .. }
             ) || decisions.len() < 4000
             {
-                if let Some(line) = describe(at, &d, &owners) {
+                if let Some(line) = describe(at, &d, &mut owners) {
                     if !matches!(d, Decision::Attributed { .. }) {
                         on_line(&line);
                     }

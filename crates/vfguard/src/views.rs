@@ -75,7 +75,7 @@ pub struct LiveView {
     /// The host map as last published; serialised only when asked for.
     topology: Mutex<Option<Arc<vfguard_model::Topology>>>,
     metrics: Arc<Metrics>,
-    control: Mutex<mpsc::Sender<Control>>,
+    control: mpsc::Sender<Control>,
 }
 
 impl LiveView {
@@ -91,7 +91,7 @@ impl LiveView {
             status: Mutex::new(json!({"state": "starting"})),
             topology: Mutex::new(None),
             metrics,
-            control: Mutex::new(control),
+            control,
         }
     }
 
@@ -162,8 +162,6 @@ impl AgentView for LiveView {
     fn submit(&self, req: OperatorRequest) -> Result<oneshot::Receiver<Reply>, ViewError> {
         let (tx, rx) = oneshot::channel();
         self.control
-            .lock()
-            .map_err(|_| ViewError("the control channel is poisoned".into()))?
             .send(Control::Operator(req, tx))
             .map_err(|_| ViewError("the agent loop has stopped".into()))?;
         Ok(rx)

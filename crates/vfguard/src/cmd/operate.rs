@@ -30,17 +30,8 @@ fn print(code: u16, v: &Value, json: bool) -> anyhow::Result<ExitCode> {
         let Ok(d) = serde_json::from_value::<vfguard_model::Decision>(d.clone()) else {
             continue;
         };
-        if let vfguard_model::Decision::IncidentOpened {
-            incident, owner, ..
-        } = &d
-        {
-            let label = owner
-                .as_ref()
-                .map_or_else(|| "unknown".to_owned(), vfguard_model::Owner::label);
-            owners.insert(*incident, label);
-        }
         let at = v["at_ms"].as_u64().unwrap_or(0);
-        if let Some(line) = vfguard::simrun::describe(at, &d, &owners) {
+        if let Some(line) = vfguard::simrun::describe(at, &d, &mut owners) {
             println!("{}", line.trim_start());
             any = true;
         }

@@ -157,7 +157,7 @@ async fn serve(cfg: Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
 
 /// Who may change things over the socket: root, the daemon's user, `api.users`.
 fn access_of(cfg: &Config) -> anyhow::Result<Access> {
-    let mut access = Access::root_and(own_uid());
+    let mut access = Access::root_and(vfguard::config::own_uid());
     access.mutators.extend(cfg.api_uids()?);
     Ok(access)
 }
@@ -181,12 +181,6 @@ impl LiveApi<'_> {
         self.access.set(access);
         Ok(())
     }
-}
-
-/// The daemon's effective uid (the owner of its `/proc/self`): it may always change things.
-fn own_uid() -> u32 {
-    use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
 }
 
 /// Logs through `tracing`: `auto` is journald when systemd connected stderr to the journal
@@ -282,17 +276,6 @@ fn wall_ms() -> Millis {
 }
 
 fn log(at: Millis, d: &Decision, owners: &mut std::collections::BTreeMap<IncidentId, String>) {
-    if let Decision::IncidentOpened {
-        incident, owner, ..
-    } = d
-    {
-        owners.insert(
-            *incident,
-            owner
-                .as_ref()
-                .map_or_else(|| "unknown".into(), vfguard_model::Owner::label),
-        );
-    }
     if matches!(
         d,
         Decision::Attributed { .. } | Decision::ThresholdCrossed { .. }
@@ -622,6 +605,7 @@ fn publish(
 ) {
     let t = agent.topology();
     let mode = agent.policy().mode.as_str();
+    let incidents = agent.incidents_by_state();
     view.publish_status(serde_json::json!({
         "state": "running",
         "version": env!("CARGO_PKG_VERSION"),
@@ -633,9 +617,9 @@ fn publish(
         "topology_version": t.version,
         "pfs": t.pfs.len(),
         "vfs": t.pfs.iter().map(|p| p.vfs.len()).sum::<usize>(),
-        "incidents": agent.incidents_by_state(),
+        "incidents": incidents,
     }));
-    metrics.publish_counts(agent);
+    metrics.publish_counts(agent, &incidents);
     // The VF gauges follow every sample (they are rebuilt only when what they show changed);
     // the API's copy of the map follows changes of the map and of incidents, and VF states
     // (counters included) every 10th sample: a copy of 1024 VFs each second would be most of
