@@ -33,15 +33,8 @@ fn host(every_ms: u64, stagger_ms: u64, duration_ms: u64) -> SimHost {
     SimHost::new(Scenario::parse("bench.toml", &text).unwrap()).unwrap()
 }
 
-fn agent(sim: &SimHost, policy: &str) -> Agent {
-    agent_with(sim, policy, true)
-}
-
-fn agent_with(sim: &SimHost, policy: &str, fold_repeats: bool) -> Agent {
-    agent_journalled(sim, policy, fold_repeats, None)
-}
-
-fn agent_journalled(
+/// The agent on `sim`: identical records folded or not, with a journal at `journal` or none.
+fn agent(
     sim: &SimHost,
     policy: &str,
     fold_repeats: bool,
@@ -79,7 +72,12 @@ fn main() {
 fn latency() {
     // Latency: a new culprit every 500 ms; the first rung disables the VF at once.
     let mut sim = host(200, 500, 40_000);
-    let mut a = agent(&sim, "ladder = [\"vf_disable\"]\n[guard]\nmax_actions_per_pf = 1000\nmax_actions_per_host = 1000\n");
+    let mut a = agent(
+        &sim,
+        "ladder = [\"vf_disable\"]\n[guard]\nmax_actions_per_pf = 1000\nmax_actions_per_host = 1000\n",
+        true,
+        None,
+    );
     let mut lat = Vec::new();
     let mut now = 0;
     while now < 40_000 {
@@ -105,7 +103,7 @@ fn storm(fold: bool, journal: Option<&std::path::Path>) {
     // VFs enabled, and the policy only notifies (observe), so the storm never stops.
     const VIRTUAL_MS: u64 = 10_000;
     let mut sim = host(1, 0, VIRTUAL_MS);
-    let mut a = agent_journalled(&sim, "mode = \"observe\"", fold, journal);
+    let mut a = agent(&sim, "mode = \"observe\"", fold, journal);
     let mut lat = Vec::new();
     let start = Instant::now();
     let mut in_agent = std::time::Duration::ZERO;

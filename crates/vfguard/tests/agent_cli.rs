@@ -3,15 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::vfguard;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn vfguard(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfguard"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 #[test]
 fn the_demo_contains_every_culprit_and_touches_no_one_else() {

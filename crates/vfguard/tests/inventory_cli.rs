@@ -2,18 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::vfguard;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use vfguard_model::Bdf;
 use vfguard_topology::fixture::{FunctionSpec, HostFixture, QemuSpec};
-
-fn vfguard(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfguard"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn b(s: &str) -> Bdf {
     s.parse().unwrap()

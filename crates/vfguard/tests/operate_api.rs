@@ -5,26 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_wrap)]
 
+mod common;
+use common::{kill, spawn, text, vfguard, wait_for};
 use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-
-fn vfguard(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfguard"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Starts the demo daemon and waits for the scenario's end (the daemon stays up: --linger).
 fn daemon(dir: &Path, extra: &[&str]) -> Child {
@@ -45,23 +32,16 @@ fn daemon(dir: &Path, extra: &[&str]) -> Child {
         "text",
     ];
     args.extend_from_slice(extra);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vfguard"))
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let start = Instant::now();
-    let mut seen = Vec::new();
-    for l in lines.map_while(Result::ok) {
-        if l.contains("serving until stopped") {
-            return child;
-        }
-        seen.push(l);
-        if start.elapsed() > Duration::from_secs(60) {
-            break;
-        }
+    let mut child = spawn(&args);
+    let mut lines = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let seen = wait_for(&mut lines, "serving until stopped", Duration::from_secs(60));
+    if seen
+        .last()
+        .is_some_and(|l| l.contains("serving until stopped"))
+    {
+        return child;
     }
     let _ = child.kill();
     let _ = child.wait();
@@ -69,9 +49,7 @@ fn daemon(dir: &Path, extra: &[&str]) -> Child {
 }
 
 fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    kill(child.id(), 15);
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
@@ -261,9 +239,7 @@ fn tcp_is_served_only_behind_a_private_token() {
     assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
     // A rotated token takes effect on SIGHUP; the old one stops working.
     std::fs::write(&token, "fedcba9876543210fedcba9876543210\n").unwrap();
-    let _ = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status();
+    kill(child.id(), 1);
     let start = Instant::now();
     while !get("Authorization: Bearer fedcba9876543210fedcba9876543210\r\n")
         .starts_with("HTTP/1.1 200")

@@ -2,14 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Output};
-
-fn vfguard(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfguard"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod common;
+use common::vfguard;
 
 #[test]
 fn config_check_accepts_the_shipped_file_and_names_what_is_wrong() {

@@ -4,23 +4,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_wrap)]
 
+mod common;
+use common::{kill, spawn, wait_for};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vfguard_journal::{Entry, Journal};
 use vfguard_model::{Decision, Observation};
-
-fn spawn(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_vfguard"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
 
 fn scenario(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -28,24 +21,6 @@ fn scenario(name: &str) -> String {
         .join(name)
         .display()
         .to_string()
-}
-
-/// Reads stderr lines until one contains `needle` (or the deadline passes).
-fn wait_for(
-    lines: &mut impl Iterator<Item = String>,
-    needle: &str,
-    deadline: Duration,
-) -> Vec<String> {
-    let start = Instant::now();
-    let mut seen = Vec::new();
-    for l in lines.by_ref() {
-        let hit = l.contains(needle);
-        seen.push(l);
-        if hit || start.elapsed() > deadline {
-            break;
-        }
-    }
-    seen
 }
 
 #[test]
@@ -72,7 +47,7 @@ fn kill_9_mid_scenario_then_restart_loses_no_event_and_repeats_no_action() {
     // Wait until the agent has acted at least once, then kill it without warning.
     let seen = wait_for(&mut lines, "reset_vf", Duration::from_secs(20));
     assert!(seen.iter().any(|l| l.contains("reset_vf")), "{seen:?}");
-    unsafe_kill(child.id(), 9);
+    kill(child.id(), 9);
     let _ = child.wait();
     let before = Journal::open(&db).unwrap().replay().unwrap().len();
     assert!(before > 0);
@@ -195,7 +170,7 @@ fn sighup_with_a_bad_config_keeps_the_old_one_and_sigterm_stops_cleanly() {
     assert!(body.contains("\"pfs\""), "{body}");
 
     std::fs::write(&cfg, "[policy]\nquarantine_vlan = 9999\n").unwrap();
-    unsafe_kill(child.id(), 1);
+    kill(child.id(), 1);
     let seen = wait_for(&mut lines, "reload", Duration::from_secs(20));
     let last = seen.last().unwrap();
     assert!(
@@ -210,7 +185,7 @@ fn sighup_with_a_bad_config_keeps_the_old_one_and_sigterm_stops_cleanly() {
         "a refused reload changes nothing"
     );
     std::fs::write(&cfg, "[policy]\nmode = \"observe\"\n").unwrap();
-    unsafe_kill(child.id(), 1);
+    kill(child.id(), 1);
     let seen = wait_for(&mut lines, "reloaded", Duration::from_secs(20));
     assert!(seen.last().unwrap().contains("reloaded"), "{seen:?}");
     // The loop publishes after its next step (100 ms).
@@ -219,7 +194,7 @@ fn sighup_with_a_bad_config_keeps_the_old_one_and_sigterm_stops_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(status_json(&sock)["mode"], "observe");
-    unsafe_kill(child.id(), 15);
+    kill(child.id(), 15);
     let rest: Vec<String> = lines.collect();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{rest:?}");
@@ -267,13 +242,4 @@ fn http_get(sock: &Path, path: &str) -> (u16, String) {
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     (code, body.to_owned())
-}
-
-fn unsafe_kill(pid: u32, sig: i32) {
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
 }

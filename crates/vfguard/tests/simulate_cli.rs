@@ -3,15 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::vfguard;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn vfguard(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfguard"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
