@@ -7,6 +7,7 @@
 //! - [`fs::HostFs`]: sysfs, procfs and /run under a root (`--root DIR`).
 //! - [`kmsg::KmsgDevice`]: a source of `/dev/kmsg`-format records.
 //! - [`netns::NetnsProbe`]: network namespaces and the PCI functions of their links.
+//! - [`netnsctl::NetnsControl`]: evicting a VF's netdev from a container's namespace.
 //! - [`vfnet::VfNet`]: a PF's VF table over rtnetlink.
 //! - [`vfctl::VfControl`]: changing a VF through its PF.
 //! - [`vmctl::VmControl`]: detaching functions from VMs, pausing VMs.
@@ -15,6 +16,7 @@ pub mod fs;
 pub mod kmsg;
 pub mod linux;
 pub mod netns;
+pub mod netnsctl;
 pub mod vfctl;
 pub mod vfnet;
 pub mod vmctl;
@@ -22,6 +24,7 @@ pub mod vmctl;
 pub use fs::{FsRoot, HostFs};
 pub use kmsg::{KmsgDevice, KmsgRead, KmsgSeek};
 pub use netns::{FsNetns, NetnsLink, NetnsProbe, NetnsView};
+pub use netnsctl::{NetnsControl, NoNetnsControl};
 pub use vfctl::VfControl;
 pub use vfnet::VfNet;
 pub use vmctl::{NoVmControl, VmControl};

@@ -7,5 +7,5 @@ pub mod virsh;
 
 pub use kmsg::{monotonic_us, open_kmsg, DevKmsg, KmsgStream};
 pub use netlink::{NetlinkVfControl, NetlinkVfNet, Rtnl};
-pub use netns::LiveNetns;
+pub use netns::{evicted_name, LiveNetns, LiveNetnsControl};
 pub use virsh::Virsh;

@@ -1,19 +1,21 @@
-//! A small synchronous rtnetlink client: link dumps (for namespace views) and one PF's VF table.
+//! A small synchronous rtnetlink client: link dumps (for namespace views), one PF's VF table, and
+//! moving a link to another namespace (evicting a VF from a pod).
 //!
 //! Thin translation between `netlink-packet-route` types and `vfguard-model` types; nothing
 //! above this module sees a netlink type.
 
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_route::link::{
-    LinkAttribute, LinkExtentMask, LinkMessage, LinkVfInfo, VfInfo, VfInfoLinkState, VfInfoMac,
-    VfInfoRate, VfInfoSpoofCheck, VfInfoTrust, VfInfoVlan, VfLinkState as NlLinkState,
+    LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage, LinkVfInfo, VfInfo, VfInfoLinkState,
+    VfInfoMac, VfInfoRate, VfInfoSpoofCheck, VfInfoTrust, VfInfoVlan, VfLinkState as NlLinkState,
     VfStats as NlVfStats,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
-use vfguard_model::{MacAddr, VfChange, VfIndex, VfLinkState, VfState, VfStats};
+use vfguard_model::{Bdf, MacAddr, VfChange, VfIndex, VfLinkState, VfState, VfStats};
 
 use crate::netns::NetnsLink;
 use crate::vfctl::VfControl;
@@ -88,6 +90,11 @@ impl Rtnl {
 
     /// Every link of the namespace with its parent device (`IFLA_PARENT_DEV_NAME`).
     pub fn links(&mut self) -> io::Result<Vec<NetnsLink>> {
+        Ok(self.indexed_links()?.into_iter().map(|(_, l)| l).collect())
+    }
+
+    /// Every link of the namespace with its ifindex and parent device.
+    pub(crate) fn indexed_links(&mut self) -> io::Result<Vec<(u32, NetnsLink)>> {
         let replies = self.request(
             RouteNetlinkMessage::GetLink(LinkMessage::default()),
             NLM_F_REQUEST | NLM_F_DUMP,
@@ -99,6 +106,7 @@ impl Rtnl {
                 _ => None,
             })
             .filter_map(|l| {
+                let index = l.header.index;
                 let mut name = None;
                 let (mut bus, mut dev) = (None, None);
                 for a in l.attributes {
@@ -113,12 +121,25 @@ impl Rtnl {
                     Some("pci") | None => dev.and_then(|d| d.parse().ok()),
                     Some(_) => None,
                 };
-                Some(NetnsLink {
-                    ifname: name?,
-                    parent,
-                })
+                Some((
+                    index,
+                    NetnsLink {
+                        ifname: name?,
+                        parent,
+                    },
+                ))
             })
             .collect())
+    }
+
+    /// The ifindex and name of the link whose parent device is PCI function `function`, when
+    /// this namespace has one.
+    pub fn link_of(&mut self, function: Bdf) -> io::Result<Option<(u32, String)>> {
+        Ok(self
+            .indexed_links()?
+            .into_iter()
+            .find(|(_, l)| l.parent == Some(function))
+            .map(|(i, l)| (i, l.ifname)))
     }
 
     /// The raw RTM_NEWLINK reply (one whole netlink message) for a link asked for by name with
@@ -216,6 +237,38 @@ impl Rtnl {
     /// Applies one VF change; the kernel's errno comes back as the error.
     pub fn set_vf(&mut self, pf_netdev: &str, vf: VfIndex, change: &VfChange) -> io::Result<()> {
         let msg = Self::setlink_message(ifindex(pf_netdev)?, vf, change);
+        self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_REQUEST | NLM_F_ACK)
+            .map(|_| ())
+    }
+}
+
+impl Rtnl {
+    /// The message `ip link set dev <ifindex> netns <fd> down` sends: an `RTM_NEWLINK` on the
+    /// link's ifindex with `IFLA_NET_NS_FD` and `IFF_UP` cleared (flags 0, change mask
+    /// `IFF_UP`); with `rename`, also `IFLA_IFNAME` (the name it takes in the new namespace,
+    /// for when its own is taken there: the kernel answers `EEXIST` otherwise).
+    pub fn move_down_message(ifindex: u32, netns_fd: RawFd, rename: Option<&str>) -> LinkMessage {
+        let mut msg = LinkMessage::default();
+        msg.header.index = ifindex;
+        msg.header.flags = LinkFlags::empty();
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes.push(LinkAttribute::NetNsFd(netns_fd));
+        if let Some(name) = rename {
+            msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        }
+        msg
+    }
+
+    /// Moves link `ifindex` of this socket's namespace into the namespace `netns` refers to,
+    /// administratively down (the kernel closes a link it moves; the cleared `IFF_UP` says so
+    /// explicitly). The kernel's errno comes back as the error.
+    pub fn move_down(
+        &mut self,
+        ifindex: u32,
+        netns: &impl AsRawFd,
+        rename: Option<&str>,
+    ) -> io::Result<()> {
+        let msg = Self::move_down_message(ifindex, netns.as_raw_fd(), rename);
         self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_REQUEST | NLM_F_ACK)
             .map(|_| ())
     }
@@ -419,6 +472,28 @@ mod tests {
         let mut b = newlink_bytes();
         b.truncate(b.len() / 2);
         assert!(decode_newlink(&b).is_err());
+    }
+
+    #[test]
+    fn the_eviction_message_moves_the_link_and_clears_only_up() {
+        for rename in [None, Some("vf0000-3b-02.1")] {
+            let msg = Rtnl::move_down_message(42, 7, rename);
+            let mut nl = NetlinkMessage::from(RouteNetlinkMessage::NewLink(msg));
+            nl.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+            nl.finalize();
+            let mut buf = vec![0u8; nl.buffer_len()];
+            nl.serialize(&mut buf);
+            let back = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf).unwrap();
+            let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) = back.payload else {
+                panic!("not RTM_NEWLINK: {back:?}");
+            };
+            assert_eq!(l.header.index, 42);
+            assert_eq!(l.header.flags, LinkFlags::empty());
+            assert_eq!(l.header.change_mask, LinkFlags::Up);
+            let mut want = vec![LinkAttribute::NetNsFd(7)];
+            want.extend(rename.map(|n| LinkAttribute::IfName(n.to_owned())));
+            assert_eq!(l.attributes, want);
+        }
     }
 
     #[test]
