@@ -11,8 +11,9 @@
 //! - Kernel lines are rendered from the driver catalog's format strings; the log is a bounded
 //!   ring with `/dev/kmsg` semantics (a reader that falls behind gets an overrun).
 //! - The agent's actions land on the model: a VF it disables stops emitting, a reset VF resumes,
-//!   a VF detached from its VM has no owner. Every control call is recorded, and failures can be
-//!   injected (`EBUSY`, `EOPNOTSUPP`).
+//!   a VF detached from its VM has no owner, a VF evicted from a container's namespace comes back
+//!   to the host's. Every control call is recorded, and failures can be injected (`EBUSY`,
+//!   `EOPNOTSUPP`; `EPERM`... for evictions).
 
 pub mod drivers;
 pub mod render;
@@ -28,7 +29,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use vfguard_host::{FsNetns, HostFs, KmsgDevice, NetnsProbe, VfControl, VfNet, VmControl};
+use vfguard_host::{
+    FsNetns, HostFs, KmsgDevice, NetnsControl, NetnsProbe, VfControl, VfNet, VmControl,
+};
 use vfguard_model::{Bdf, KmsgRecord, VfIndex, VfLinkState, VfStats};
 use vfguard_topology::fixture::{DomainSpec, FunctionSpec, HostFixture, QemuSpec};
 use vfguard_topology::TopologyReader;
@@ -36,9 +39,9 @@ use vfguard_topology::TopologyReader;
 use drivers::Printer;
 use rng::Rng;
 use scenario::{BehaviourKind, Scenario};
-use state::{ControlCall, Failures, LogRing, SimOwner, SimPf, SimVf};
+use state::{ControlCall, Failures, LogRing, NetnsFailures, SimOwner, SimPf, SimVf};
 
-pub use traits::{SimFs, SimKmsg, SimVfControl, SimVfNet, SimVmControl};
+pub use traits::{SimFs, SimKmsg, SimNetnsControl, SimVfControl, SimVfNet, SimVmControl};
 
 /// Records the ring keeps by default (the kernel's default buffer holds a few thousand).
 pub const DEFAULT_RING: usize = 1 << 16;
@@ -68,6 +71,8 @@ pub struct Shared {
     pub calls: Vec<ControlCall>,
     /// Injected failures.
     pub failures: Failures,
+    /// Injected eviction failures, per container.
+    pub netns_failures: NetnsFailures,
     /// Bumped when the tree changed (an owner left, a VF was detached).
     pub topology_changes: u64,
     pub(crate) fixture: HostFixture,
@@ -203,6 +208,7 @@ impl SimHost {
             log: LogRing::new(ring, keep_all),
             calls: Vec::new(),
             failures: Failures::new(),
+            netns_failures: NetnsFailures::new(),
             topology_changes: 0,
             fixture,
         };
@@ -536,6 +542,12 @@ impl SimHost {
         if let Some(f) = &ev.fail_vf_control {
             s.failures.insert(f.pf, (f.errno.clone(), f.count));
         }
+        if let Some(f) = &ev.fail_netns_control {
+            s.netns_failures.insert(
+                f.container.get_ref().clone(),
+                (f.errno.get_ref().clone(), f.count),
+            );
+        }
     }
 
     /// Every record written so far (when the host keeps them).
@@ -592,6 +604,11 @@ impl SimHost {
     /// VM control (detach, pause) on the simulated tenants.
     pub fn vmctl(&self) -> Arc<dyn VmControl> {
         Arc::new(SimVmControl::new(self.shared.clone()))
+    }
+
+    /// Namespace control (evicting a VF from a container) on the simulated tenants.
+    pub fn netnsctl(&self) -> Arc<dyn NetnsControl> {
+        Arc::new(SimNetnsControl::new(self.shared.clone()))
     }
 
     /// Namespace views, from the tree.

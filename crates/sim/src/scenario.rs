@@ -246,7 +246,26 @@ pub struct EventSpec {
     /// The next VF-control calls on a PF fail with this errno (`EBUSY`, `EOPNOTSUPP`).
     #[serde(default)]
     pub fail_vf_control: Option<FailSpec>,
+    /// The next evictions of a VF from a container's namespace fail with this errno.
+    #[serde(default)]
+    pub fail_netns_control: Option<NetnsFailSpec>,
 }
+
+/// Injected eviction failures (`Detach` of a container's VF).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetnsFailSpec {
+    /// The `[[container]]` whose evictions fail.
+    pub container: Spanned<String>,
+    /// One of [`NETNS_ERRNOS`].
+    pub errno: Spanned<String>,
+    /// How many calls fail.
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+/// The errnos an eviction can be made to fail with.
+pub const NETNS_ERRNOS: [&str; 5] = ["EPERM", "EACCES", "EBUSY", "ENOENT", "EOPNOTSUPP"];
 
 /// Injected actuator failures.
 #[derive(Debug, Clone, Deserialize)]
@@ -456,6 +475,31 @@ impl Scenario {
                         format!(
                             "event.fail_vf_control.errno {:?} must be EBUSY or EOPNOTSUPP",
                             f.errno
+                        ),
+                    ));
+                }
+            }
+            if let Some(f) = &e.fail_netns_control {
+                if !sc
+                    .container
+                    .iter()
+                    .any(|c| &c.name == f.container.get_ref())
+                {
+                    return Err(err(
+                        Some(f.container.span()),
+                        format!(
+                            "event.fail_netns_control.container: no container named {:?}",
+                            f.container.get_ref()
+                        ),
+                    ));
+                }
+                if !NETNS_ERRNOS.contains(&f.errno.get_ref().as_str()) {
+                    return Err(err(
+                        Some(f.errno.span()),
+                        format!(
+                            "event.fail_netns_control.errno {:?} must be one of {}",
+                            f.errno.get_ref(),
+                            NETNS_ERRNOS.join(", ")
                         ),
                     ));
                 }

@@ -198,3 +198,6 @@ pub struct ControlCall {
 
 /// Injected failures per PF: errno name and how many calls remain.
 pub type Failures = BTreeMap<Bdf, (String, u32)>;
+
+/// Injected eviction failures per container (by name): errno name and how many calls remain.
+pub type NetnsFailures = BTreeMap<String, (String, u32)>;

@@ -5,8 +5,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use vfguard_host::{FsRoot, HostFs, KmsgDevice, KmsgRead, KmsgSeek, VfControl, VfNet};
-use vfguard_model::{Bdf, VfChange, VfIndex, VfState};
+use vfguard_host::{
+    FsRoot, HostFs, KmsgDevice, KmsgRead, KmsgSeek, NetnsControl, VfControl, VfNet,
+};
+use vfguard_model::{Bdf, Owner, OwnerKind, VfChange, VfIndex, VfState};
 
 use crate::state::ControlCall;
 use crate::Shared;
@@ -178,10 +180,13 @@ fn knob(change: &VfChange) -> &'static str {
 
 fn errno_of(name: &str) -> i32 {
     match name {
-        "EBUSY" => 16,
-        "EOPNOTSUPP" => 95,
-        "ENODEV" => 19,
+        "EPERM" => 1,
         "ENOENT" => 2,
+        "EIO" => 5,
+        "EACCES" => 13,
+        "EBUSY" => 16,
+        "ENODEV" => 19,
+        "EOPNOTSUPP" => 95,
         _ => 22,
     }
 }
@@ -359,5 +364,121 @@ impl vfguard_host::VmControl for SimVmControl {
         } else {
             Err(io::Error::from_raw_os_error(2))
         }
+    }
+}
+
+/// Namespace control on the simulated containers: an evicted VF's netdev leaves the container's
+/// namespace and comes back to the host's, down (under its name in the container, or
+/// [`vfguard_host::linux::evicted_name`] when the host has a link of that name, as the live
+/// implementation does), so the topology reader sees the host holding it and the container's
+/// behaviours on it stop. Injected failures (`fail_netns_control`) answer their errno and move
+/// nothing. Every call is recorded.
+pub struct SimNetnsControl {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl SimNetnsControl {
+    /// Over the host's state.
+    pub fn new(shared: Arc<Mutex<Shared>>) -> SimNetnsControl {
+        SimNetnsControl { shared }
+    }
+}
+
+/// The links of a namespace's sysfs view (`.../class/net`): (name, function).
+fn links_under(class_net: &Path) -> Vec<(String, Bdf)> {
+    let Ok(dir) = std::fs::read_dir(class_net) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_owned();
+            let target = std::fs::read_link(e.path().join("device")).ok()?;
+            let bdf = target.file_name()?.to_str()?.parse().ok()?;
+            Some((name, bdf))
+        })
+        .collect()
+}
+
+impl NetnsControl for SimNetnsControl {
+    fn evict(&self, owner: &Owner, function: Bdf) -> io::Result<()> {
+        let mut s = lock(&self.shared);
+        let now = s.now_ms;
+        let result = (|| -> Result<(), String> {
+            if owner.kind != OwnerKind::Netns {
+                return Err("EINVAL".into());
+            }
+            // The container: by its pid (what the topology reader found), else its name.
+            let k = s
+                .owners
+                .iter()
+                .position(|o| {
+                    !o.vm
+                        && o.present
+                        && match owner.pid {
+                            Some(pid) => o.pid == pid,
+                            None => owner.name.as_deref() == Some(o.name.as_str()),
+                        }
+                })
+                .ok_or("ENOENT")?;
+            let (pid, name) = s
+                .owners
+                .get(k)
+                .map(|o| (o.pid, o.name.clone()))
+                .ok_or("ENOENT")?;
+            if let Some((errno, left)) = s.netns_failures.get_mut(&name) {
+                if *left > 0 {
+                    *left -= 1;
+                    return Err(errno.clone());
+                }
+            }
+            let func = s
+                .owners
+                .get(k)
+                .and_then(|o| {
+                    o.functions.iter().position(|&(pi, vi)| {
+                        vi.and_then(|v| s.pfs.get(pi)?.vfs.get(v))
+                            .is_some_and(|x| x.bdf == function)
+                    })
+                })
+                .ok_or("ENOENT")?;
+            // The tree follows: the link leaves the container's view and appears in the
+            // host's, down (sysfs `flags` without IFF_UP).
+            let class_net = s.fixture.path(&format!("/proc/{pid}/root/sys/class/net"));
+            let (ifname, _) = links_under(&class_net)
+                .into_iter()
+                .find(|(_, b)| *b == function)
+                .ok_or("ENOENT")?;
+            let taken = s
+                .fixture
+                .path(&format!("/sys/class/net/{ifname}"))
+                .symlink_metadata()
+                .is_ok();
+            let host_name = if taken {
+                vfguard_host::linux::evicted_name(function)
+            } else {
+                ifname.clone()
+            };
+            let io = |_: io::Error| String::from("EIO");
+            std::fs::remove_dir_all(class_net.join(&ifname)).map_err(io)?;
+            s.fixture.add_netdev(function, &host_name).map_err(io)?;
+            std::fs::write(
+                s.fixture.path(&format!(
+                    "/sys/bus/pci/devices/{function}/net/{host_name}/flags"
+                )),
+                "0x1002\n",
+            )
+            .map_err(io)?;
+            if let Some(o) = s.owners.get_mut(k) {
+                o.functions.remove(func);
+            }
+            s.topology_changes += 1;
+            Ok(())
+        })();
+        s.calls.push(ControlCall {
+            at_ms: now,
+            op: format!("evict {function} from {}", owner.label()),
+            result: result.as_ref().err().map_or("ok", String::as_str).into(),
+        });
+        result.map_err(|e| io::Error::from_raw_os_error(errno_of(&e)))
     }
 }
