@@ -22,6 +22,9 @@ unsupported = ["link_state"]
 [[vm]]
 name = "vm1"
 functions = ["0000:02:00.0/vf1"]
+[[container]]
+name = "pod"
+functions = ["0000:02:00.0/vf0"]
 "#;
 
 fn setup() -> (SimHost, Actuator, Arc<MemoryNotifier>) {
@@ -32,21 +35,26 @@ fn setup() -> (SimHost, Actuator, Arc<MemoryNotifier>) {
         vfnet: sim.vfnet(),
         fs: sim.fs(),
         vm: sim.vmctl(),
+        netns: sim.netnsctl(),
         notifier: notes.clone(),
     };
     (sim, act, notes)
 }
 
 fn action(id: u64, kind: ActionKind, dry_run: bool, sim: &SimHost) -> Action {
+    action_on(1, id, kind, dry_run, sim)
+}
+
+fn action_on(vf: u16, id: u64, kind: ActionKind, dry_run: bool, sim: &SimHost) -> Action {
     let t = sim.topology_reader().read();
-    let vf = t.vf("0000:02:00.0".parse().unwrap(), VfIndex(1)).unwrap();
+    let vf = t.vf("0000:02:00.0".parse().unwrap(), VfIndex(vf)).unwrap();
     Action {
         id: ActionId(id),
         incident: IncidentId(1),
         function: vf.bdf,
         pf: Some("0000:02:00.0".parse().unwrap()),
         pf_netdev: Some("enp2s0f0".into()),
-        vf: Some(VfIndex(1)),
+        vf: Some(vf.index),
         owner: Some(vf.owner.clone()),
         kind,
         rule: "test".into(),
@@ -124,4 +132,38 @@ fn dry_run_touches_nothing_and_detach_takes_the_function_from_its_vm() {
         .control_calls()
         .iter()
         .any(|c| c.op.starts_with("reset")));
+}
+
+#[test]
+fn detach_evicts_a_containers_vf_to_the_host_and_pause_leaves_the_pod_alone() {
+    let (sim, act, _) = setup();
+    let pf: vfguard_model::Bdf = "0000:02:00.0".parse().unwrap();
+    let o = act.execute(&action_on(0, 1, ActionKind::PauseVm, false, &sim), 1);
+    assert_eq!(o.error.as_deref(), Some("EOPNOTSUPP"), "a pod is not a VM");
+    let o = act.execute(&action_on(0, 2, ActionKind::Detach, false, &sim), 2);
+    assert_eq!(o.error, None);
+    let t = sim.topology_reader().read();
+    let vf0 = t.vf(pf, VfIndex(0)).unwrap();
+    assert_eq!(
+        vf0.owner.kind,
+        vfguard_model::OwnerKind::Host,
+        "{:?}",
+        vf0.owner
+    );
+    assert!(vf0.netdev.is_some(), "its netdev is in the host namespace");
+    assert_eq!(
+        t.vf(pf, VfIndex(1)).unwrap().owner.kind,
+        vfguard_model::OwnerKind::Vm,
+        "the VM keeps its VF"
+    );
+    assert!(sim
+        .control_calls()
+        .iter()
+        .any(|c| c.op == format!("evict {} from netns:pod", vf0.bdf) && c.result == "ok"));
+    assert!(
+        !sim.control_calls()
+            .iter()
+            .any(|c| c.op.starts_with("pause")),
+        "no VM was paused for the pod"
+    );
 }

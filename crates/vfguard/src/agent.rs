@@ -117,6 +117,7 @@ impl AgentHost {
                 vfnet: sim.vfnet(),
                 fs: sim.fs(),
                 vm: sim.vmctl(),
+                netns: sim.netnsctl(),
                 notifier,
             },
         }

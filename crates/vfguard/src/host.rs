@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use vfguard_host::linux::{LiveNetns, NetlinkVfNet};
-use vfguard_host::{FsNetns, FsRoot, HostFs, NetnsProbe, VfNet};
+use vfguard_host::linux::{LiveNetns, LiveNetnsControl, NetlinkVfNet};
+use vfguard_host::{FsNetns, FsRoot, HostFs, NetnsControl, NetnsProbe, NoNetnsControl, VfNet};
 use vfguard_topology::TopologyReader;
 
 /// A topology reader for the live host (`/`) or a tree (`--root DIR`).
@@ -19,5 +19,15 @@ pub fn topology_reader(root: &Path) -> TopologyReader {
         let fs: Arc<dyn HostFs> = Arc::new(fs);
         let netns: Arc<dyn NetnsProbe> = Arc::new(FsNetns::new(fs.clone()));
         TopologyReader::new(fs, netns, None)
+    }
+}
+
+/// Namespace control (evicting a VF from a container's namespace) for the live host (`/`);
+/// none for a tree (`--root DIR`), whose namespaces are files: evictions answer `EOPNOTSUPP`.
+pub fn netns_control(root: &Path) -> Arc<dyn NetnsControl> {
+    if FsRoot::new(root).is_live() {
+        Arc::new(LiveNetnsControl)
+    } else {
+        Arc::new(NoNetnsControl)
     }
 }

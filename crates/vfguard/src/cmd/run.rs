@@ -406,6 +406,7 @@ fn agent_thread(
                     vfnet,
                     fs,
                     vm: Arc::new(Virsh::default()),
+                    netns: vfguard::host::netns_control(&cfg.root),
                     notifier: notifier(cfg)?,
                 },
             };
