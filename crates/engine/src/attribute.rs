@@ -112,14 +112,15 @@ impl Attributor {
         self.vf_base.get(&pf).copied()
     }
 
-    /// Attributes one trusted fault; may also release held ones. Returns what is decided now.
+    /// Attributes one trusted fault; may also release held ones. Returns what is decided now
+    /// and whether the last of it is `e` itself (`false` while `e` is held for a later line).
     pub fn attribute(
         &mut self,
         mut e: FaultEvent,
         t: &Topology,
         now: Millis,
         window: Millis,
-    ) -> Vec<Attributed> {
+    ) -> (Vec<Attributed>, bool) {
         let mut out = self.expire(t, now, window);
         e.resolve(t);
         match (e.pf, e.vf, e.function) {
@@ -131,7 +132,7 @@ impl Attributor {
                         at: now,
                         absolute: true,
                     });
-                    return out;
+                    return (out, false);
                 }
                 let unnamed = matches!(
                     e.kind,
@@ -144,7 +145,7 @@ impl Attributor {
                         at: now,
                         absolute: false,
                     });
-                    return out;
+                    return (out, false);
                 }
                 out.push(pf_level(e, pf, t));
             }
@@ -227,7 +228,7 @@ impl Attributor {
                 confidence: 0.0,
             }),
         }
-        out
+        (out, true)
     }
 
     /// The event attributed to VF `vf` of `pf`, `how` = (method, confidence, evidence).

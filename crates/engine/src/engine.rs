@@ -5,13 +5,13 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use vfguard_model::{
-    Action, ActionId, ActionKind, ActionOutcome, Bdf, Decision, FaultEvent, FaultKind, IncidentId,
-    Millis, Observation, OperatorRequest, OwnerKind, Severity, Topology, VfChange, VfIndex,
-    VfLinkState, VfStats,
+    Action, ActionId, ActionKind, ActionOutcome, Bdf, Cause, Decision, FaultEvent, FaultKind,
+    IncidentId, IncidentState, Millis, Observation, OperatorRequest, OwnerKind, Severity, Topology,
+    VfChange, VfIndex, VfLinkState, VfStats,
 };
 
 use crate::attribute::{Attributed, Attributor, Key, Method};
-use crate::incident::{ActionRecord, Evidence, Incident, State};
+use crate::incident::{ActionRecord, Evidence, Incident};
 use crate::policy::{Mode, Policy, Rung};
 
 /// Messages whose driver contains the VF by itself, beyond `vf_disabled` lines: ice's
@@ -39,6 +39,26 @@ fn relevant(rung: Rung, kinds: &std::collections::BTreeSet<FaultKind>) -> bool {
         Rung::RateLimit => any(&[K::Spoof, K::Mailbox, K::TxHang]),
         Rung::Notify | Rung::VfReset | Rung::VfDisable | Rung::Detach | Rung::Pause => true,
     }
+}
+
+/// Moves `inc` by `cause` along the state machine ([`vfguard_model::incident`]) and says so;
+/// a cause the table has no move for leaves the state as it is.
+fn transition(inc: &mut Incident, cause: Cause, out: &mut Vec<Decision>) {
+    if let Some(to) = inc.state.after(cause) {
+        out.push(Decision::StateChanged {
+            incident: inc.id,
+            from: inc.state,
+            to,
+            cause,
+        });
+        inc.state = to;
+    }
+}
+
+/// The cool-down before an incident's function is put back: doubled by each re-offence (up to
+/// 16 times), so that a tenant that resumes at once spends ever longer contained.
+fn cool_down(base: Millis, inc: &Incident) -> Millis {
+    base.saturating_mul(1 << inc.reoffences.min(4))
 }
 
 /// A VF's last counters and when (and by how much) its `tx_dropped` last moved.
@@ -164,16 +184,38 @@ impl Engine {
 
     /// Takes in one observation.
     pub fn observe(&mut self, obs: &Observation, t: &Topology, now: Millis) -> Vec<Decision> {
+        self.observe_linked(obs, t, now).0
+    }
+
+    /// Takes in one observation; also returns the incident the observation itself is about
+    /// (where the journal files it as evidence), which is not the first incident its decisions
+    /// name when it released a line held from another PF or function.
+    ///
+    /// A tick is about no incident of its own; it is linked to the first incident it decided
+    /// something for, so that retention keeps it as long as that incident is open (a replay
+    /// needs it), and evidence listings leave ticks out.
+    pub fn observe_linked(
+        &mut self,
+        obs: &Observation,
+        t: &Topology,
+        now: Millis,
+    ) -> (Vec<Decision>, Option<IncidentId>) {
         let mut out = Vec::new();
+        let mut own = None;
         match obs {
             Observation::Fault(e) => {
                 if !e.trusted {
                     // Not from the kernel: never a driver message (a tenant cannot frame another).
-                    return out;
+                    return (out, None);
                 }
                 let w = self.policy.sequence_window;
-                for a in self.attributor.attribute(e.clone(), t, now, w) {
-                    self.fault(&a, t, now, &mut out);
+                let (list, last_is_own) = self.attributor.attribute(e.clone(), t, now, w);
+                let n = list.len();
+                for (i, a) in list.iter().enumerate() {
+                    let id = self.fault(a, t, now, &mut out);
+                    if last_is_own && i + 1 == n {
+                        own = id;
+                    }
                 }
             }
             Observation::Aer {
@@ -192,11 +234,15 @@ impl Engine {
                     }
                     let e = aer_event(*function, kind, n);
                     let w = self.policy.sequence_window;
-                    for mut a in self.attributor.attribute(e, t, now, w) {
+                    let (list, _) = self.attributor.attribute(e, t, now, w);
+                    for mut a in list {
                         a.evidence =
                             format!("AER counters of {function}: +{n} {kind}; {}", a.evidence);
                         for _ in 0..n.min(u64::from(u32::MAX)) {
-                            self.fault(&a, t, now, &mut out);
+                            let id = self.fault(&a, t, now, &mut out);
+                            if a.event.function == Some(*function) {
+                                own = own.or(id);
+                            }
                             if out.len() > 1024 {
                                 break;
                             }
@@ -212,11 +258,20 @@ impl Engine {
                 }
                 entry.0 = *stats;
             }
-            Observation::Outcome(o) => self.outcome(o, t, now, &mut out),
-            Observation::Operator(req) => self.operator(req, t, now, &mut out),
-            Observation::Tick => self.tick(t, now, &mut out),
+            Observation::Outcome(o) => {
+                own = self.pending.get(&o.id).map(|(id, _)| *id);
+                self.outcome(o, t, now, &mut out);
+            }
+            Observation::Operator(req) => {
+                self.operator(req, t, now, &mut out);
+                own = out.iter().find_map(Decision::incident);
+            }
+            Observation::Tick => {
+                self.tick(t, now, &mut out);
+                own = out.iter().find_map(Decision::incident);
+            }
         }
-        out
+        (out, own)
     }
 
     fn open(
@@ -257,24 +312,45 @@ impl Engine {
         id
     }
 
-    fn fault(&mut self, a: &Attributed, t: &Topology, now: Millis, out: &mut Vec<Decision>) {
+    /// Files one attributed fault under its incident (opening it); returns that incident.
+    fn fault(
+        &mut self,
+        a: &Attributed,
+        t: &Topology,
+        now: Millis,
+        out: &mut Vec<Decision>,
+    ) -> Option<IncidentId> {
         let e = &a.event;
         if e.kind == FaultKind::Admin {
-            return;
+            return None;
         }
         // A VF reset its own driver asked for at load is recorded where an incident exists, but
         // never opens one or counts.
         let counts = !(e.kind == FaultKind::VfReset && e.severity == Severity::Info);
         if !counts && !self.by_key.contains_key(&a.key) {
-            return;
+            return None;
         }
         let id = self.open(a.key, a, now, out);
+        self.fault_in(id, a, counts, t, now, out);
+        Some(id)
+    }
+
+    fn fault_in(
+        &mut self,
+        id: IncidentId,
+        a: &Attributed,
+        counts: bool,
+        t: &Topology,
+        now: Millis,
+        out: &mut Vec<Decision>,
+    ) {
+        let e = &a.event;
         let pf_netdev = e.pf.and_then(|p| t.pf(p)).and_then(|p| p.netdev.clone());
         let correlated = self.correlation(a, now);
         let Some(inc) = self.incidents.get_mut(&id) else {
             return;
         };
-        if inc.state == State::Closed {
+        if inc.state == IncidentState::Closed {
             return;
         }
         inc.pf_netdev = inc.pf_netdev.clone().or(pf_netdev);
@@ -314,6 +390,10 @@ impl Engine {
             inc.confidence = a.confidence;
         }
         if !counts {
+            // A VF reset, even one its own driver asked for, lifts what the PF driver did to it.
+            if let Some(rule) = self.offending_again(id, e, false, now, out) {
+                self.escalate(id, &rule, t, now, out, true);
+            }
             return;
         }
         inc.faults = inc.faults.saturating_add(n);
@@ -322,13 +402,20 @@ impl Engine {
         inc.kinds.insert(e.kind);
         let driver_contains =
             e.kind == FaultKind::VfDisabled || DRIVER_CONTAINS.contains(&e.catalog_id.as_str());
+        // Faulting again after being put back, or while a containment was supposed to hold:
+        // climb again at once, whatever the windows say.
+        let again = self.offending_again(id, e, driver_contains, now, out);
+        let Some(inc) = self.incidents.get_mut(&id) else {
+            return;
+        };
         if driver_contains && e.vf.is_some() {
             // The PF driver contained the VF itself (i40e disabled it after MDD; ice ignores a
-            // malicious VF's mailbox until it is reset): only the policy's restore undoes that.
+            // malicious VF's mailbox until it is reset): a VF reset lifts that, else the
+            // policy's restore after the cool-down does.
             inc.driver_disabled = true;
             if inc.contained_at.is_none() {
                 inc.contained_at = Some(now);
-                inc.state = State::Contained;
+                transition(inc, Cause::Contained, out);
                 out.push(Decision::Contained {
                     incident: id,
                     by: format!("driver: {}", e.catalog_id),
@@ -363,6 +450,9 @@ impl Engine {
                 ));
             }
         }
+        if let Some(rule) = again {
+            self.escalate(id, &rule, t, now, out, true);
+        }
         for (rule, count) in crossed {
             out.push(Decision::ThresholdCrossed {
                 incident: id,
@@ -371,6 +461,89 @@ impl Engine {
             });
             self.escalate(id, &rule, t, now, out, false);
         }
+    }
+
+    /// Whether this fault shows the function offending again: after its restore (a
+    /// re-offence), or while a containment was supposed to hold (a VF reset lifted the
+    /// driver's, or offences go on past the hold-down). Moves the incident back to
+    /// `escalating` and returns the rule to climb with.
+    fn offending_again(
+        &mut self,
+        id: IncidentId,
+        e: &FaultEvent,
+        driver_contains: bool,
+        now: Millis,
+        out: &mut Vec<Decision>,
+    ) -> Option<String> {
+        let hold = self.policy.hold_down;
+        let inc = self.incidents.get_mut(&id)?;
+        if inc.restoring {
+            return None;
+        }
+        match inc.state {
+            IncidentState::Restored if e.kind.is_offence() => {
+                inc.reoffences = inc.reoffences.saturating_add(1);
+                inc.contained_at = None;
+                inc.restored_at = None;
+                inc.driver_disabled = false;
+                // Resume at the rung that contained it: the rungs below did not stop it before.
+                if let Some(r) = inc.contain_rung {
+                    inc.rung = r;
+                }
+                transition(inc, Cause::Reoffended, out);
+                Some(format!(
+                    "re-offence {} after the restore: {}",
+                    inc.reoffences, e.kind
+                ))
+            }
+            IncidentState::Contained => {
+                let lifted = e.kind == FaultKind::VfReset && inc.driver_disabled;
+                let broken = e.kind.is_offence()
+                    && !driver_contains
+                    && inc
+                        .contained_at
+                        .is_some_and(|c| now > c.saturating_add(hold));
+                if !(lifted || broken) {
+                    return None;
+                }
+                inc.contained_at = None;
+                inc.driver_disabled = false;
+                transition(inc, Cause::ContainmentUndone, out);
+                Some(if lifted {
+                    "containment undone: a VF reset lifted the driver's".to_owned()
+                } else {
+                    format!("containment undone: {} while contained", e.kind)
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// No rung is left that works for this function, and it is not contained: say so, notify
+    /// now, and again every `renotify_every` while its faults go on ([`Engine::tick`]).
+    fn exhausted(
+        &mut self,
+        id: IncidentId,
+        rule: &str,
+        t: &Topology,
+        now: Millis,
+        out: &mut Vec<Decision>,
+    ) {
+        let Some(inc) = self.incidents.get_mut(&id) else {
+            return;
+        };
+        if inc.state == IncidentState::Uncontained {
+            return;
+        }
+        transition(inc, Cause::Exhausted, out);
+        if inc.state != IncidentState::Uncontained {
+            return;
+        }
+        let rule = format!(
+            "uncontained: no rung of the ladder is left that works for {} (after {rule})",
+            inc.owner_label()
+        );
+        self.decide(id, ActionKind::Notify, None, &rule, t, now, out);
     }
 
     /// For a PF-level spoof line: which VFs' dropped counters moved lately (evidence only).
@@ -438,6 +611,10 @@ impl Engine {
     ) -> Option<(usize, Rung, ActionKind)> {
         let is_vf = inc.vf.is_some() && inc.pf_netdev.is_some();
         let vm = inc.owner.as_ref().is_some_and(|o| o.kind == OwnerKind::Vm);
+        let pod = inc
+            .owner
+            .as_ref()
+            .is_some_and(|o| o.kind == OwnerKind::Netns);
         let state = inc
             .pf
             .zip(inc.vf)
@@ -464,13 +641,10 @@ impl Engine {
                 None => match rung {
                     Rung::Notify => ActionKind::Notify,
                     Rung::VfReset if inc.vf.is_some() => ActionKind::ResetVf,
-                    Rung::Detach | Rung::Pause if vm => {
-                        if *rung == Rung::Detach {
-                            ActionKind::Detach
-                        } else {
-                            ActionKind::PauseVm
-                        }
-                    }
+                    // A VM's function is unplugged, a pod's VF evicted from its namespace
+                    // (docs/actions.md).
+                    Rung::Detach if vm || pod => ActionKind::Detach,
+                    Rung::Pause if vm => ActionKind::PauseVm,
                     _ => continue,
                 },
             };
@@ -504,6 +678,9 @@ impl Engine {
         }
         let tenant = inc.tenant() && inc.method != Method::Unattributed;
         let Some((ri, rung, kind)) = self.next_rung(inc, inc.rung, t) else {
+            if tenant {
+                self.exhausted(id, rule, t, now, out);
+            }
             return;
         };
         let inc_rung_only_notify = !tenant;
@@ -611,8 +788,11 @@ impl Engine {
         }
         inc.last_action_at = Some(now);
         inc.faults_since_action = 0;
-        if inc.state == State::Open && kind != ActionKind::Notify {
-            inc.state = State::Escalating;
+        if kind == ActionKind::Notify {
+            inc.notified_at = Some(now);
+            inc.faults_at_notice = inc.faults;
+        } else if !inc.restoring {
+            transition(inc, Cause::Escalated, out);
         }
         if kind != ActionKind::Notify {
             self.recent.push_back((now, inc.pf));
@@ -629,7 +809,9 @@ impl Engine {
             return;
         };
         let mut retry = None;
+        let mut rung = None;
         if let Some(rec) = inc.actions.iter_mut().find(|a| a.id == o.id) {
+            rung = rec.rung;
             rec.result = Some(match &o.error {
                 None => Ok(()),
                 Some(e) => Err(e.clone()),
@@ -646,12 +828,14 @@ impl Engine {
                 ActionKind::Restore(_) | ActionKind::ResetVf if inc.restoring => {
                     inc.restoring = false;
                     inc.restored_at = Some(now);
-                    inc.state = State::Restored;
+                    inc.contained_at = None;
+                    transition(inc, Cause::Restored, out);
                     out.push(Decision::Restored { incident: id });
                 }
                 k if k.contains() && inc.contained_at.is_none() => {
                     inc.contained_at = Some(now);
-                    inc.state = State::Contained;
+                    inc.contain_rung = rung.or(inc.contain_rung);
+                    transition(inc, Cause::Contained, out);
                     out.push(Decision::Contained {
                         incident: id,
                         by: k.name(),
@@ -782,7 +966,7 @@ impl Engine {
 
     fn close(&mut self, id: IncidentId, reason: &str, out: &mut Vec<Decision>) {
         if let Some(mut inc) = self.incidents.remove(&id) {
-            inc.state = State::Closed;
+            transition(&mut inc, Cause::Closed, out);
             self.by_key.remove(&inc.key);
             out.push(Decision::Closed {
                 incident: id,
@@ -827,11 +1011,25 @@ impl Engine {
             };
             let quiet = now.saturating_sub(inc.last_fault);
             let pending = inc.actions.iter().any(|a| a.result.is_none());
+            if inc.state == IncidentState::Uncontained
+                && inc.faults > inc.faults_at_notice
+                && quiet < close_after
+                && inc
+                    .notified_at
+                    .is_none_or(|n| now >= n.saturating_add(self.policy.renotify_every))
+            {
+                let rule = format!(
+                    "still uncontained: {} faults since the last notice",
+                    inc.faults - inc.faults_at_notice
+                );
+                self.decide(id, ActionKind::Notify, None, &rule, t, now, out);
+                continue;
+            }
             if inc.contained_at.is_some()
                 && inc.restored_at.is_none()
                 && !inc.restoring
                 && !pending
-                && quiet >= cool
+                && quiet >= cool_down(cool, inc)
             {
                 // Cool-down passed: put the function back as it was before we (or its driver) acted.
                 if self.policy.mode == Mode::Observe {

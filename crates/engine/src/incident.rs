@@ -4,41 +4,14 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use vfguard_model::{
-    ActionId, ActionKind, Bdf, FaultKind, IncidentId, Millis, Owner, OwnerKind, VfIndex, VfState,
+    ActionId, ActionKind, Bdf, FaultKind, IncidentId, IncidentState, Millis, Owner, OwnerKind,
+    VfIndex, VfState,
 };
 
 use crate::attribute::{Key, Method};
 
 /// Evidence lines kept per incident (older ones are counted, not kept: memory stays bounded).
 pub const EVIDENCE_KEPT: usize = 32;
-
-/// Where an incident stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// Faults seen, nothing done beyond notifying.
-    Open,
-    /// Actions under way.
-    Escalating,
-    /// The function can harm no one (by the agent, or its driver disabled it).
-    Contained,
-    /// Put back after its cool-down.
-    Restored,
-    /// Done.
-    Closed,
-}
-
-impl State {
-    /// The stable name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Open => "open",
-            State::Escalating => "escalating",
-            State::Contained => "contained",
-            State::Restored => "restored",
-            State::Closed => "closed",
-        }
-    }
-}
 
 /// One line of evidence.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,8 +64,8 @@ pub struct Incident {
     pub owner: Option<Owner>,
     /// Owner changes: (when, label).
     pub owner_history: Vec<(Millis, String)>,
-    /// State.
-    pub state: State,
+    /// Where it stands (moved only by the engine's transitions, each a `StateChanged`).
+    pub state: IncidentState,
     /// Opened at.
     pub opened: Millis,
     /// Last fault at.
@@ -117,10 +90,19 @@ pub struct Incident {
     pub last_action_at: Option<Millis>,
     /// Faults since that action.
     pub faults_since_action: u64,
-    /// Contained at.
+    /// Contained at (cleared when the containment is lifted or undone).
     pub contained_at: Option<Millis>,
-    /// The driver disabled the VF itself (i40e after MDD).
+    /// The ladder rung whose action contained it last (a re-offence resumes there).
+    pub contain_rung: Option<usize>,
+    /// The driver contained the VF itself (i40e disabled it after MDD, ice latched its
+    /// mailbox): a VF reset lifts that, and a restore must reset the VF.
     pub driver_disabled: bool,
+    /// Faults after a restore so far (each doubles the next cool-down, up to 16 times).
+    pub reoffences: u32,
+    /// When the last notification was decided (an uncontained incident is notified again).
+    pub notified_at: Option<Millis>,
+    /// `faults` when it was.
+    pub faults_at_notice: u64,
     /// The VF's state before the first action (what restore puts back).
     pub pre_state: Option<VfState>,
     /// Restored at.
@@ -141,7 +123,7 @@ impl Incident {
             vf: None,
             owner: None,
             owner_history: Vec::new(),
-            state: State::Open,
+            state: IncidentState::Open,
             opened: now,
             last_fault: now,
             faults: 0,
@@ -155,7 +137,11 @@ impl Incident {
             last_action_at: None,
             faults_since_action: 0,
             contained_at: None,
+            contain_rung: None,
             driver_disabled: false,
+            reoffences: 0,
+            notified_at: None,
+            faults_at_notice: 0,
             pre_state: None,
             restored_at: None,
             restoring: false,

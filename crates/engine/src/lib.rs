@@ -18,5 +18,6 @@ pub mod restart;
 
 pub use attribute::{Key, Method};
 pub use engine::Engine;
-pub use incident::{Incident, State};
+pub use incident::Incident;
 pub use policy::{Mode, Policy, PolicyError, Rung};
+pub use vfguard_model::IncidentState;

@@ -116,6 +116,8 @@ pub struct RawPolicy {
     pub cool_down: Option<String>,
     /// Close a quiet incident this long after its last fault (or its restore).
     pub close_after: Option<String>,
+    /// Notify an uncontained incident again this often while its faults go on.
+    pub renotify_every: Option<String>,
     /// How long a line naming no VF waits for the next line from its PF to name one.
     pub sequence_window: Option<String>,
     /// `rate_limit` cap, Mbps.
@@ -156,6 +158,8 @@ pub struct Policy {
     pub cool_down: Millis,
     /// Close-after.
     pub close_after: Millis,
+    /// How often an uncontained incident is notified again while faults go on.
+    pub renotify_every: Millis,
     /// Sequence window.
     pub sequence_window: Millis,
     /// Rate limit, Mbps.
@@ -238,6 +242,8 @@ fn default_rules() -> Vec<Rule> {
         ),
         rule("aer_correctable", &[K::AerCorrectable], 60_000, 50, 0.6),
         rule("tx_hang", &[K::TxHang], 300_000, 3, 0.8),
+        // An adapter that keeps resetting hurts every tenant of the PF: someone must know.
+        rule("pf_reset", &[K::PfReset], 600_000, 2, 0.0),
     ]
 }
 
@@ -259,6 +265,7 @@ impl Default for Policy {
             hold_down: 1_000,
             cool_down: 300_000,
             close_after: 600_000,
+            renotify_every: 600_000,
             sequence_window: 1_000,
             rate_limit_mbps: 100,
             quarantine_vlan: 4094,
@@ -364,6 +371,12 @@ impl Policy {
         }
         if let Some(d) = &raw.close_after {
             p.close_after = parse_duration("close_after", d)?;
+        }
+        if let Some(d) = &raw.renotify_every {
+            p.renotify_every = parse_duration("renotify_every", d)?;
+            if p.renotify_every == 0 {
+                return Err(bad("renotify_every".into(), d.clone(), "must be > 0"));
+            }
         }
         if let Some(d) = &raw.sequence_window {
             p.sequence_window = parse_duration("sequence_window", d)?;

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use vfguard_engine::{Engine, State};
+use vfguard_engine::{Engine, IncidentState as State};
 use vfguard_model::{ActionId, ActionKind, ActionOutcome, Decision, Observation, OperatorRequest};
 
 fn attributed(d: &[Decision]) -> Vec<(String, f64)> {
@@ -54,11 +54,23 @@ fn direct_mdd_climbs_the_ladder_while_faults_continue_and_stops_when_contained()
     );
     let d = e.observe(&ok(3, 3701), &t, 3701);
     assert!(d.iter().any(|d| matches!(d, Decision::Contained { .. })));
-    // Contained: no further action, whatever comes.
-    assert!(acts(&e.observe(&fault(line), &t, 9000)).is_empty());
+    // A line still in flight within the hold-down does not count against the containment.
+    assert!(acts(&e.observe(&fault(line), &t, 4200)).is_empty());
     let inc = e.incidents().next().unwrap();
     assert_eq!(inc.state, State::Contained);
     assert_eq!(inc.owner.as_ref().unwrap().name.as_deref(), Some("vm2"));
+    // Faults past it show the containment does not hold: undone, and the next rung at once.
+    let d = e.observe(&fault(line), &t, 9000);
+    assert!(d.iter().any(|d| matches!(
+        d,
+        Decision::StateChanged {
+            from: State::Contained,
+            to: State::Escalating,
+            cause: vfguard_model::Cause::ContainmentUndone,
+            ..
+        }
+    )));
+    assert_eq!(acts(&d), [("0000:3c:00.2".to_owned(), "detach".to_owned())]);
 }
 
 #[test]
@@ -263,17 +275,19 @@ fn an_unsupported_knob_steps_up_at_once_and_ebusy_is_retried_once() {
         at: 1003,
     });
     let d = e.observe(&unsupported, &t, 1003);
-    assert!(
-        acts(&d).is_empty(),
-        "the ladder is exhausted: nothing more to try"
+    assert_eq!(
+        acts(&d),
+        [("0000:3c:00.0".to_owned(), "notify".to_owned())],
+        "the ladder is exhausted: nothing more to try but to say so"
     );
+    assert_eq!(e.incidents().next().unwrap().state, State::Uncontained);
     let inc = e.incidents().next().unwrap();
     let results: Vec<String> = inc
         .actions
         .iter()
         .map(|a| format!("{}={:?}", a.name, a.result))
         .collect();
-    assert_eq!(results.len(), 3, "{results:?}");
+    assert_eq!(results.len(), 4, "{results:?}");
 }
 
 #[test]

@@ -151,23 +151,9 @@ pub(crate) fn decision_type(d: &Decision) -> &'static str {
         Decision::Contained { .. } => "contained",
         Decision::Restored { .. } => "restored",
         Decision::Closed { .. } => "closed",
+        Decision::StateChanged { .. } => "state_changed",
         Decision::ModeChanged { .. } => "mode_changed",
     }
-}
-
-/// `decisions.incident`: every decision belongs to one, but an operator's mode switch.
-pub(crate) fn decision_incident(d: &Decision) -> Option<IncidentId> {
-    Some(match d {
-        Decision::IncidentOpened { incident, .. }
-        | Decision::Attributed { incident, .. }
-        | Decision::ThresholdCrossed { incident, .. }
-        | Decision::Suppressed { incident, .. }
-        | Decision::Contained { incident, .. }
-        | Decision::Restored { incident }
-        | Decision::Closed { incident, .. } => *incident,
-        Decision::Act(action) => action.incident,
-        Decision::ModeChanged { .. } => return None,
-    })
 }
 
 #[cfg(test)]

@@ -5,20 +5,15 @@
 //! # Design
 //!
 //! The row is a summary; the decisions stay the truth (`replay` rebuilds the engine from
-//! them, and schema version 2 derived the table from them). The state follows the decisions:
+//! them). The state is stored as the engine decided it, never derived here: an
+//! `IncidentOpened` stores `open` (a repeated id reopens the incident, keeping `opened_ms`),
+//! and each `StateChanged` stores its `to` (the state machine is `vfguard_model::incident`).
 //!
-//! | decision | state becomes |
-//! |---|---|
-//! | `IncidentOpened` | `open` (a repeated id reopens the incident, keeping `opened_ms`) |
-//! | `Act` (other than `restore`) | `escalating`, from `open` or `restored` |
-//! | `Contained` | `contained` |
-//! | `Restored` | `restored` |
-//! | `Closed` | `closed` |
-//!
-//! `closed` is final until an `IncidentOpened` with the same id. An `Act` for an incident the
-//! journal has no row for (opened before retention removed it, or an operator's request)
-//! creates the row from the action; other decisions for an unknown incident only stay in
-//! `decisions`. Every decision, and every observation attached to the incident, moves
+//! An `Act` for an incident the journal has no row for (opened before retention removed it, or
+//! an operator's request) creates the row from the action, `escalating` unless the action only
+//! notifies; other decisions for an unknown incident only stay in `decisions`. A journal of
+//! schema version 1 (before `StateChanged` existed) is migrated with the states its decisions
+//! imply ([`apply_legacy_decision`]). Every decision, and every observation attached to the incident, moves
 //! `updated_ms` forward (never back) and fills `pf` when it is still unknown.
 //!
 //! # Limitations
@@ -26,67 +21,13 @@
 //! An incident about a PF itself has `pf` null unless an observation or action names the PF;
 //! [`IncidentFilter::pf`] therefore also matches the incident's own function.
 
-use std::fmt;
-
 use rusqlite::{params, Connection};
+pub use vfguard_model::IncidentState;
 use vfguard_model::{ActionKind, Bdf, Decision, IncidentId, Millis, Owner};
 
 use crate::codec::{int, json};
 use crate::entry::{ActionRow, DecisionRow, ObservationRow};
 use crate::error::JournalErrorKind;
-
-/// Where an incident stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum IncidentState {
-    /// Opened; nothing done yet.
-    Open,
-    /// Actions decided, not yet contained.
-    Escalating,
-    /// The function can harm no one.
-    Contained,
-    /// The function was put back after its cool-down.
-    Restored,
-    /// Done.
-    Closed,
-}
-
-impl IncidentState {
-    /// Every state, in the order an incident usually goes through them.
-    pub const ALL: [IncidentState; 5] = [
-        IncidentState::Open,
-        IncidentState::Escalating,
-        IncidentState::Contained,
-        IncidentState::Restored,
-        IncidentState::Closed,
-    ];
-
-    /// The stored name (`incidents.state`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IncidentState::Open => "open",
-            IncidentState::Escalating => "escalating",
-            IncidentState::Contained => "contained",
-            IncidentState::Restored => "restored",
-            IncidentState::Closed => "closed",
-        }
-    }
-
-    /// Looks a state up by its stored name.
-    pub fn from_name(name: &str) -> Option<IncidentState> {
-        IncidentState::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-
-    /// Everything but `closed`: the incident is live, and retention keeps its data.
-    pub fn is_open(self) -> bool {
-        self != IncidentState::Closed
-    }
-}
-
-impl fmt::Display for IncidentState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One incident, as listed.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,13 +84,25 @@ ON CONFLICT (id) DO UPDATE SET
 
 const ACT: &str = "
 INSERT INTO incidents (id, function, opened_ms, updated_ms, state, owner, owner_label, pf)
-VALUES (?1, ?2, ?3, ?3, 'escalating', ?4, ?5, ?6)
+VALUES (?1, ?2, ?3, ?3, ?7, ?4, ?5, ?6)
 ON CONFLICT (id) DO UPDATE SET
-    state = CASE WHEN state IN ('open', 'restored') THEN 'escalating' ELSE state END,
     updated_ms = max(updated_ms, excluded.updated_ms),
     pf = coalesce(pf, excluded.pf)";
 
 const STATE: &str = "
+UPDATE incidents SET
+    state = ?2,
+    updated_ms = max(updated_ms, ?3)
+WHERE id = ?1";
+
+/// Schema version 1 only: the states its decisions imply (before `StateChanged` existed).
+const LEGACY_ACT: &str = "
+UPDATE incidents SET
+    state = CASE WHEN state IN ('open', 'restored') THEN 'escalating' ELSE state END
+WHERE id = ?1";
+
+/// Schema version 1 only: `closed` was final until the incident was opened again.
+const LEGACY_STATE: &str = "
 UPDATE incidents SET
     state = CASE WHEN state = 'closed' THEN state ELSE ?2 END,
     updated_ms = max(updated_ms, ?3)
@@ -201,30 +154,56 @@ pub(crate) fn apply_decision(
         }
         Decision::Act(action) => {
             let (owner, label) = owner_columns(action.owner.as_ref())?;
+            let created = if action.kind == ActionKind::Notify {
+                IncidentState::Open
+            } else {
+                IncidentState::Escalating
+            };
             conn.prepare_cached(ACT)?.execute(params![
                 int(action.incident.0, "incident id")?,
                 action.function.to_string(),
                 at_ms,
                 owner,
                 label,
-                action.pf.map(|b| b.to_string())
+                action.pf.map(|b| b.to_string()),
+                created.as_str()
             ])?;
         }
-        Decision::Contained { incident, .. } => {
-            set_state(conn, *incident, IncidentState::Contained, at_ms)?;
+        Decision::StateChanged { incident, to, .. } => {
+            set_state(conn, *incident, *to, at_ms)?;
         }
-        Decision::Restored { incident } => {
-            set_state(conn, *incident, IncidentState::Restored, at_ms)?;
-        }
-        Decision::Closed { incident, .. } => {
-            set_state(conn, *incident, IncidentState::Closed, at_ms)?;
-        }
-        Decision::Attributed { incident, .. }
+        Decision::Contained { incident, .. }
+        | Decision::Restored { incident }
+        | Decision::Closed { incident, .. }
+        | Decision::Attributed { incident, .. }
         | Decision::ThresholdCrossed { incident, .. }
         | Decision::Suppressed { incident, .. } => touch(conn, *incident, at, None)?,
         Decision::ModeChanged { .. } => {}
     }
     Ok(())
+}
+
+/// Applies one decision of a schema-version-1 journal, which has no `StateChanged`: the
+/// states its decisions imply, as that version's readers showed them.
+pub(crate) fn apply_legacy_decision(
+    conn: &Connection,
+    at: Millis,
+    decision: &Decision,
+) -> Result<(), JournalErrorKind> {
+    apply_decision(conn, at, decision)?;
+    let at_ms = int(at, "batch time")?;
+    let (incident, state) = match decision {
+        Decision::Act(action) if !matches!(action.kind, ActionKind::Restore(_)) => {
+            conn.prepare_cached(LEGACY_ACT)?
+                .execute(params![int(action.incident.0, "incident id")?])?;
+            return Ok(());
+        }
+        Decision::Contained { incident, .. } => (*incident, IncidentState::Contained),
+        Decision::Restored { incident } => (*incident, IncidentState::Restored),
+        Decision::Closed { incident, .. } => (*incident, IncidentState::Closed),
+        _ => return Ok(()),
+    };
+    set_state_with(conn, LEGACY_STATE, incident, state, at_ms)
 }
 
 fn set_state(
@@ -233,7 +212,17 @@ fn set_state(
     state: IncidentState,
     at_ms: i64,
 ) -> Result<(), JournalErrorKind> {
-    conn.prepare_cached(STATE)?.execute(params![
+    set_state_with(conn, STATE, incident, state, at_ms)
+}
+
+fn set_state_with(
+    conn: &Connection,
+    sql: &str,
+    incident: IncidentId,
+    state: IncidentState,
+    at_ms: i64,
+) -> Result<(), JournalErrorKind> {
+    conn.prepare_cached(sql)?.execute(params![
         int(incident.0, "incident id")?,
         state.as_str(),
         at_ms
@@ -254,20 +243,4 @@ pub(crate) fn touch(
         pf.map(|b| b.to_string())
     ])?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn state_names_round_trip() {
-        for s in IncidentState::ALL {
-            assert_eq!(IncidentState::from_name(s.as_str()), Some(s));
-            assert_eq!(s.to_string(), s.as_str());
-        }
-        assert_eq!(IncidentState::from_name("gone"), None);
-        assert!(!IncidentState::Closed.is_open());
-        assert!(IncidentState::Restored.is_open());
-    }
 }

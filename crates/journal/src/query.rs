@@ -184,7 +184,10 @@ pub(crate) fn incident(conn: &Connection, id: IncidentId) -> Result<Option<Incid
         incident,
         observations: collect(
             conn,
-            "SELECT id, at_ms, incident, body FROM observations WHERE incident = ?1 ORDER BY id",
+            // Ticks are linked to an incident they decided for (retention keeps them while it
+            // is open) but are no evidence of it.
+            "SELECT id, at_ms, incident, body FROM observations
+             WHERE incident = ?1 AND type != 'tick' ORDER BY id",
             [key],
             observation_row,
         )?,

@@ -17,9 +17,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use vfguard_model::{Action, ActionOutcome, Decision, Observation};
 
 use crate::codec::{finite, int, json};
-use crate::entry::{
-    decision_incident, decision_type, observation_function, observation_pf, observation_type, Batch,
-};
+use crate::entry::{decision_type, observation_function, observation_pf, observation_type, Batch};
 use crate::error::JournalErrorKind;
 use crate::incident;
 
@@ -91,9 +89,7 @@ pub(crate) fn batch(conn: &mut Connection, batch: &Batch) -> Result<(), JournalE
                 int(seq, "sequence number")?,
                 at,
                 decision_type(d),
-                decision_incident(d)
-                    .map(|i| int(i.0, "incident id"))
-                    .transpose()?,
+                d.incident().map(|i| int(i.0, "incident id")).transpose()?,
                 json(d, "decision")?
             ])?;
             seq += 1;

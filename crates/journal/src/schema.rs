@@ -123,6 +123,30 @@ CREATE INDEX actions_incident ON actions (incident);
 CREATE INDEX actions_pending ON actions (intent_seq) WHERE outcome_seq IS NULL;
 ";
 
+/// Version 3: `uncontained` joins the states (SQLite cannot alter a CHECK: the table is
+/// rebuilt, rows and indices as they were).
+const V3_UNCONTAINED: &str = "
+CREATE TABLE incidents_v3 (
+    id          INTEGER PRIMARY KEY,
+    function    TEXT NOT NULL,
+    opened_ms   INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN
+                ('open', 'escalating', 'contained', 'restored', 'uncontained', 'closed')),
+    owner       TEXT,
+    owner_label TEXT,
+    pf          TEXT
+);
+INSERT INTO incidents_v3 (id, function, opened_ms, updated_ms, state, owner, owner_label, pf)
+    SELECT id, function, opened_ms, updated_ms, state, owner, owner_label, pf FROM incidents;
+DROP TABLE incidents;
+ALTER TABLE incidents_v3 RENAME TO incidents;
+CREATE INDEX incidents_state ON incidents (state);
+CREATE INDEX incidents_function ON incidents (function);
+CREATE INDEX incidents_pf ON incidents (pf);
+CREATE INDEX incidents_owner_label ON incidents (owner_label);
+";
+
 /// Every migration, in order. The last one's version is the schema version of this build.
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -136,6 +160,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "incidents",
         sql: V2_INCIDENTS,
         backfill: Some(backfill_incidents),
+    },
+    Migration {
+        version: 3,
+        name: "uncontained",
+        sql: V3_UNCONTAINED,
+        backfill: None,
     },
 ];
 
@@ -206,7 +236,7 @@ fn backfill_incidents(conn: &Connection) -> Result<(), JournalErrorKind> {
         let at = Cell::new("decisions", id, "at_ms").uint(row.get(1)?)?;
         let decision: Decision =
             Cell::new("decisions", id, "body").json(&row.get::<_, String>(2)?)?;
-        incident::apply_decision(conn, at, &decision)?;
+        incident::apply_legacy_decision(conn, at, &decision)?;
     }
     let mut stmt = conn.prepare(
         "SELECT id, at_ms, incident, body FROM observations WHERE incident IS NOT NULL ORDER BY id",

@@ -22,8 +22,8 @@ use vfguard_journal::{
     JournalErrorKind, ObservationRow,
 };
 use vfguard_model::{
-    Action, ActionId, ActionKind, ActionOutcome, Bdf, Decision, IncidentId, Millis, Observation,
-    OperatorRequest, Owner, VfChange, VfIndex, VfLinkState, VfState, VfStats,
+    Action, ActionId, ActionKind, ActionOutcome, Bdf, Cause, Decision, IncidentId, Millis,
+    Observation, OperatorRequest, Owner, VfChange, VfIndex, VfLinkState, VfState, VfStats,
 };
 
 // ---------------------------------------------------------------- generators
@@ -166,6 +166,10 @@ fn decision() -> impl Strategy<Value = Decision> {
         1 => (incident(), text()).prop_map(|(incident, by)| Decision::Contained { incident, by }),
         1 => incident().prop_map(|incident| Decision::Restored { incident }),
         1 => (incident(), text()).prop_map(|(incident, reason)| Decision::Closed { incident, reason }),
+        2 => (incident(), 0usize..6, 0usize..6).prop_map(|(incident, from, to)| {
+            let s = |i: usize| IncidentState::ALL.get(i).copied().unwrap_or_default();
+            Decision::StateChanged { incident, from: s(from), to: s(to), cause: Cause::Escalated }
+        }),
     ]
 }
 
@@ -337,9 +341,6 @@ impl Model {
                     }
                     Decision::Act(a) => match rows.get_mut(&a.incident.0) {
                         Some(r) => {
-                            if matches!(r.state, IncidentState::Open | IncidentState::Restored) {
-                                r.state = IncidentState::Escalating;
-                            }
                             r.updated_at = r.updated_at.max(at);
                             r.pf = r.pf.or(a.pf);
                         }
@@ -350,7 +351,11 @@ impl Model {
                                     id: a.incident,
                                     function: a.function,
                                     pf: a.pf,
-                                    state: IncidentState::Escalating,
+                                    state: if a.kind == ActionKind::Notify {
+                                        IncidentState::Open
+                                    } else {
+                                        IncidentState::Escalating
+                                    },
                                     owner: a.owner.clone(),
                                     opened_at: at,
                                     updated_at: at,
@@ -358,22 +363,17 @@ impl Model {
                             );
                         }
                     },
-                    Decision::Contained { incident, .. }
-                    | Decision::Restored { incident }
-                    | Decision::Closed { incident, .. } => {
-                        let to = match d {
-                            Decision::Contained { .. } => IncidentState::Contained,
-                            Decision::Restored { .. } => IncidentState::Restored,
-                            _ => IncidentState::Closed,
-                        };
+                    // The state is what the engine decided, nothing else.
+                    Decision::StateChanged { incident, to, .. } => {
                         if let Some(r) = rows.get_mut(&incident.0) {
-                            if r.state != IncidentState::Closed {
-                                r.state = to;
-                            }
+                            r.state = *to;
                             r.updated_at = r.updated_at.max(at);
                         }
                     }
-                    Decision::Attributed { incident, .. }
+                    Decision::Contained { incident, .. }
+                    | Decision::Restored { incident }
+                    | Decision::Closed { incident, .. }
+                    | Decision::Attributed { incident, .. }
                     | Decision::ThresholdCrossed { incident, .. }
                     | Decision::Suppressed { incident, .. } => {
                         touch(&mut rows, *incident, at, None)
@@ -644,5 +644,8 @@ fn a_torn_wal_loses_whole_batches_newest_first() {
         "the tail goes a few batches at a time: {kept_after:?}"
     );
     let j = Journal::open(&path).unwrap();
-    assert_eq!(j.schema_version().unwrap(), 2);
+    assert_eq!(
+        j.schema_version().unwrap(),
+        Journal::latest_schema_version()
+    );
 }

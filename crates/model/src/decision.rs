@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::fault::FaultEvent;
+use crate::incident::{Cause, IncidentState};
 use crate::pci::{Bdf, VfIndex};
 use crate::topology::{Owner, VfChange, VfState, VfStats};
 
@@ -273,6 +274,17 @@ pub enum Decision {
         /// The incident.
         incident: IncidentId,
     },
+    /// The incident moved from one state to another ([`crate::incident`] has the table).
+    StateChanged {
+        /// The incident.
+        incident: IncidentId,
+        /// Where it stood.
+        from: IncidentState,
+        /// Where it stands now.
+        to: IncidentState,
+        /// Why.
+        cause: Cause,
+    },
     /// The incident was closed.
     Closed {
         /// The incident.
@@ -289,4 +301,22 @@ pub enum Decision {
         /// Who asked.
         by: String,
     },
+}
+
+impl Decision {
+    /// The incident it is about (an operator's mode switch is about none).
+    pub fn incident(&self) -> Option<IncidentId> {
+        match self {
+            Decision::IncidentOpened { incident, .. }
+            | Decision::Attributed { incident, .. }
+            | Decision::ThresholdCrossed { incident, .. }
+            | Decision::Suppressed { incident, .. }
+            | Decision::Contained { incident, .. }
+            | Decision::Restored { incident }
+            | Decision::StateChanged { incident, .. }
+            | Decision::Closed { incident, .. } => Some(*incident),
+            Decision::Act(action) => Some(action.incident),
+            Decision::ModeChanged { .. } => None,
+        }
+    }
 }

@@ -77,6 +77,26 @@ impl FaultKind {
         FaultKind::Oops,
     ];
 
+    /// Whether the kind is the function's own misbehaviour (what a tenant's driver did), as
+    /// opposed to the PF driver's reaction to it (a reset, a disable), the hardware's doing
+    /// (correctable AER, a Tx hang, a PF reset) or an administrator's. A contained or restored
+    /// function showing one of these again is offending again.
+    pub fn is_offence(self) -> bool {
+        matches!(
+            self,
+            FaultKind::MddTx
+                | FaultKind::MddRx
+                | FaultKind::Mdd
+                | FaultKind::Spoof
+                | FaultKind::MacOverride
+                | FaultKind::VlanOverride
+                | FaultKind::Mailbox
+                | FaultKind::IommuFault
+                | FaultKind::AerNonfatal
+                | FaultKind::AerFatal
+        )
+    }
+
     /// The stable snake_case name.
     pub fn as_str(self) -> &'static str {
         match self {

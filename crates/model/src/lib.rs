@@ -5,6 +5,7 @@
 
 pub mod decision;
 pub mod fault;
+pub mod incident;
 pub mod kmsg;
 pub mod mac;
 pub mod pci;
@@ -14,6 +15,7 @@ pub use decision::{
     Action, ActionId, ActionKind, ActionOutcome, Decision, IncidentId, Millis, Mode, Observation,
     OperatorRequest,
 };
+pub use incident::{Cause, IncidentState};
 pub use fault::{FaultEvent, FaultKind, LogFormat, Severity, TrustBasis};
 pub use kmsg::{KmsgDecodeError, KmsgFlag, KmsgRecord};
 pub use mac::{MacAddr, MacParseError};

@@ -428,7 +428,7 @@ impl Agent {
     pub fn incidents_by_state(&self) -> std::collections::BTreeMap<&'static str, u64> {
         let mut m = std::collections::BTreeMap::new();
         for i in self.engine.incidents() {
-            if i.state != vfguard_engine::incident::State::Closed {
+            if i.state != vfguard_model::IncidentState::Closed {
                 *m.entry(i.state.as_str()).or_default() += 1;
             }
         }
@@ -469,7 +469,7 @@ impl Agent {
     pub fn open_functions(&self) -> impl Iterator<Item = Bdf> + '_ {
         self.engine
             .incidents()
-            .filter(|i| i.state != vfguard_engine::incident::State::Closed)
+            .filter(|i| i.state != vfguard_model::IncidentState::Closed)
             .filter_map(|i| i.function)
     }
 
@@ -755,22 +755,10 @@ impl Agent {
             };
             let mut acts = Vec::new();
             for obs in round.drain(..) {
-                let decisions = self.engine.observe(&obs, &self.topo, now);
+                let (decisions, incident) = self.engine.observe_linked(&obs, &self.topo, now);
                 if decisions.is_empty() {
                     continue;
                 }
-                let incident = decisions.iter().find_map(|d| match d {
-                    Decision::Attributed { incident, .. }
-                    | Decision::IncidentOpened { incident, .. } => Some(*incident),
-                    // An operator's request belongs to the incident it acted on or closed.
-                    Decision::Act(a) if matches!(obs, Observation::Operator(_)) => Some(a.incident),
-                    Decision::Closed { incident, .. }
-                        if matches!(obs, Observation::Operator(_)) =>
-                    {
-                        Some(*incident)
-                    }
-                    _ => None,
-                });
                 if let (Observation::Fault(e), Some(i)) = (&obs, incident) {
                     report.kinds.push((i, e.kind));
                 }
@@ -784,10 +772,7 @@ impl Agent {
                     }
                     if matches!(
                         d,
-                        Decision::IncidentOpened { .. }
-                            | Decision::Contained { .. }
-                            | Decision::Restored { .. }
-                            | Decision::Closed { .. }
+                        Decision::IncidentOpened { .. } | Decision::StateChanged { .. }
                     ) {
                         self.incident_epoch += 1;
                     }

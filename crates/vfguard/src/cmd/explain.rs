@@ -177,6 +177,7 @@ fn render(d: &Detail, out: &mut impl Write) -> anyhow::Result<()> {
             Decision::Suppressed { action, reason, .. } => format!("{action} suppressed: {reason}"),
             Decision::Contained { by, .. } => format!("CONTAINED by {by}"),
             Decision::Restored { .. } => "restored".to_owned(),
+            Decision::StateChanged { from, to, cause, .. } => format!("{from} -> {to} ({cause})"),
             Decision::Closed { reason, .. } => format!("closed: {reason}"),
             Decision::ModeChanged { from, to, by } => format!("mode {from} -> {to} by {by}"),
         };
