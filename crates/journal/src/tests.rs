@@ -3,8 +3,10 @@
 //! They run against real SQLite files (in a temporary directory) wherever durability or the
 //! file itself matters, and in memory otherwise.
 
+use std::collections::HashMap;
+
 use rusqlite::Connection;
-use vfguard_model::{ActionKind, Bdf, Decision, IncidentId, Observation, Owner, VfState};
+use vfguard_model::{ActionKind, Bdf, Cause, Decision, IncidentId, Observation, Owner, VfState};
 
 use super::*;
 use crate::schema::{Migration, MIGRATIONS};
@@ -37,6 +39,62 @@ fn state(j: &Journal, id: u64) -> IncidentState {
     j.incident(IncidentId(id)).unwrap().unwrap().incident.state
 }
 
+/// The `StateChanged` the engine emits when `cause` moves `incident` on from `from` (a move
+/// the state machine has: the journal is fed only what the engine could decide).
+fn moved(incident: IncidentId, from: IncidentState, cause: Cause) -> Decision {
+    let to = from
+        .after(cause)
+        .unwrap_or_else(|| panic!("no move from {from} by {cause}"));
+    Decision::StateChanged {
+        incident,
+        from,
+        to,
+        cause,
+    }
+}
+
+/// `ds` with the `StateChanged` decisions the engine emits alongside, each right before the
+/// decision it goes with: an action beyond notify and restore escalates, and `Contained`,
+/// `Restored` and `Closed` follow their moves (where the state machine has one).
+fn as_the_engine_emits(ds: Vec<Decision>) -> Vec<Decision> {
+    with_state_changes(&mut HashMap::new(), ds)
+}
+
+/// [`as_the_engine_emits`] for one batch of several, `states` carrying where each incident
+/// stands from one batch to the next.
+fn with_state_changes(
+    states: &mut HashMap<IncidentId, IncidentState>,
+    ds: Vec<Decision>,
+) -> Vec<Decision> {
+    let mut out = Vec::new();
+    for d in ds {
+        let cause = match &d {
+            Decision::IncidentOpened { incident, .. } => {
+                states.insert(*incident, IncidentState::Open);
+                None
+            }
+            Decision::Act(a) if matches!(a.kind, ActionKind::Notify | ActionKind::Restore(_)) => {
+                None
+            }
+            Decision::Act(a) => Some((a.incident, Cause::Escalated)),
+            Decision::Contained { incident, .. } => Some((*incident, Cause::Contained)),
+            Decision::Restored { incident } => Some((*incident, Cause::Restored)),
+            Decision::Closed { incident, .. } => Some((*incident, Cause::Closed)),
+            _ => None,
+        };
+        if let Some((id, cause)) = cause {
+            if let Some(from) = states.get(&id).copied() {
+                if let Some(to) = from.after(cause) {
+                    out.push(moved(id, from, cause));
+                    states.insert(id, to);
+                }
+            }
+        }
+        out.push(d);
+    }
+    out
+}
+
 // --- open, open_in_memory, schema_version ---
 
 #[test]
@@ -47,7 +105,7 @@ fn open_creates_the_latest_schema_in_wal_mode_with_full_sync() {
         j.schema_version().unwrap(),
         Journal::latest_schema_version()
     );
-    assert_eq!(Journal::latest_schema_version(), 2);
+    assert_eq!(Journal::latest_schema_version(), 3);
     let mode: String = j
         .conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -96,7 +154,7 @@ fn reopening_keeps_data_and_applies_no_migration_twice() {
         .conn
         .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(n, 2);
+    assert_eq!(n, 3);
     assert_eq!(j.replay().unwrap().len(), 1);
 }
 
@@ -110,7 +168,7 @@ fn a_newer_schema_is_refused_untouched() {
     j.close().unwrap();
     let err = Journal::open(&path).unwrap_err();
     assert!(
-        matches!(err.kind(), JournalErrorKind::TooNew { found: 9, known: 2 }),
+        matches!(err.kind(), JournalErrorKind::TooNew { found: 9, known: 3 }),
         "{err:?}"
     );
     assert_eq!(err.operation(), "migrating the schema");
@@ -462,17 +520,22 @@ fn an_outcome_needs_its_intent_and_comes_once() {
 fn incidents_follow_the_decisions() {
     let mut j = Journal::open_in_memory().unwrap();
     let id = IncidentId(1);
-    let ds = decisions(id);
+    let ds = as_the_engine_emits(decisions(id));
     let expect = [
         IncidentState::Open,       // opened
         IncidentState::Open,       // attributed
         IncidentState::Open,       // threshold crossed
+        IncidentState::Escalating, // state changed: escalated
         IncidentState::Escalating, // act
         IncidentState::Escalating, // suppressed
+        IncidentState::Contained,  // state changed: contained
         IncidentState::Contained,  // contained
+        IncidentState::Restored,   // state changed: restored
         IncidentState::Restored,   // restored
+        IncidentState::Closed,     // state changed: closed
         IncidentState::Closed,     // closed
     ];
+    assert_eq!(ds.len(), expect.len());
     for (at, (d, want)) in ds.into_iter().zip(expect).enumerate() {
         j.record_batch(&batch(at as u64 * 10, vec![], vec![d]))
             .unwrap();
@@ -488,9 +551,77 @@ fn incidents_follow_the_decisions() {
             state: IncidentState::Closed,
             owner: Some(vm("web-1")),
             opened_at: 0,
-            updated_at: 70,
+            updated_at: 110,
         }
     );
+    // Each move is journalled with where it came from, where it went and why.
+    let moves: Vec<(String, String, String, String)> = j
+        .conn
+        .prepare(
+            "SELECT type, json_extract(body, '$.from'), json_extract(body, '$.to'),
+                    json_extract(body, '$.cause')
+             FROM decisions WHERE incident = 1 AND json_extract(body, '$.to') IS NOT NULL
+             ORDER BY id",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let moves: Vec<_> = moves
+        .iter()
+        .map(|(t, f, to, c)| (t.as_str(), f.as_str(), to.as_str(), c.as_str()))
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            ("state_changed", "open", "escalating", "escalated"),
+            ("state_changed", "escalating", "contained", "contained"),
+            ("state_changed", "contained", "restored", "restored"),
+            ("state_changed", "restored", "closed", "closed"),
+        ]
+    );
+}
+
+#[test]
+fn only_a_state_change_moves_the_state() {
+    let mut j = Journal::open_in_memory().unwrap();
+    let id = IncidentId(6);
+    let ds = decisions(id);
+    j.record_batch(&batch(1, vec![], vec![ds[0].clone()]))
+        .unwrap();
+    // Every other decision alone (an action, a containment, a restore, even a close) touches
+    // the row and leaves its state as decided.
+    for (at, d) in (2..).zip(&ds[1..]) {
+        j.record_batch(&batch(at, vec![], vec![d.clone()])).unwrap();
+        let row = j.incident(id).unwrap().unwrap().incident;
+        assert_eq!(
+            (row.state, row.updated_at),
+            (IncidentState::Open, at),
+            "after {d:?}"
+        );
+    }
+    // Likewise from another state: escalating stays escalating through a containment and a
+    // close that came without their state changes.
+    j.record_batch(&batch(
+        20,
+        vec![],
+        vec![moved(id, IncidentState::Open, Cause::Escalated)],
+    ))
+    .unwrap();
+    assert_eq!(state(&j, 6), IncidentState::Escalating);
+    for d in [&ds[5], &ds[6], &ds[7]] {
+        j.record_batch(&batch(21, vec![], vec![d.clone()])).unwrap();
+        assert_eq!(state(&j, 6), IncidentState::Escalating, "after {d:?}");
+    }
+    // And the state change is what moves it.
+    j.record_batch(&batch(
+        22,
+        vec![],
+        vec![moved(id, IncidentState::Escalating, Cause::Contained)],
+    ))
+    .unwrap();
+    assert_eq!(state(&j, 6), IncidentState::Contained);
 }
 
 #[test]
@@ -498,11 +629,23 @@ fn closed_is_final_until_the_incident_is_opened_again() {
     let mut j = Journal::open_in_memory().unwrap();
     let id = IncidentId(3);
     let ds = decisions(id);
-    j.record_batch(&batch(1, vec![], vec![ds[0].clone(), ds[7].clone()]))
-        .unwrap();
-    for d in [&ds[3], &ds[5], &ds[6]] {
+    j.record_batch(&batch(
+        1,
+        vec![],
+        vec![
+            ds[0].clone(),
+            moved(id, IncidentState::Open, Cause::Closed),
+            ds[7].clone(),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(state(&j, 3), IncidentState::Closed);
+    // Late news about it (an action, a notice, a containment, a restore) leaves it closed.
+    let mut notify = action(31, id, 2);
+    notify.kind = ActionKind::Notify;
+    for d in [&ds[3], &Decision::Act(notify), &ds[5], &ds[6]] {
         j.record_batch(&batch(2, vec![], vec![d.clone()])).unwrap();
-        assert_eq!(state(&j, 3), IncidentState::Closed);
+        assert_eq!(state(&j, 3), IncidentState::Closed, "after {d:?}");
     }
     j.record_batch(&batch(3, vec![], vec![ds[0].clone()]))
         .unwrap();
@@ -514,46 +657,150 @@ fn closed_is_final_until_the_incident_is_opened_again() {
 }
 
 #[test]
-fn a_restore_does_not_escalate_and_a_new_act_after_restore_does() {
+fn a_restore_does_not_escalate_and_a_reoffence_after_restore_does() {
     let mut j = Journal::open_in_memory().unwrap();
     let id = IncidentId(4);
     let ds = decisions(id);
-    j.record_batch(&batch(1, vec![], vec![ds[0].clone(), ds[5].clone()]))
-        .unwrap();
+    j.record_batch(&batch(
+        1,
+        vec![],
+        vec![
+            ds[0].clone(),
+            moved(id, IncidentState::Open, Cause::Contained),
+            ds[5].clone(),
+        ],
+    ))
+    .unwrap();
+    // The restore is decided (no state change: the engine does not escalate for it)...
     let mut restore = action(9, id, 2);
     restore.kind = ActionKind::Restore(Box::default());
     j.record_batch(&batch(2, vec![], vec![Decision::Act(restore)]))
         .unwrap();
-    assert_eq!(state(&j, 4), IncidentState::Contained);
-    j.record_batch(&batch(3, vec![], vec![ds[6].clone(), ds[3].clone()]))
-        .unwrap();
+    let row = j.incident(id).unwrap().unwrap().incident;
+    assert_eq!((row.state, row.updated_at), (IncidentState::Contained, 2));
+    // ... and works.
+    j.record_batch(&batch(
+        3,
+        vec![],
+        vec![
+            moved(id, IncidentState::Contained, Cause::Restored),
+            ds[6].clone(),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(state(&j, 4), IncidentState::Restored);
+    // The function faults again: the engine says it re-offended, then acts.
+    j.record_batch(&batch(
+        4,
+        vec![(Observation::Fault(fault(1, 4)), Some(id))],
+        vec![
+            moved(id, IncidentState::Restored, Cause::Reoffended),
+            ds[3].clone(),
+        ],
+    ))
+    .unwrap();
     assert_eq!(state(&j, 4), IncidentState::Escalating);
 }
 
 #[test]
 fn an_act_for_an_unknown_incident_creates_it_other_decisions_do_not() {
     let mut j = Journal::open_in_memory().unwrap();
-    j.record_batch(&batch(
-        1,
-        vec![],
-        vec![Decision::Contained {
-            incident: IncidentId(8),
+    let unknown = IncidentId(8);
+    let mut restore = action(1, unknown, 1);
+    restore.kind = ActionKind::Restore(Box::default());
+    for d in [
+        Decision::Contained {
+            incident: unknown,
             by: "driver".into(),
-        }],
-    ))
-    .unwrap();
-    assert!(j.incident(IncidentId(8)).unwrap().is_none());
+        },
+        moved(unknown, IncidentState::Open, Cause::Contained),
+        Decision::Restored { incident: unknown },
+        Decision::Act(restore),
+    ] {
+        j.record_batch(&batch(1, vec![], vec![d.clone()])).unwrap();
+        assert!(j.incident(unknown).unwrap().is_none(), "after {d:?}");
+    }
     j.record_batch(&batch(
         2,
         vec![],
-        vec![Decision::Act(action(1, IncidentId(8), 2))],
+        vec![Decision::Act(action(2, unknown, 2))],
     ))
     .unwrap();
-    let row = j.incident(IncidentId(8)).unwrap().unwrap().incident;
+    let row = j.incident(unknown).unwrap().unwrap().incident;
     assert_eq!(
-        (row.state, row.function, row.owner),
-        (IncidentState::Escalating, vf(1), Some(vm("web-1")))
+        (row.state, row.function, row.owner, row.pf, row.opened_at),
+        (
+            IncidentState::Escalating,
+            vf(1),
+            Some(vm("web-1")),
+            Some(pf()),
+            2
+        )
     );
+    // A notice does not escalate: the incident it creates is open.
+    let mut notify = action(3, IncidentId(9), 3);
+    notify.kind = ActionKind::Notify;
+    j.record_batch(&batch(3, vec![], vec![Decision::Act(notify)]))
+        .unwrap();
+    assert_eq!(state(&j, 9), IncidentState::Open);
+}
+
+#[test]
+fn an_uncontained_incident_is_stored_listed_as_open_and_kept_by_retention() {
+    let mut j = Journal::open_in_memory().unwrap();
+    let (stuck, done) = (IncidentId(1), IncidentId(2));
+    let mut notify = action(10, stuck, 1);
+    notify.kind = ActionKind::Notify;
+    j.record_batch(&batch(
+        1,
+        vec![(Observation::Fault(fault(1, 1)), Some(stuck))],
+        vec![
+            decisions(stuck)[0].clone(),
+            decisions(done)[0].clone(),
+            moved(stuck, IncidentState::Open, Cause::Exhausted),
+            Decision::Act(notify),
+            moved(done, IncidentState::Open, Cause::Closed),
+            decisions(done)[7].clone(),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(state(&j, 1), IncidentState::Uncontained);
+    let stored: String = j
+        .conn
+        .query_row("SELECT state FROM incidents WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, "uncontained");
+    let listed = |j: &Journal, open_only| -> Vec<(u64, IncidentState)> {
+        j.incidents(&IncidentFilter { open_only, ..all() })
+            .unwrap()
+            .iter()
+            .map(|r| (r.id.0, r.state))
+            .collect()
+    };
+    assert_eq!(listed(&j, true), [(1, IncidentState::Uncontained)]);
+    assert_eq!(
+        listed(&j, false),
+        [(2, IncidentState::Closed), (1, IncidentState::Uncontained)]
+    );
+    // Its fault and decisions outlive the age limit, like any open incident's; the closed
+    // incident's three decisions go.
+    assert_eq!(j.apply_retention(10_000, 1_000, 1_000).unwrap(), 3);
+    let left: Vec<_> = j.replay().unwrap().iter().map(|e| e.seq()).collect();
+    assert_eq!(left, [1, 2, 4, 5]);
+    // Containment (by the driver, or an operator's quarantine) takes it out of uncontained.
+    j.record_batch(&batch(
+        20,
+        vec![],
+        vec![
+            moved(stuck, IncidentState::Uncontained, Cause::Contained),
+            Decision::Contained {
+                incident: stuck,
+                by: "driver: i40e_mdd_disable".into(),
+            },
+        ],
+    ))
+    .unwrap();
+    assert_eq!(state(&j, 1), IncidentState::Contained);
 }
 
 #[test]
@@ -593,6 +840,7 @@ fn incidents_filter_by_state_owner_and_pf_newest_first() {
             open(2, vf(2), Some(vm("web-2"))),
             open(3, other_pf, Some(Owner::host("bound to i40e"))),
             open(4, vf(4), None),
+            moved(IncidentId(2), IncidentState::Open, Cause::Closed),
             Decision::Closed {
                 incident: IncidentId(2),
                 reason: "done".into(),
@@ -684,21 +932,37 @@ fn incident_detail_holds_only_its_own_records_in_commit_order() {
     j.record_outcome(&outcome(&a, 9, None)).unwrap();
     j.record_batch(&batch(
         2,
-        vec![(Observation::Tick, Some(one))],
-        vec![decisions(one)[5].clone()],
+        vec![
+            (Observation::Tick, Some(one)),
+            (Observation::Fault(fault(1, 3)), Some(one)),
+        ],
+        vec![
+            moved(one, IncidentState::Open, Cause::Contained),
+            decisions(one)[5].clone(),
+        ],
     ))
     .unwrap();
 
     let d = j.incident(one).unwrap().unwrap();
     assert_eq!(d.incident.state, IncidentState::Contained);
+    // The tick (seq 10) is linked to the incident, for retention, but is no evidence of it.
+    assert!(matches!(
+        &j.replay().unwrap()[9],
+        Entry::Observation(ObservationRow {
+            seq: 10,
+            incident: Some(i),
+            observation: Observation::Tick,
+            ..
+        }) if *i == one
+    ));
     assert_eq!(
         d.observations.iter().map(|o| o.seq).collect::<Vec<_>>(),
-        [1, 10]
+        [1, 11]
     );
     assert!(d.observations.iter().all(|o| o.incident == Some(one)));
     assert_eq!(
         d.decisions.iter().map(|o| o.seq).collect::<Vec<_>>(),
-        [4, 6, 11]
+        [4, 6, 12, 13]
     );
     assert_eq!(d.actions.len(), 1);
     assert_eq!(d.actions[0].action, a);
@@ -819,24 +1083,27 @@ fn retention_by_age_keeps_what_open_incidents_hold() {
     j.record_batch(&batch(
         2_000,
         vec![],
-        vec![Decision::Closed {
-            incident: closed,
-            reason: "ok".into(),
-        }],
+        vec![
+            moved(closed, IncidentState::Open, Cause::Closed),
+            Decision::Closed {
+                incident: closed,
+                reason: "ok".into(),
+            },
+        ],
     ))
     .unwrap();
     j.record_batch(&batch(9_000, vec![(Observation::Tick, None)], vec![]))
         .unwrap();
-    // Cutoff 10_000 - 5_000 = 5_000: the untied tick, the closed incident's tick and its two
+    // Cutoff 10_000 - 5_000 = 5_000: the untied tick, the closed incident's tick and its three
     // decisions go; the open incident's tick and decision stay, as does the recent tick.
-    assert_eq!(j.apply_retention(10_000, 5_000, 1_000).unwrap(), 4);
+    assert_eq!(j.apply_retention(10_000, 5_000, 1_000).unwrap(), 5);
     let left: Vec<_> = j
         .replay()
         .unwrap()
         .iter()
         .map(|e| (e.seq(), e.at()))
         .collect();
-    assert_eq!(left, [(2, 1_000), (4, 1_000), (7, 9_000)]);
+    assert_eq!(left, [(2, 1_000), (4, 1_000), (8, 9_000)]);
     assert_eq!(j.apply_retention(10_000, 5_000, 1_000).unwrap(), 0);
     // The incident rows themselves are kept.
     assert_eq!(j.incidents(&all()).unwrap().len(), 2);
@@ -947,7 +1214,7 @@ fn write_v1(conn: &Connection, b: &Batch) {
                 seq as i64,
                 b.at as i64,
                 entry::decision_type(d),
-                entry::decision_incident(d).map(|i| i.0 as i64),
+                d.incident().map(|i| i.0 as i64),
                 serde_json::to_string(d).unwrap()
             ],
         )
@@ -1012,10 +1279,10 @@ fn a_version_1_journal_is_migrated_with_its_incidents_derived_from_its_decisions
     j.close().unwrap();
 
     let migrated = Journal::open(&path).unwrap();
-    assert_eq!(migrated.schema_version().unwrap(), 2);
-    assert!(
-        schema::applied(&migrated.conn, 1).unwrap() && schema::applied(&migrated.conn, 2).unwrap()
-    );
+    assert_eq!(migrated.schema_version().unwrap(), 3);
+    for v in 1..=3 {
+        assert!(schema::applied(&migrated.conn, v).unwrap(), "version {v}");
+    }
     let still: i64 = migrated
         .conn
         .query_row(
@@ -1032,16 +1299,32 @@ fn a_version_1_journal_is_migrated_with_its_incidents_derived_from_its_decisions
     }
     assert_eq!(migrated.replay().unwrap(), fresh.replay().unwrap());
     assert_eq!(migrated.cursor("kmsg").unwrap(), Some(3));
+    // A version-1 journal has no state changes: the migration derives the states its decisions
+    // imply, which are the ones the engine decides alongside them today...
+    let mut decided = Journal::open_in_memory().unwrap();
+    let mut states = HashMap::new();
+    for mut b in history() {
+        b.decisions = with_state_changes(&mut states, b.decisions);
+        decided.record_batch(&b).unwrap();
+    }
     let incidents = migrated.incidents(&all()).unwrap();
-    assert_eq!(incidents, fresh.incidents(&all()).unwrap());
+    assert_eq!(incidents, decided.incidents(&all()).unwrap());
+    let states =
+        |rows: &[IncidentRow]| -> Vec<_> { rows.iter().map(|i| (i.id.0, i.state, i.pf)).collect() };
     assert_eq!(
-        incidents
-            .iter()
-            .map(|i| (i.id.0, i.state, i.pf))
-            .collect::<Vec<_>>(),
+        states(&incidents),
         [
             (2, IncidentState::Contained, Some(pf())),
             (1, IncidentState::Closed, Some(pf()))
+        ]
+    );
+    // ... while the same decisions recorded now, without state changes, move no state: the
+    // derivation is the migration's alone.
+    assert_eq!(
+        states(&fresh.incidents(&all()).unwrap()),
+        [
+            (2, IncidentState::Open, Some(pf())),
+            (1, IncidentState::Open, Some(pf()))
         ]
     );
     // And the migrated journal takes new records where the old one stopped.
@@ -1054,33 +1337,271 @@ fn a_version_1_journal_is_migrated_with_its_incidents_derived_from_its_decisions
 }
 
 #[test]
+fn a_version_1_journal_is_migrated_with_the_rules_of_its_time() {
+    let (_dir, path) = temp();
+    let j = Journal::open_with(&path, &MIGRATIONS[..1]).unwrap();
+    let id = IncidentId;
+    let opened = |n: u64| decisions(id(n))[0].clone();
+    let contained = |n: u64| decisions(id(n))[5].clone();
+    let closed = |n: u64| decisions(id(n))[7].clone();
+    let act = |a: u64, n: u64, kind: Option<ActionKind>| {
+        let mut a = action(a, id(n), 0);
+        if let Some(kind) = kind {
+            a.kind = kind;
+        }
+        Decision::Act(a)
+    };
+    let restore = || Some(ActionKind::Restore(Box::default()));
+    write_v1(
+        &j.conn,
+        &batch(
+            1,
+            vec![],
+            vec![
+                opened(3),
+                closed(3),
+                opened(4),
+                contained(4),
+                opened(5),
+                contained(5),
+                opened(6),
+                closed(6),
+                opened(7),
+                contained(8),
+            ],
+        ),
+    );
+    write_v1(
+        &j.conn,
+        &batch(
+            2,
+            vec![],
+            vec![
+                // 3: closed was final, whatever came after.
+                act(31, 3, None),
+                contained(3),
+                Decision::Restored { incident: id(3) },
+                // 4: a restore did not escalate a contained incident...
+                act(41, 4, restore()),
+                // 5: ... but an action after the restore did.
+                Decision::Restored { incident: id(5) },
+                act(51, 5, None),
+                // 6: opening the same id again reopened it.
+                opened(6),
+                // 7: nor did a restore escalate an open one.
+                act(71, 7, restore()),
+                // 9: an action created an unknown incident escalating, even a notice.
+                act(91, 9, Some(ActionKind::Notify)),
+            ],
+        ),
+    );
+    j.close().unwrap();
+
+    let migrated = Journal::open(&path).unwrap();
+    assert_eq!(migrated.schema_version().unwrap(), 3);
+    let rows: Vec<_> = migrated
+        .incidents(&all())
+        .unwrap()
+        .iter()
+        .map(|r| (r.id.0, r.state, r.opened_at))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (9, IncidentState::Escalating, 2),
+            (7, IncidentState::Open, 1),
+            (6, IncidentState::Open, 1),
+            (5, IncidentState::Escalating, 1),
+            (4, IncidentState::Contained, 1),
+            (3, IncidentState::Closed, 1),
+        ]
+    );
+    // 8 was never opened: its containment stays in `decisions` only.
+    assert!(migrated.incident(id(8)).unwrap().is_none());
+}
+
+/// The `incidents` table as stored: every column of every row, in id order.
+fn incident_rows(conn: &Connection) -> Vec<Vec<rusqlite::types::Value>> {
+    conn.prepare(
+        "SELECT id, function, opened_ms, updated_ms, state, owner, owner_label, pf
+         FROM incidents ORDER BY id",
+    )
+    .unwrap()
+    .query_map([], |r| (0..8).map(|i| r.get(i)).collect())
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// Every table and index, with its SQL.
+fn schema_objects(conn: &Connection, kind: &str) -> Vec<(String, String, Option<String>)> {
+    conn.prepare(
+        "SELECT name, tbl_name, sql FROM sqlite_master
+         WHERE type = ?1 AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    )
+    .unwrap()
+    .query_map([kind], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+#[test]
+fn a_version_2_journal_is_migrated_keeping_its_incidents_and_indices_and_takes_uncontained() {
+    let (_dir, path) = temp();
+    let mut j = Journal::open_with(&path, &MIGRATIONS[..2]).unwrap();
+    assert_eq!(j.schema_version().unwrap(), 2);
+    let id = IncidentId;
+    let ds = |n: u64| decisions(id(n));
+    // One incident in each state version 2 knows; one on an unowned function, PF unknown.
+    j.record_batch(&batch(
+        10,
+        vec![(Observation::Fault(fault(1, 1)), Some(id(1)))],
+        vec![
+            ds(1)[0].clone(),
+            ds(2)[0].clone(),
+            ds(3)[0].clone(),
+            ds(4)[0].clone(),
+            ds(5)[0].clone(),
+            Decision::IncidentOpened {
+                incident: id(6),
+                function: vf(4),
+                owner: None,
+            },
+            moved(id(2), IncidentState::Open, Cause::Escalated),
+            ds(2)[3].clone(),
+            moved(id(3), IncidentState::Open, Cause::Contained),
+            ds(3)[5].clone(),
+            moved(id(4), IncidentState::Open, Cause::Contained),
+            ds(4)[5].clone(),
+        ],
+    ))
+    .unwrap();
+    j.record_batch(&batch(
+        20,
+        vec![],
+        vec![
+            moved(id(4), IncidentState::Contained, Cause::Restored),
+            ds(4)[6].clone(),
+            moved(id(5), IncidentState::Open, Cause::Closed),
+            ds(5)[7].clone(),
+        ],
+    ))
+    .unwrap();
+    let before = incident_rows(&j.conn);
+    let states: Vec<_> = before
+        .iter()
+        .map(|r| match &r[4] {
+            rusqlite::types::Value::Text(t) => t.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "open",
+            "escalating",
+            "contained",
+            "restored",
+            "closed",
+            "open"
+        ]
+    );
+    let indices = schema_objects(&j.conn, "index");
+    assert_eq!(
+        indices.iter().filter(|i| i.1 == "incidents").count(),
+        4,
+        "{indices:?}"
+    );
+    // Version 2 cannot store the new state: the batch saying so is refused whole.
+    let exhausted = batch(
+        30,
+        vec![],
+        vec![
+            moved(id(2), IncidentState::Escalating, Cause::Exhausted),
+            ds(2)[1].clone(),
+        ],
+    );
+    let err = j.record_batch(&exhausted).unwrap_err();
+    assert!(matches!(err.kind(), JournalErrorKind::Sqlite(_)), "{err:?}");
+    assert_eq!(incident_rows(&j.conn), before);
+    let seqs = j.replay().unwrap().len();
+    j.close().unwrap();
+
+    let mut migrated = Journal::open(&path).unwrap();
+    assert_eq!(migrated.schema_version().unwrap(), 3);
+    assert!(schema::applied(&migrated.conn, 3).unwrap());
+    assert_eq!(incident_rows(&migrated.conn), before);
+    assert_eq!(schema_objects(&migrated.conn, "index"), indices);
+    assert_eq!(migrated.replay().unwrap().len(), seqs);
+    // The file now has the schema a new journal has.
+    let (_dir2, new) = temp();
+    let fresh = Journal::open(&new).unwrap();
+    for kind in ["table", "index"] {
+        assert_eq!(
+            schema_objects(&migrated.conn, kind),
+            schema_objects(&fresh.conn, kind),
+            "{kind}"
+        );
+    }
+    // The writes still never scan.
+    for sql in incident::STATEMENTS {
+        let plan = plan(&migrated.conn, sql);
+        assert!(
+            plan.iter().all(|step| !step.starts_with("SCAN")),
+            "{sql}\n{plan:#?}"
+        );
+    }
+    // And it takes the new state, still refusing one nobody knows.
+    migrated.record_batch(&exhausted).unwrap();
+    assert_eq!(state(&migrated, 2), IncidentState::Uncontained);
+    let open: Vec<_> = migrated
+        .incidents(&IncidentFilter {
+            open_only: true,
+            ..all()
+        })
+        .unwrap()
+        .iter()
+        .map(|r| (r.id.0, r.state))
+        .collect();
+    assert_eq!(
+        open,
+        [
+            (6, IncidentState::Open),
+            (4, IncidentState::Restored),
+            (3, IncidentState::Contained),
+            (2, IncidentState::Uncontained),
+            (1, IncidentState::Open),
+        ]
+    );
+    assert!(migrated
+        .conn
+        .execute("UPDATE incidents SET state = 'gone' WHERE id = 1", [])
+        .is_err());
+}
+
+#[test]
 fn a_failing_migration_leaves_the_previous_version_intact() {
     let (_dir, path) = temp();
     Journal::open(&path).unwrap().close().unwrap();
-    let broken = [
-        Migration {
-            version: 1,
-            name: "journal",
-            sql: MIGRATIONS[0].sql,
-            backfill: None,
-        },
-        Migration {
-            version: 2,
-            name: "incidents",
-            sql: MIGRATIONS[1].sql,
-            backfill: MIGRATIONS[1].backfill,
-        },
-        Migration {
-            version: 3,
-            name: "broken",
-            sql: "CREATE TABLE half (x INTEGER); INSERT INTO no_such_table VALUES (1);",
-            backfill: None,
-        },
-    ];
+    let real = |m: &Migration| Migration {
+        version: m.version,
+        name: m.name,
+        sql: m.sql,
+        backfill: m.backfill,
+    };
+    let mut broken: Vec<Migration> = MIGRATIONS.iter().map(real).collect();
+    assert_eq!(broken.len(), 3);
+    broken.push(Migration {
+        version: 4,
+        name: "broken",
+        sql: "CREATE TABLE half (x INTEGER); INSERT INTO no_such_table VALUES (1);",
+        backfill: None,
+    });
     let err = Journal::open_with(&path, &broken).unwrap_err();
     assert_eq!(err.operation(), "migrating the schema");
     let j = Journal::open(&path).unwrap();
-    assert_eq!(j.schema_version().unwrap(), 2);
+    assert_eq!(j.schema_version().unwrap(), 3);
     assert!(!schema::tables(&j.conn)
         .unwrap()
         .contains(&"half".to_owned()));
@@ -1122,7 +1643,7 @@ fn read_only_opening_reads_writes_nothing_and_refuses_other_schemas() {
         ),
         "{err}"
     );
-    assert_eq!(Journal::open(&old).unwrap().schema_version().unwrap(), 2);
+    assert_eq!(Journal::open(&old).unwrap().schema_version().unwrap(), 3);
     // A missing file is an error naming it, not a new empty journal.
     let missing = old.with_file_name("missing.db");
     assert!(Journal::open_read_only(&missing).is_err());
