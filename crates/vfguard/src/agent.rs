@@ -465,6 +465,14 @@ impl Agent {
         self.samples += 1;
     }
 
+    /// Every incident in memory (none closed: those leave it) with its state, as the engine
+    /// decided it.
+    pub fn incident_states(
+        &self,
+    ) -> impl Iterator<Item = (IncidentId, vfguard_model::IncidentState)> + '_ {
+        self.engine.incidents().map(|i| (i.id, i.state))
+    }
+
     /// The functions with an incident not closed.
     pub fn open_functions(&self) -> impl Iterator<Item = Bdf> + '_ {
         self.engine
