@@ -16,6 +16,7 @@
 //!   `EOPNOTSUPP`; `EPERM`... for evictions).
 
 pub mod drivers;
+pub mod expect;
 pub mod render;
 pub mod report;
 pub mod rng;

@@ -1,18 +1,20 @@
 //! Running a scenario and reporting what happened, in the stable shape `vfguard simulate --json`
-//! prints.
+//! prints. The expectations are judged by [`crate::expect`], for this and for the agent's runs.
 //!
 //! # Limitations
-//! Until the engine and the daemon exist, [`host_only`] plays the host alone: the records it
-//! printed go through the real classifier and are resolved against the real topology reader
-//! over the simulated tree (re-read whenever owners change), but nobody acts, so `actions` is
-//! empty, `contained_ms` is null and the containment expectation is reported as skipped.
+//! [`host_only`] (`vfguard simulate --host-only`) plays the host alone: the records it printed
+//! go through the real classifier and are resolved against the real topology reader over the
+//! simulated tree (re-read whenever owners change), but nobody acts, so `actions` is empty,
+//! `contained_ms` is null and the expectations only an agent can meet are reported as skipped.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use vfguard_model::{Bdf, FaultEvent, FaultKind, Topology};
 use vfguard_parse::{kmsg_line, Classifier};
 
+pub use crate::expect::Expectations;
+use crate::expect::{check, Run};
 use crate::SimHost;
 
 /// An owner as the report names it.
@@ -74,17 +76,6 @@ pub struct ActionRow {
     pub owner: Option<String>,
     /// `ok` or the errno.
     pub result: String,
-}
-
-/// Whether the scenario's expectations held.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Expectations {
-    /// All checked expectations held.
-    pub passed: bool,
-    /// What did not hold.
-    pub failures: Vec<String>,
-    /// What could not be checked in this run, and why.
-    pub skipped: Vec<String>,
 }
 
 /// The final report.
@@ -238,66 +229,14 @@ fn build_report(sim: &SimHost, events: &[(FaultEvent, Attribution)], records: u6
         .map(|v| v.name.clone())
         .chain(sc.container.iter().map(|c| c.name.clone()))
         .collect();
-    let mut x = Expectations::default();
-    let culprits: BTreeSet<&str> = sc
-        .expect
-        .culprits
-        .iter()
-        .map(|c| c.get_ref().as_str())
-        .collect();
-    for c in &culprits {
-        if !list.iter().any(|i| i.owner.name.as_deref() == Some(c)) {
-            x.failures
-                .push(format!("culprit {c}: no fault was attributed to it"));
-        }
-    }
-    for i in &list {
-        let tenant = matches!(i.owner.kind.as_str(), "vm" | "netns");
-        if let (true, Some(n)) = (tenant, i.owner.name.as_deref()) {
-            if !culprits.contains(n) {
-                x.failures.push(format!(
-                    "{n} is not a culprit but incident {} ({:?}) was attributed to it",
-                    i.id, i.kinds
-                ));
-            }
-        }
-    }
-    for pf in &sc.expect.hardware_faults {
-        let on_pf: Vec<&Incident> = list
-            .iter()
-            .filter(|i| i.pf == Some(*pf) || i.function == Some(*pf))
-            .collect();
-        if on_pf.is_empty() {
-            x.failures
-                .push(format!("hardware fault on {pf}: nothing was reported"));
-        }
-        // The PF's own incidents (its function, or lines naming none of its functions) must not
-        // be pinned on a tenant; its VFs' incidents are their tenants' business.
-        for i in on_pf
-            .iter()
-            .filter(|i| i.function == Some(*pf) || i.function.is_none())
-        {
-            if matches!(i.owner.kind.as_str(), "vm" | "netns") {
-                x.failures.push(format!(
-                    "hardware fault on {pf} was blamed on {:?}",
-                    i.owner.name
-                ));
-            }
-        }
-    }
-    if let Some(ms) = sc.expect.contained_within_ms {
-        x.skipped.push(format!(
-            "contained_within_ms ({ms}): not checked, the host ran alone (no agent acted)"
-        ));
-    }
-    x.passed = x.failures.is_empty();
+    let expectations = check(sc, Run::HostOnly(&list));
     Report {
         scenario: sc.scenario.name.clone(),
         seed: sc.scenario.seed,
         incidents: list,
         actions: Vec::new(),
         untouched: owners,
-        expectations: x,
+        expectations,
         records,
         duration_ms: sc.scenario.duration_ms,
     }

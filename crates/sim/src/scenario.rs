@@ -295,9 +295,15 @@ pub struct ExpectSpec {
     /// PFs with faults no tenant caused: they must stay unattributed to any tenant.
     #[serde(default)]
     pub hardware_faults: Vec<Bdf>,
-    /// The agent must contain each culprit within this long of its first fault (when it acts).
+    /// The agent must contain each culprit within this long of its first fault (when it acts),
+    /// and again within this long of any fault after its containment ended (re-offence).
     #[serde(default)]
     pub contained_within_ms: Option<u64>,
+    /// Culprits that cannot be contained (every rung fails or none applies): their incident
+    /// must reach state `uncontained` and they must be notified again (at least twice).
+    /// Each must also be listed in `culprits`.
+    #[serde(default)]
+    pub uncontained: Vec<Spanned<String>>,
 }
 
 /// A whole scenario file.
@@ -324,6 +330,17 @@ pub struct Scenario {
     /// `[expect]`.
     #[serde(default)]
     pub expect: ExpectSpec,
+    /// `[policy]`: the agent's policy for this scenario, with the keys of the configuration's
+    /// `[policy]` (docs/engine.md). Kept raw: the runner validates it with the engine's own
+    /// parser (this crate does not depend on the engine); see [`Scenario::policy_toml`].
+    #[serde(default)]
+    pub policy: Option<Spanned<toml::Table>>,
+    /// The file name given to [`Scenario::parse`], for errors found later (in `[policy]`).
+    #[serde(skip)]
+    pub file: String,
+    /// The line of the `[policy]` table (0 when there is none).
+    #[serde(skip)]
+    policy_line: usize,
 }
 
 /// A scenario file that cannot be used: where, and what to do.
@@ -361,8 +378,13 @@ impl Scenario {
             line: span.map_or(0, |s| line_of(text, s.start)),
             message,
         };
-        let sc: Scenario =
+        let mut sc: Scenario =
             toml::from_str(text).map_err(|e| err(e.span(), e.message().to_owned()))?;
+        file.clone_into(&mut sc.file);
+        sc.policy_line = sc
+            .policy
+            .as_ref()
+            .map_or(0, |p| line_of(text, p.span().start));
         if sc.scenario.duration_ms == 0 {
             return Err(err(None, "scenario.duration_ms (0) must be > 0".into()));
         }
@@ -516,7 +538,44 @@ impl Scenario {
                 ));
             }
         }
+        for u in &sc.expect.uncontained {
+            if !sc
+                .expect
+                .culprits
+                .iter()
+                .any(|c| c.get_ref() == u.get_ref())
+            {
+                return Err(err(
+                    Some(u.span()),
+                    format!(
+                        "expect.uncontained: {:?} must also be listed in expect.culprits",
+                        u.get_ref()
+                    ),
+                ));
+            }
+        }
         Ok(sc)
+    }
+
+    /// The `[policy]` table as TOML text, for the engine's `Policy::from_toml`; `None` when the
+    /// scenario has none (the runner then uses the defaults, or `--policy FILE`).
+    pub fn policy_toml(&self) -> Result<Option<String>, ScenarioError> {
+        let Some(p) = &self.policy else {
+            return Ok(None);
+        };
+        toml::to_string(p.get_ref())
+            .map(Some)
+            .map_err(|e| self.policy_error(format!("policy: {e}")))
+    }
+
+    /// An error found in the `[policy]` table (by the runner's validation): `message` (which
+    /// names the field) located at the table, in this scenario's file.
+    pub fn policy_error(&self, message: impl Into<String>) -> ScenarioError {
+        ScenarioError {
+            file: self.file.clone(),
+            line: self.policy_line,
+            message: message.into(),
+        }
     }
 }
 
@@ -575,5 +634,34 @@ kind = "mdd_flood"
             .unwrap_err()
             .message
             .contains("colour"));
+    }
+
+    #[test]
+    fn an_uncontained_owner_must_be_a_culprit() {
+        let text = format!("{OK}\n[expect]\nculprits = [\"a\"]\nuncontained = [\"a\"]\n");
+        let s = Scenario::parse("t.toml", &text).unwrap();
+        assert_eq!(s.expect.uncontained[0].get_ref(), "a");
+        let text = format!("{OK}\n[expect]\nuncontained = [\"a\"]\n");
+        let e = Scenario::parse("t.toml", &text).unwrap_err();
+        assert_eq!(e.line, 21, "{e}");
+        assert!(e.message.contains("expect.uncontained"), "{e}");
+    }
+
+    #[test]
+    fn the_policy_table_is_kept_raw_and_its_errors_point_at_it() {
+        let s = Scenario::parse("t.toml", OK).unwrap();
+        assert_eq!(s.policy_toml().unwrap(), None);
+        let text = format!(
+            "{OK}\n[policy]\ncool_down = \"5s\"\n\n[policy.guard]\nmax_actions_per_pf = 2\n"
+        );
+        let s = Scenario::parse("t.toml", &text).unwrap();
+        let p: toml::Table = s.policy_toml().unwrap().unwrap().parse().unwrap();
+        assert_eq!(p["cool_down"].as_str(), Some("5s"));
+        assert_eq!(p["guard"]["max_actions_per_pf"].as_integer(), Some(2));
+        let e = s.policy_error("policy.cool_down (5x) must be a duration");
+        assert_eq!(
+            e.to_string(),
+            "t.toml:20: policy.cool_down (5x) must be a duration"
+        );
     }
 }
