@@ -325,7 +325,8 @@ pub struct SimulateArgs {
     /// Override the scenario's seed.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// The agent's policy (TOML, see docs/engine.md); the built-in defaults otherwise.
+    /// The agent's policy (TOML, see docs/engine.md), instead of the scenario's `[policy]` (else
+    /// the built-in defaults).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// Play the host alone: report what the log shows, with no agent acting.

@@ -5,9 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use vfguard_act::MemoryNotifier;
+use vfguard_engine::policy::RawPolicy;
 use vfguard_engine::Policy;
-use vfguard_model::{ActionKind, Decision, IncidentId, Millis};
-use vfguard_sim::report::{ActionRow, Attribution, Expectations, Incident, OwnerRef, Report};
+use vfguard_model::{Decision, IncidentId, Millis};
+use vfguard_sim::expect::{acts_on, check, Run};
+use vfguard_sim::report::{ActionRow, Attribution, Incident, OwnerRef, Report};
+use vfguard_sim::scenario::{Scenario, ScenarioError};
 use vfguard_sim::SimHost;
 
 use crate::agent::{Agent, AgentConfig, AgentHost};
@@ -70,12 +73,54 @@ pub fn describe(
             who(incident)
         ),
         Decision::Restored { incident } => format!("incident {} restored", incident.0),
+        // The usual moves have lines of their own (acted, contained, restored, closed).
+        Decision::StateChanged {
+            incident,
+            to,
+            cause,
+            ..
+        } => match cause {
+            vfguard_model::Cause::Reoffended
+            | vfguard_model::Cause::ContainmentUndone
+            | vfguard_model::Cause::Exhausted => format!(
+                "incident {} {} ({}): now {to}",
+                incident.0,
+                cause.as_str().replace('_', " ").to_uppercase(),
+                who(incident)
+            ),
+            _ => return None,
+        },
         Decision::Closed { incident, reason } => {
             format!("incident {} closed: {reason}", incident.0)
         }
         Decision::ModeChanged { from, to, by } => format!("mode {from} -> {to} (asked by {by})"),
     };
     Some(format!("{} {text}", crate::timefmt::at(at)))
+}
+
+/// The policy a scenario asks for: its `[policy]` table (the configuration's `[policy]` keys),
+/// read into the engine's `RawPolicy` and validated by the engine, else the defaults.
+/// (`--policy FILE` wins over it: the caller decides.) An error names the scenario's file, the
+/// table's line and the field: `f.toml:36: policy.cool_down (5x) must be a duration ...`,
+/// `f.toml:36: policy.guard.max_actions_per_pf: invalid type: string "x", expected u32`.
+pub fn scenario_policy(sc: &Scenario) -> Result<Policy, ScenarioError> {
+    let Some(table) = &sc.policy else {
+        return Ok(Policy::default());
+    };
+    let raw: RawPolicy = table
+        .get_ref()
+        .clone()
+        .try_into()
+        .map_err(|e: toml::de::Error| {
+            // The value deserializer knows the key path; it only shows it in its text.
+            let text = e.to_string();
+            let key = text
+                .lines()
+                .find_map(|l| l.strip_prefix("in `")?.strip_suffix('`'))
+                .map_or_else(String::new, |k| format!(".{k}"));
+            sc.policy_error(format!("policy{key}: {}", e.message()))
+        })?;
+    Policy::validate(&raw).map_err(|e| sc.policy_error(format!("policy.{e}")))
 }
 
 /// Plays the scenario with the agent; `on_line` sees every timeline line as it happens.
@@ -202,9 +247,7 @@ fn build(
             }
             Decision::Act(a) => {
                 let owner = a.owner.as_ref().and_then(|o| o.name.clone());
-                let punitive = !matches!(a.kind, ActionKind::Notify | ActionKind::Restore(_))
-                    && a.rule != "cool_down";
-                if punitive {
+                if acts_on(a) {
                     if let Some(o) = &owner {
                         touched.insert(o.clone());
                     }
@@ -243,76 +286,7 @@ fn build(
         .map(|v| v.name.clone())
         .chain(sc.container.iter().map(|c| c.name.clone()))
         .collect();
-    let culprits: BTreeSet<String> = sc
-        .expect
-        .culprits
-        .iter()
-        .map(|c| c.get_ref().clone())
-        .collect();
-    let mut x = Expectations::default();
-    for c in &culprits {
-        let mine: Vec<&Incident> = list
-            .iter()
-            .filter(|i| i.owner.name.as_deref() == Some(c.as_str()))
-            .collect();
-        if mine.is_empty() {
-            x.failures
-                .push(format!("culprit {c}: no fault was attributed to it"));
-            continue;
-        }
-        match mine
-            .iter()
-            .filter_map(|i| i.contained_ms.map(|t| (i, t)))
-            .min_by_key(|(_, t)| *t)
-        {
-            None => x.failures.push(format!("culprit {c}: never contained")),
-            Some((i, t)) => {
-                if let Some(limit) = sc.expect.contained_within_ms {
-                    if t - i.first_fault_ms > limit {
-                        x.failures.push(format!(
-                            "culprit {c}: contained {} ms after its first fault (limit {limit})",
-                            t - i.first_fault_ms
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    for o in &touched {
-        if !culprits.contains(o) {
-            x.failures
-                .push(format!("{o} is not a culprit but was acted on"));
-        }
-    }
-    for i in &list {
-        if matches!(i.owner.kind.as_str(), "vm" | "netns") {
-            if let Some(n) = &i.owner.name {
-                if !culprits.contains(n) && !i.kinds.is_empty() {
-                    x.failures.push(format!(
-                        "{n} is not a culprit but incident {} ({:?}) was attributed to it",
-                        i.id, i.kinds
-                    ));
-                }
-            }
-        }
-    }
-    for pf in &sc.expect.hardware_faults {
-        let own: Vec<&Incident> = list.iter().filter(|i| i.function == Some(*pf)).collect();
-        if own.is_empty() && !list.iter().any(|i| i.pf == Some(*pf)) {
-            x.failures
-                .push(format!("hardware fault on {pf}: nothing was reported"));
-        }
-        // The PF's own incidents must not be pinned on a tenant (unless a VM holds it whole).
-        for i in own {
-            if i.owner.kind == "netns" {
-                x.failures.push(format!(
-                    "hardware fault on {pf} was blamed on {:?}",
-                    i.owner.name
-                ));
-            }
-        }
-    }
-    x.passed = x.failures.is_empty();
+    let expectations = check(sc, Run::Agent(decisions));
     // Innocent bystanders: never acted on, and no incident pinned on them (a culprit the driver
     // already contained, so that the agent only notified, is not "untouched").
     let untouched = owners
@@ -330,7 +304,7 @@ fn build(
         incidents: list,
         actions,
         untouched,
-        expectations: x,
+        expectations,
         records: agent.records,
         duration_ms: sc.scenario.duration_ms,
     }

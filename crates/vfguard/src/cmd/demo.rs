@@ -15,6 +15,7 @@ const DEMO: &str = include_str!("../../../../testdata/scenarios/demo.toml");
 pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let scenario =
         Scenario::parse("demo.toml (built in)", DEMO).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let policy = vfguard::simrun::scenario_policy(&scenario).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut sim = SimHost::new(scenario).context("building the simulated host")?;
     if !args.json {
         let sc = sim.scenario();
@@ -38,7 +39,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let quiet = args.json;
     let report = vfguard::simrun::run(
         &mut sim,
-        vfguard_engine::Policy::default(),
+        policy,
         100,
         args.journal.as_deref(),
         args.speed,

@@ -22,6 +22,23 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     if let Some(seed) = args.seed {
         scenario.scenario.seed = seed;
     }
+    // `--policy FILE` wins over the scenario's `[policy]`; otherwise a bad `[policy]` makes a bad
+    // file, even with `--host-only` (which does not use it).
+    let policy = match &args.policy {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            vfguard_engine::Policy::from_toml(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        None => match vfguard::simrun::scenario_policy(&scenario) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("vfguard: bad scenario: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+    };
     let mut sim = match &args.keep_root {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -30,15 +47,6 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         None => SimHost::new(scenario),
     }
     .context("building the simulated host")?;
-    let policy = match &args.policy {
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            vfguard_engine::Policy::from_toml(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
-        }
-        None => vfguard_engine::Policy::default(),
-    };
     let report = if args.host_only {
         host_only(&mut sim)
     } else {
