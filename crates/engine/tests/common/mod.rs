@@ -7,7 +7,8 @@ use std::path::Path;
 
 use vfguard_engine::{Engine, Policy};
 use vfguard_model::{
-    ActionKind, ActionOutcome, Decision, FaultEvent, Observation, Topology, VfChange, VfLinkState,
+    ActionKind, ActionOutcome, Decision, FaultEvent, Observation, OwnerKind, Topology, VfChange,
+    VfLinkState,
 };
 use vfguard_parse::{kmsg_line, scan_text, Classifier, FormatHint};
 use vfguard_sim::scenario::Scenario;
@@ -175,12 +176,29 @@ pub fn run_agent(
                                     )
                                 })
                             }
-                            ActionKind::Detach | ActionKind::PauseVm | ActionKind::ResetPf => {
-                                Ok(())
-                            }
+                            // As vfguard-act carries them out: by owner kind (a VF that stays
+                            // with its tenant would go on faulting, and the checker sees it).
+                            ActionKind::Detach => match a.owner.as_ref() {
+                                Some(o) if o.kind == OwnerKind::Vm => sim
+                                    .vmctl()
+                                    .detach(o.name.as_deref().unwrap_or(""), a.function),
+                                Some(o) if o.kind == OwnerKind::Netns => {
+                                    sim.netnsctl().evict(o, a.function)
+                                }
+                                _ => Err(std::io::Error::from_raw_os_error(95)),
+                            },
+                            ActionKind::PauseVm => match a.owner.as_ref() {
+                                Some(o) if o.kind == OwnerKind::Vm => {
+                                    sim.vmctl().pause(o.name.as_deref().unwrap_or(""))
+                                }
+                                _ => Err(std::io::Error::from_raw_os_error(95)),
+                            },
+                            ActionKind::ResetPf => Ok(()),
                         }
                     };
                     let error = result.err().map(|e| match e.raw_os_error() {
+                        Some(1) => "EPERM".to_owned(),
+                        Some(2) => "ENOENT".to_owned(),
                         Some(16) => "EBUSY".to_owned(),
                         Some(95) => "EOPNOTSUPP".to_owned(),
                         _ => e.to_string(),
