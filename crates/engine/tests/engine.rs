@@ -536,3 +536,177 @@ fn a_folded_burst_counts_every_record_and_crosses_a_threshold_like_the_records_w
     assert_eq!(inc.faults, u64::MAX);
     assert!(inc.windows.values().all(|w| w.len() <= 5));
 }
+
+/// A successful outcome, with the VF's state read before acting (what a restore puts back).
+fn ok(id: ActionId, at: u64) -> Observation {
+    Observation::Outcome(ActionOutcome {
+        id,
+        error: None,
+        before: Some(vfguard_model::VfState {
+            link_state: Some(vfguard_model::VfLinkState::Auto),
+            ..vfguard_model::VfState::default()
+        }),
+        at,
+    })
+}
+
+fn states(d: &[Decision]) -> Vec<(State, State, vfguard_model::Cause)> {
+    d.iter()
+        .filter_map(|d| match d {
+            Decision::StateChanged {
+                from, to, cause, ..
+            } => Some((*from, *to, *cause)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Issue 12: an adapter that keeps resetting was never notified (no rule counted PF resets).
+#[test]
+fn a_repeated_adapter_reset_is_notified_once() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let mut e = Engine::new(policy(""));
+    let line = "ixgbe 0000:08:00.0 ens3f0: Reset adapter";
+    assert!(
+        acts(&e.observe(&fault(line), &t, 1000)).is_empty(),
+        "one reset"
+    );
+    let d = e.observe(&fault(line), &t, 60_000);
+    assert_eq!(acts(&d), [("0000:08:00.0".to_owned(), "notify".to_owned())]);
+    for at in [120_000, 180_000] {
+        assert!(acts(&e.observe(&fault(line), &t, at)).is_empty(), "once");
+    }
+}
+
+/// Issue 12: a culprit that offends again after its cool-down restore was never acted on again.
+#[test]
+fn a_reoffence_after_the_restore_is_contained_again_at_the_rung_that_contained_it() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let mut e = Engine::new(policy(
+        "cool_down = \"5s\"\nladder = [\"notify\", \"vf_reset\", \"vf_disable\", \"detach\"]",
+    ));
+    let line = "ixgbe 0000:08:00.0: Malicious event on VF 2 tx:4 rx:0";
+    let mut now = 1000;
+    let mut contained_by = None;
+    // Climb to containment: notify, reset, link state.
+    while contained_by.is_none() && now < 10_000 {
+        for d in e.observe(&fault(line), &t, now) {
+            if let Decision::Act(a) = d {
+                for d in e.observe(&ok(a.id, now), &t, now) {
+                    if matches!(d, Decision::Contained { .. }) {
+                        contained_by = Some(a.kind.name());
+                    }
+                }
+            }
+        }
+        now += 600;
+    }
+    assert_eq!(contained_by.as_deref(), Some("set_vf:link_state"));
+    // Quiet for the cool-down: restored.
+    let d = e.observe(&Observation::Tick, &t, now + 5_000);
+    let restore = d
+        .iter()
+        .find_map(|d| match d {
+            Decision::Act(a) if a.kind.name() == "restore" => Some(a.id),
+            _ => None,
+        })
+        .unwrap();
+    let d = e.observe(&ok(restore, now + 5_000), &t, now + 5_000);
+    assert_eq!(
+        states(&d),
+        [(
+            State::Contained,
+            State::Restored,
+            vfguard_model::Cause::Restored
+        )]
+    );
+    // It floods again: escalating at once, and the link forced down again (not notify first).
+    let d = e.observe(&fault(line), &t, now + 5_100);
+    assert_eq!(
+        states(&d),
+        [(
+            State::Restored,
+            State::Escalating,
+            vfguard_model::Cause::Reoffended
+        )]
+    );
+    assert_eq!(
+        acts(&d),
+        [("0000:09:00.2".to_owned(), "set_vf:link_state".to_owned())]
+    );
+    let inc = e.incidents().next().unwrap();
+    assert_eq!(inc.reoffences, 1);
+}
+
+/// Issue 12: ice's mailbox latch cleared by a VF reset was still taken for a containment.
+#[test]
+fn a_vf_reset_lifts_the_drivers_containment_and_the_ladder_climbs_again() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let mut e = Engine::new(policy(""));
+    let latch = "ice 0000:86:00.0: VF MAC 52:54:00:86:00:03 on PF MAC b4:96:91:86:00:01 is generating asynchronous messages and may be overflowing the PF message queue. Please see the Adapter User Guide for more information";
+    let d = e.observe(&fault(latch), &t, 1000);
+    assert!(d.iter().any(|d| matches!(d, Decision::Contained { .. })));
+    assert_eq!(e.incidents().next().unwrap().state, State::Contained);
+    let d = e.observe(
+        &fault("ice 0000:86:00.0: PF-to-VF reset on PF 0 VF 3 due to MDD event"),
+        &t,
+        1500,
+    );
+    assert_eq!(
+        states(&d)[0],
+        (
+            State::Contained,
+            State::Escalating,
+            vfguard_model::Cause::ContainmentUndone
+        )
+    );
+    assert!(!acts(&d).is_empty(), "the ladder climbs at once");
+    assert_eq!(e.incidents().next().unwrap().contained_at, None);
+}
+
+/// Issue 12: once every rung failed for a pod, the agent went silent while it kept faulting.
+#[test]
+fn an_uncontained_incident_is_notified_again_at_a_bounded_rate_while_faults_go_on() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let mut e = Engine::new(policy(
+        "ladder = [\"vf_disable\"]\nrenotify_every = \"10s\"\nclose_after = \"60s\"",
+    ));
+    let mdd = "ice 0000:86:00.0: Malicious Driver Detection event TX_TCLAN detected on VF 3";
+    let mut notices = Vec::new();
+    let mut now = 1000;
+    while now <= 40_000 {
+        let mut queue = vec![fault(mdd), Observation::Tick];
+        while let Some(obs) = queue.pop() {
+            for d in e.observe(&obs, &t, now) {
+                if let Decision::Act(a) = d {
+                    let error = (a.kind.name() != "notify").then(|| "EOPNOTSUPP".to_owned());
+                    if a.kind.name() == "notify" {
+                        notices.push((now, a.rule.clone()));
+                    }
+                    queue.push(Observation::Outcome(ActionOutcome {
+                        id: a.id,
+                        error,
+                        before: None,
+                        at: now,
+                    }));
+                }
+            }
+        }
+        now += 500;
+    }
+    assert_eq!(e.incidents().next().unwrap().state, State::Uncontained);
+    assert!(notices[0].1.starts_with("uncontained"), "{notices:?}");
+    // Then every 10 s, not at every fault.
+    let again: Vec<u64> = notices.iter().skip(1).map(|(at, _)| *at).collect();
+    assert!((3..=4).contains(&again.len()), "{notices:?}");
+    assert!(again.windows(2).all(|w| w[1] - w[0] >= 10_000), "{again:?}");
+    assert!(notices[1].1.starts_with("still uncontained"), "{notices:?}");
+    // Quiet: it closes, and is notified no more.
+    let d = e.observe(&Observation::Tick, &t, 200_000);
+    assert!(acts(&d).is_empty());
+    assert!(d.iter().any(|d| matches!(d, Decision::Closed { .. })));
+}

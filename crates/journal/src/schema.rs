@@ -21,6 +21,10 @@
 //! `record_batch_never_scans` in the tests), so a commit costs the same on the first day and
 //! after a year.
 //!
+//! Version 3 admits the `uncontained` state (a table rebuild: SQLite cannot alter a CHECK).
+//! From version 3 on, the state is stored as the engine decided it (`state_changed`); only the
+//! version-2 backfill of a version-1 file derives it from that file's decisions.
+//!
 //! The full reference, with queries an operator would run, is `docs/journal.md`.
 
 use rusqlite::{params, Connection, TransactionBehavior};
