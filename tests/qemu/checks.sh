@@ -3,12 +3,13 @@
 #
 # Prints one line per check, at the start of a line:
 #   PASS <name>            FAIL <name>: <why>            SKIP <name>: <why>
-# for the checks inventory, netlink, fault_action, aer, forged_line (in that order of
+# for the checks inventory, netlink, fault_action, evict, aer, forged_line (in that order of
 # results; aer runs last because its non-fatal recovery resets the PF and its VFs).
 # Exit status: 0 when nothing failed (SKIPs allowed), 1 otherwise.
 #
-# Needs /etc/vfguard/act.toml and /etc/vfguard/observe.toml (run.sh packs
-# tests/qemu/policy-act.toml and policy-observe.toml there) and modules igb, igbvf, aer_inject.
+# Needs /etc/vfguard/act.toml, /etc/vfguard/evict.toml and /etc/vfguard/observe.toml (run.sh
+# packs tests/qemu/policy-act.toml, policy-evict.toml and policy-observe.toml there) and modules
+# igb, igbvf, aer_inject.
 # Kernel command-line word VFG_VERBOSE=1 (run.sh -v) prints every intermediate file.
 
 VERBOSE=${VFG_VERBOSE:-0}
@@ -67,7 +68,7 @@ jq_problems() {
 
 # Every check fails with the same reason (setup went wrong); exit.
 all_fail() {
-    for c in inventory netlink fault_action aer forged_line; do result FAIL "$c" "$1"; done
+    for c in inventory netlink fault_action evict aer forged_line; do result FAIL "$c" "$1"; done
     kmsg_dump | grep -E 'igb|aer|AER|pcieport' | tail -n 30 | sed 's/^/    /'
     exit 1
 }
@@ -372,6 +373,75 @@ fi
 [ "$VERBOSE" = 1 ] && show "scan of /dev/kmsg (forged lines)" /tmp/scan-1.json
 if [ -z "$fl_err" ]; then FL_RESULT="PASS"; else FL_RESULT="FAIL"; fi
 jq -c 'select(.trusted == false) | {seq, kind, vf, trusted, trust, message}' /tmp/scan-1.json | sed 's/^/    /'
+
+# ---------------------------------------------------------------- evict
+# VF 0's netdev is still in tenant-a (VLAN 4094 since fault_action), up there as a pod's would
+# be. A second agent, whose ladder is vf_disable then detach (policy-evict), starts; VF 0's driver
+# overrides its MAC once more. vf_disable fails (EOPNOTSUPP on igb) and detach, for a netns
+# owner, evicts the netdev: it must come back to the host's namespace, down, out of tenant-a,
+# with VF 1 left in tenant-b.
+
+say "check evict"
+ev_err=
+ip -n tenant-a link set "$vf0dev" up 2>&1 | sed 's/^/    ip: /'
+ip -n tenant-a link show "$vf0dev" >/tmp/evict-before.txt 2>&1 ||
+    ev_err="VF 0's netdev $vf0dev is not in tenant-a before the check: $(cat /tmp/evict-before.txt); "
+sed 's/^/    tenant-a: /' /tmp/evict-before.txt
+AGENT=
+if [ -z "$ev_err" ] && ! agent_start /etc/vfguard/evict.toml /tmp/evict.db /tmp/evict.log; then
+    ev_err="vfguard run (evict) did not report running within 15 s; "
+fi
+in_host() { [ -n "$(netdev_of "$vf0")" ]; }
+if [ -z "$ev_err" ]; then
+    say "tenant-a's VF driver changes its MAC again ($vf0dev up in tenant-a)"
+    ip -n tenant-a link set "$vf0dev" address 52:54:00:aa:bb:ee 2>&1 | sed 's/^/    ip: /'
+    wait_for 200 in_host || ev_err="VF 0 ($vf0) has no netdev in the host namespace 20 s after the override; "
+fi
+[ -n "$AGENT" ] && agent_stop
+say "vfguard run (evict) stopped (exit $AGENT_RC)"
+show "vfguard run log (evict)" /tmp/evict.log
+if [ -z "$ev_err" ]; then
+    evdev=$(netdev_of "$vf0")
+    ip -j link show dev "$evdev" >/tmp/evict-link.json 2>&1
+    say "VF 0 in the host namespace: $(ip -br link show dev "$evdev" 2>&1)"
+    n=$(incidents /tmp/evict.db /tmp/evict)
+    i=$(incident_of /tmp/evict "$n" "$vf0") && show "vfguard explain --journal /tmp/evict.db $i" "/tmp/evict.$i.txt" 40
+    [ "$VERBOSE" = 1 ] && [ -n "$i" ] && show "explain --json $i" "/tmp/evict.$i.json" 300
+    ev_err=$( (
+        [ "$AGENT_RC" = 0 ] || echo "vfguard run exited $AGENT_RC on SIGTERM"
+        jq -r 'if (.[0].flags | index("UP")) == null then empty
+               else "VF 0 netdev is up in the host namespace: \(.[0].flags)" end' /tmp/evict-link.json 2>&1
+        out=$(ip -n tenant-a -br link show 2>&1)
+        ! ip -n tenant-a link show "$evdev" >/dev/null 2>&1 || echo "tenant-a still has $evdev: $out"
+        ip -n tenant-b link show "$vf1dev" >/dev/null 2>&1 ||
+            echo "VF 1's netdev $vf1dev left tenant-b: $(ip -n tenant-b -br link show 2>&1)"
+        /vfguard inventory --json >/tmp/inventory3.json 2>&1
+        jq -r --arg pf "$pf" '[.pfs[] | select(.bdf == $pf)][0].vfs[]
+            | if .index == 0 and .owner.kind != "host" then "inventory: VF 0 owner \(.owner.kind):\(.owner.name) (want host)"
+              elif .index == 1 and .owner.name != "tenant-b" then "inventory: VF 1 owner \(.owner.kind):\(.owner.name) (want netns:tenant-b)"
+              else empty end' /tmp/inventory3.json 2>&1
+        if [ -z "$i" ]; then
+            echo "no incident on VF 0 ($vf0) in /tmp/evict.db ($n incidents)"
+        else
+            jq -r '
+                def want(c; msg): if c then empty else msg end;
+                ([.actions[] | select(.action.kind.args.knob == "link_state")][0]) as $dis
+                | ([.actions[] | select(.action.kind.action == "detach")][0]) as $det
+                | want(.owner.kind == "netns" and .owner.name == "tenant-a";
+                       "incident owner \(.owner.kind):\(.owner.name) (want netns:tenant-a)"),
+                  want($dis != null and $dis.outcome.error == "EOPNOTSUPP";
+                       "vf_disable: \($dis.outcome // "no such action") (want failed: EOPNOTSUPP)"),
+                  want($det != null; "no detach action"),
+                  want($det == null or ($det.outcome != null and $det.outcome.error == null);
+                       "detach outcome \($det.outcome) (want ok)"),
+                  want($det == null or $det.action.owner.kind == "netns";
+                       "detach decided for owner \($det.action.owner.kind) (want netns)"),
+                  want([.actions[].action.vf] | all(. == 0); "actions on other VFs: \([.actions[].action.vf])")
+                ' "/tmp/evict.$i.json" 2>&1
+        fi
+    ) | tr '\n' ';')
+fi
+if [ -z "$ev_err" ]; then result PASS evict; else result FAIL evict "$ev_err"; fi
 
 # ---------------------------------------------------------------- 4. aer
 # A correctable and a non-fatal error injected (aer_inject) on VF 1; the agent (observe mode)

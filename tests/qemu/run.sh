@@ -6,7 +6,7 @@
 # QEMU and the rest on a fresh machine; root needed), boots the guest once with checks.sh and
 # the two policy files, and turns its PASS/FAIL/SKIP lines into a summary:
 #
-#   qemu: 5 passed, 0 failed, 0 skipped (42.0 s)
+#   qemu: 6 passed, 0 failed, 0 skipped (42.0 s)
 #
 # Exit status: 0 when every check passed or skipped, 1 when one failed or is missing (the guest
 # crashed or timed out first), 2 on a usage or build error.
@@ -19,7 +19,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-CHECKS=(inventory netlink fault_action aer forged_line)
+CHECKS=(inventory netlink fault_action evict aer forged_line)
 
 verbose=0
 if [ "${1:-}" = -v ]; then verbose=1; shift; fi
@@ -44,7 +44,7 @@ build_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 
 export VFGUARD_QEMU_NO_BUILD=1
 export GUEST_MODULES=igb,igbvf,aer_inject
-export GUEST_FILES="$HERE/policy-act.toml:/etc/vfguard/act.toml $HERE/policy-observe.toml:/etc/vfguard/observe.toml ${GUEST_FILES:-}"
+export GUEST_FILES="$HERE/policy-act.toml:/etc/vfguard/act.toml $HERE/policy-evict.toml:/etc/vfguard/evict.toml $HERE/policy-observe.toml:/etc/vfguard/observe.toml ${GUEST_FILES:-}"
 [ "$verbose" = 0 ] || export GUEST_APPEND="${GUEST_APPEND:-} VFG_VERBOSE=1"
 
 OUT=$(mktemp)
