@@ -20,8 +20,15 @@ use vfguard_sim::SimHost;
 fn policy_of(sc: &Scenario) -> Policy {
     let text = sc.policy_toml().unwrap_or_else(|e| panic!("{e}"));
     text.map_or_else(Policy::default, |t| {
-        Policy::from_toml(&t)
-            .unwrap_or_else(|e: PolicyError| panic!("{}", sc.policy_error(e.to_string())))
+        Policy::from_toml(&t).unwrap_or_else(|e: PolicyError| {
+            // A TOML error's byte offset points into the re-serialised table: leave it out.
+            let what = if e.field == "policy" {
+                format!("policy: {}", e.must)
+            } else {
+                format!("policy.{e}")
+            };
+            panic!("{}", sc.policy_error(what))
+        })
     })
 }
 

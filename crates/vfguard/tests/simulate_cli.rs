@@ -109,6 +109,58 @@ fn a_failed_expectation_exits_1_and_a_bad_file_exits_2_naming_file_and_line() {
 }
 
 #[test]
+fn the_scenario_policy_applies_unless_policy_replaces_it_and_a_bad_one_is_a_bad_file() {
+    let file = scenario("reoffence-ixgbe.toml");
+    let restores = |args: &[&str]| {
+        let out = vfguard(&[&["simulate", "--json"], args, &[file.to_str().unwrap()]].concat());
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        r["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["action"] == "restore")
+            .map(|a| a["at_ms"].as_u64().unwrap())
+            .collect::<Vec<u64>>()
+    };
+    // Its [policy] cool_down = "5s": contained at 3 s, restored at 8 s.
+    assert_eq!(restores(&[]).first(), Some(&8000));
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "cool_down = \"5m\"\n").unwrap();
+    assert_eq!(
+        restores(&["--policy", policy.to_str().unwrap()]),
+        Vec::<u64>::new()
+    );
+
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = text.lines().position(|l| l == "[policy]").unwrap() + 1;
+    let bad = dir.path().join("bad.toml");
+    for (from, to, says) in [
+        (
+            "cool_down = \"5s\"",
+            "cool_down = \"5x\"",
+            "policy.cool_down (5x) must be a duration",
+        ),
+        (
+            "hold_down = \"1s\"",
+            "hold_down = 1",
+            "policy.hold_down: invalid type: integer `1`",
+        ),
+        (
+            "hold_down",
+            "hold_dawn",
+            "policy: unknown field `hold_dawn`",
+        ),
+    ] {
+        std::fs::write(&bad, text.replace(from, to)).unwrap();
+        let out = vfguard(&["simulate", bad.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(&format!("bad.toml:{line}: {says}")), "{err}");
+    }
+}
+
+#[test]
 fn the_log_it_writes_is_scanned_to_the_same_culprit_and_the_tree_reads_back() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("kmsg.txt");
