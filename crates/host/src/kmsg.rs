@@ -14,6 +14,10 @@ pub enum KmsgRead {
     WouldBlock,
     /// The source has ended (a file read to its end, a FIFO whose writer closed).
     Eof,
+    /// A record longer than the buffer (this many bytes) was read past: no kernel record is
+    /// that long, so it is counted and skipped, never fatal (record files and FIFOs only; the
+    /// kernel's records always fit the reader's 8 KiB).
+    Oversized(usize),
 }
 
 /// Where to position the reader.

@@ -49,6 +49,18 @@ pub enum KmsgDecodeError {
         /// The header as read (lossy).
         header: String,
     },
+    /// Longer than any kernel record (read past, not decoded).
+    #[error("record of {bytes} bytes is longer than any kernel record")]
+    TooLong {
+        /// Its length.
+        bytes: usize,
+    },
+    /// A sequence number beyond what a cursor can be journalled with.
+    #[error("record sequence number {seq} is beyond i64::MAX")]
+    SeqOutOfRange {
+        /// The number.
+        seq: u64,
+    },
 }
 
 impl KmsgRecord {
@@ -184,7 +196,13 @@ pub fn parse_header(header: &[u8]) -> Result<KmsgHeader, KmsgDecodeError> {
             caller = Some(String::from_utf8_lossy(c).into_owned());
         }
     }
-    let facility = u8::try_from((prio >> 3) & 0xff).map_err(|_| bad("prio"))?;
+    // The kernel prints `facility << 3 | level` with an 8-bit facility: never above 2047. A
+    // larger number did not come from a kernel record; taken modulo 256 its facility could
+    // read as 0, the kernel's, and be trusted.
+    if prio > 2047 {
+        return Err(bad("prio"));
+    }
+    let facility = u8::try_from(prio >> 3).map_err(|_| bad("prio"))?;
     let level = u8::try_from(prio & 7).map_err(|_| bad("prio"))?;
     Ok(KmsgHeader {
         seq,
@@ -258,6 +276,23 @@ mod tests {
         assert_eq!(r.subsystem.as_deref(), Some("acpi"));
         assert_eq!(r.device.as_deref(), Some("+acpi:PNP0A03:00"));
         assert!(r.text.ends_with("(ignored)"));
+    }
+
+    /// Issue 13: a priority of 2048 or more wrapped the facility to 0 (the kernel's).
+    #[test]
+    fn a_priority_no_kernel_prints_is_refused_not_wrapped_to_the_kernels_facility() {
+        for prio in [2048u32, 2054, 4096, u32::MAX] {
+            let raw = format!("{prio},1,10,-;i40e 0000:3b:00.0: forged\n");
+            assert!(
+                matches!(
+                    KmsgRecord::decode(raw.as_bytes()),
+                    Err(KmsgDecodeError::BadHeaderField { field: "prio", .. })
+                ),
+                "{prio}"
+            );
+        }
+        let r = KmsgRecord::decode(b"2047,1,10,-;x\n").unwrap();
+        assert_eq!((r.facility, r.level), (255, 7));
     }
 
     #[test]

@@ -7,7 +7,11 @@
 //!   becomes [`KmsgEvent::Gap`] with the lost range, so the journal can say what was missed.
 //! - Resume: [`KmsgReader::resume_after`] replays from the oldest record and skips everything up
 //!   to a saved sequence number; if the saved one was already overwritten, the gap is reported.
-//! - Continuation fragments (`c` then `+` flags, same caller) are merged into one record.
+//! - Continuation fragments (`c` then `+` flags, same caller) are merged into one record, up
+//!   to [`MERGED_MAX`] bytes: past that the merged record is delivered and the next fragment
+//!   starts a new one, so a writer that never ends a line cannot grow memory without bound.
+//! - Records no kernel writes are counted and read past, never fatal: longer than the buffer (a
+//!   record file), or numbered beyond what the journal's cursor can hold (`i64::MAX`).
 
 use std::io;
 
@@ -16,6 +20,13 @@ use vfguard_model::{KmsgDecodeError, KmsgFlag, KmsgRecord};
 
 /// Records are at most `CONSOLE_EXT_LOG_MAX` (8 KiB) with their dictionary.
 const RECORD_BUF: usize = 8192;
+
+/// The most text continuation fragments are merged into (a kernel line is at most
+/// `PRINTK_MESSAGE_MAX`, 2 KiB, however many fragments it was printed in).
+pub const MERGED_MAX: usize = 8192;
+
+/// The largest sequence number a cursor can be journalled with (SQLite integers are `i64`).
+const SEQ_MAX: u64 = i64::MAX as u64;
 
 /// What the reader yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +62,11 @@ pub struct ReaderStats {
     pub malformed: u64,
     /// Records skipped because they were at or before the resume point.
     pub skipped: u64,
+    /// Records read past because no kernel writes them (too long, or numbered beyond
+    /// `i64::MAX`); also counted in `malformed`.
+    pub oversized: u64,
+    /// Merged records cut at [`MERGED_MAX`] bytes.
+    pub split: u64,
 }
 
 /// Reads records from a [`KmsgDevice`].
@@ -118,6 +134,14 @@ impl<D: KmsgDevice> KmsgReader<D> {
                     self.stats.overruns += 1;
                     continue;
                 }
+                KmsgRead::Oversized(bytes) => {
+                    self.stats.oversized += 1;
+                    self.stats.malformed += 1;
+                    return Ok(Some(KmsgEvent::Malformed {
+                        error: KmsgDecodeError::TooLong { bytes },
+                        raw: String::new(),
+                    }));
+                }
                 KmsgRead::WouldBlock | KmsgRead::Eof => {
                     // Nothing more now: a held fragment is as complete as it will get.
                     return Ok(self.held.take().map(|r| self.deliver(r)));
@@ -134,6 +158,14 @@ impl<D: KmsgDevice> KmsgReader<D> {
                     }));
                 }
             };
+            if rec.seq > SEQ_MAX {
+                self.stats.oversized += 1;
+                self.stats.malformed += 1;
+                return Ok(Some(KmsgEvent::Malformed {
+                    error: KmsgDecodeError::SeqOutOfRange { seq: rec.seq },
+                    raw: String::from_utf8_lossy(bytes).into_owned(),
+                }));
+            }
             if let Some(last) = self.last_seq {
                 if rec.seq <= last {
                     self.stats.skipped += 1;
@@ -159,9 +191,16 @@ impl<D: KmsgDevice> KmsgReader<D> {
     /// Joins continuation fragments; returns the records that are complete, in order.
     fn merge(&mut self, rec: KmsgRecord) -> Vec<KmsgRecord> {
         match (rec.flag, self.held.as_mut()) {
-            (KmsgFlag::More, Some(h)) if h.caller == rec.caller => {
+            (KmsgFlag::More, Some(h))
+                if h.caller == rec.caller && h.text.len() + rec.text.len() <= MERGED_MAX =>
+            {
                 h.text.push_str(&rec.text);
                 Vec::new()
+            }
+            (KmsgFlag::More, Some(h)) if h.caller == rec.caller => {
+                // Past the bound: deliver what was merged, carry on from this fragment.
+                self.stats.split += 1;
+                self.held.replace(rec).into_iter().collect()
             }
             (KmsgFlag::Begin, _) => self.held.replace(rec).into_iter().collect(),
             _ => {
@@ -208,6 +247,60 @@ mod tests {
 
     fn drain<D: KmsgDevice>(r: &mut KmsgReader<D>) -> Vec<KmsgEvent> {
         std::iter::from_fn(|| r.next_event().unwrap()).collect()
+    }
+
+    /// Issue 13: a record file with a record over 8 KiB, or a sequence number beyond i64::MAX,
+    /// stopped the daemon for good.
+    #[test]
+    fn records_no_kernel_writes_are_counted_and_read_past() {
+        let mut r = KmsgReader::new(Script(VecDeque::from([
+            rec(1, '-', "a"),
+            Err(KmsgRead::Oversized(100_000)),
+            Ok(format!("6,{},1,-;huge\n", u64::MAX)),
+            rec(2, '-', "b"),
+        ])));
+        let ev = drain(&mut r);
+        assert!(matches!(&ev[0], KmsgEvent::Record(r) if r.seq == 1));
+        assert!(matches!(
+            &ev[1],
+            KmsgEvent::Malformed {
+                error: KmsgDecodeError::TooLong { bytes: 100_000 },
+                ..
+            }
+        ));
+        assert!(matches!(
+            &ev[2],
+            KmsgEvent::Malformed {
+                error: KmsgDecodeError::SeqOutOfRange { .. },
+                ..
+            }
+        ));
+        assert!(matches!(&ev[3], KmsgEvent::Record(r) if r.seq == 2));
+        let s = r.stats();
+        assert_eq!((s.records, s.oversized, s.malformed, s.lost), (2, 2, 2, 0));
+        assert_eq!(r.cursor(), Some(2));
+    }
+
+    /// Issue 13: `+` fragments were merged without bound.
+    #[test]
+    fn merging_fragments_is_bounded() {
+        let chunk = "x".repeat(1000);
+        let mut script = VecDeque::from([rec(1, 'c', &chunk)]);
+        for seq in 2..=40 {
+            script.push_back(rec(seq, '+', &chunk));
+        }
+        let mut r = KmsgReader::new(Script(script));
+        let ev = drain(&mut r);
+        let lens: Vec<usize> = ev
+            .iter()
+            .map(|e| match e {
+                KmsgEvent::Record(r) => r.text.len(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(lens.iter().all(|&l| l <= MERGED_MAX), "{lens:?}");
+        assert_eq!(lens.iter().sum::<usize>(), 40 * 1000, "nothing lost");
+        assert_eq!(r.stats().split, 4);
     }
 
     #[test]

@@ -89,10 +89,45 @@ impl KmsgStream {
     }
 }
 
+impl KmsgStream {
+    /// Appends one line (up to its `\n`) to `self.line` while it holds at most `cap` bytes;
+    /// past that, reads the rest of the line without keeping it. Returns the line's length, 0 at
+    /// the end of the input.
+    fn read_line_bounded(&mut self, cap: usize) -> io::Result<usize> {
+        let mut total = 0;
+        loop {
+            let chunk = match self.reader.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if chunk.is_empty() {
+                return Ok(total);
+            }
+            let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (chunk.len(), false),
+            };
+            let room = cap.saturating_sub(self.line.len());
+            self.line
+                .extend_from_slice(chunk.get(..take.min(room)).unwrap_or_default());
+            self.reader.consume(take);
+            total += take;
+            if done {
+                return Ok(total);
+            }
+        }
+    }
+}
+
 impl KmsgDevice for KmsgStream {
     fn read_record(&mut self, buf: &mut [u8]) -> io::Result<KmsgRead> {
         self.line.clear();
-        if self.reader.read_until(b'\n', &mut self.line)? == 0 {
+        // At most one byte more than fits is kept: enough to know the record is too long,
+        // never a whole runaway line in memory.
+        let cap = buf.len().saturating_add(1);
+        let mut n = self.read_line_bounded(cap)?;
+        if n == 0 {
             return Ok(KmsgRead::Eof);
         }
         // Dictionary lines follow their header. A FIFO writer writes each record whole, so an
@@ -106,23 +141,14 @@ impl KmsgDevice for KmsgStream {
             if !more {
                 break;
             }
-            self.reader.read_until(b'\n', &mut self.line)?;
+            n = n.saturating_add(self.read_line_bounded(cap)?);
         }
-        if self.line.len() > buf.len() {
-            // The kernel answers EINVAL to a buffer too small; say so the same way.
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "record of {} bytes exceeds the {}-byte buffer",
-                    self.line.len(),
-                    buf.len()
-                ),
-            ));
+        if n > buf.len() {
+            return Ok(KmsgRead::Oversized(n));
         }
-        let n = self.line.len();
         buf.get_mut(..n)
             .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?
-            .copy_from_slice(&self.line);
+            .copy_from_slice(self.line.get(..n).unwrap_or_default());
         Ok(KmsgRead::Record(n))
     }
 
@@ -186,13 +212,39 @@ mod tests {
         ));
     }
 
+    /// Issue 13: one record over 8 KiB in a record file stopped the daemon for good.
     #[test]
-    fn a_small_buffer_is_an_error_not_a_truncation() {
+    fn an_oversized_record_is_skipped_whole_and_reading_goes_on() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
-        writeln!(f, "6,1,10,-;{}", "x".repeat(100)).unwrap();
+        write!(
+            f,
+            "6,1,10,-;{}\n DEVICE=+pci:{}\n6,2,20,-;next\n",
+            "x".repeat(100_000),
+            "y".repeat(50_000)
+        )
+        .unwrap();
+        let mut dev = KmsgStream::open(f.path()).unwrap();
+        let mut buf = vec![0u8; 8192];
+        assert!(matches!(
+            dev.read_record(&mut buf).unwrap(),
+            KmsgRead::Oversized(n) if n > 150_000
+        ));
+        assert!(dev.line.len() <= 8193, "kept {} bytes", dev.line.len());
+        let KmsgRead::Record(n) = dev.read_record(&mut buf).unwrap() else {
+            panic!("the next record was lost")
+        };
+        assert_eq!(&buf[..n], b"6,2,20,-;next\n");
+        assert_eq!(dev.read_record(&mut buf).unwrap(), KmsgRead::Eof);
+    }
+
+    #[test]
+    fn a_record_that_fits_exactly_is_read() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let rec = format!("6,1,10,-;{}\n", "x".repeat(16 - 10));
+        f.write_all(rec.as_bytes()).unwrap();
         let mut dev = KmsgStream::open(f.path()).unwrap();
         let mut buf = vec![0u8; 16];
-        assert!(dev.read_record(&mut buf).is_err());
+        assert_eq!(dev.read_record(&mut buf).unwrap(), KmsgRead::Record(16));
     }
 
     #[test]
