@@ -23,6 +23,11 @@ use crate::textfmt::{frame, is_kmsg_dict_line, FormatHint};
 /// plus prefix and dictionary) and are skipped.
 pub const MAX_LINE: usize = 64 * 1024;
 
+/// A kmsg record's dictionary is gathered up to this many bytes (`CONSOLE_EXT_LOG_MAX`, the most
+/// the kernel writes for a record); lines past it are read as lines of their own, so that a
+/// stream of dictionary-like lines never makes the scanner hold on to its input.
+pub const MAX_DICT: usize = 8192;
+
 /// What a scan saw, for the summary and for operators who wonder what was skipped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ScanStats {
@@ -186,7 +191,7 @@ impl Scanner {
                     Some(i) => (tail.get(..i).unwrap_or_default(), next + i + 1),
                     None => (tail, data.len()),
                 };
-                if !is_kmsg_dict_line(dl) {
+                if !is_kmsg_dict_line(dl) || after - start > MAX_DICT {
                     break;
                 }
                 if let Some(v) = dl.strip_prefix(b" DEVICE=") {
@@ -225,4 +230,32 @@ impl Scanner {
 
 fn trim_cr(raw: &[u8]) -> &[u8] {
     raw.strip_suffix(b"\r").unwrap_or(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13: a kmsg record followed by endless dictionary lines made the scanner ask for
+    /// all of them before it could go on, so the caller kept every byte in memory.
+    #[test]
+    fn dictionary_lines_after_a_record_never_hold_the_input() {
+        let mut s = Scanner::new(FormatHint::Auto);
+        let mut out = Vec::new();
+        let head = b"3,1,10,-;ixgbe 0000:08:00.0: Malicious event on VF 2 tx:4 rx:0\n".to_vec();
+        let dict = b" SUBSYSTEM=pci\n".repeat(4096);
+        let mut pending = head;
+        for _ in 0..64 {
+            pending.extend_from_slice(&dict);
+            let used = s.feed(&pending, false, &mut out);
+            pending.drain(..used);
+            assert!(
+                pending.len() < MAX_DICT + dict.len(),
+                "{} bytes held",
+                pending.len()
+            );
+        }
+        s.feed(&pending, true, &mut out);
+        assert_eq!(out.len(), 1, "the record still counts: {out:?}");
+    }
 }
