@@ -14,8 +14,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use vfguard::agent::{Agent, AgentConfig, AgentHost};
 use vfguard_act::MemoryNotifier;
+use vfguard_agent::agent::{Agent, AgentConfig, AgentHost};
 use vfguard_engine::Policy;
 use vfguard_sim::scenario::Scenario;
 use vfguard_sim::SimHost;

@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vfguard::agent::{Agent, AgentConfig, AgentHost};
 use vfguard_act::MemoryNotifier;
+use vfguard_agent::agent::{Agent, AgentConfig, AgentHost};
 use vfguard_journal::{IncidentFilter, Journal};
 use vfguard_model::{Bdf, Observation};
 use vfguard_sim::scenario::Scenario;

@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use vfguard::agent::{Agent, AgentConfig, AgentHost};
 use vfguard_act::MemoryNotifier;
+use vfguard_agent::agent::{Agent, AgentConfig, AgentHost};
 use vfguard_api::Refusal;
 use vfguard_engine::{Mode, Policy};
 use vfguard_model::{Decision, OperatorRequest};

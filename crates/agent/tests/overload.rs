@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use vfguard::agent::{Agent, AgentConfig, AgentHost};
 use vfguard_act::MemoryNotifier;
+use vfguard_agent::agent::{Agent, AgentConfig, AgentHost};
 use vfguard_model::Decision;
 use vfguard_sim::scenario::Scenario;
 use vfguard_sim::SimHost;

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use vfguard::agent::{Agent, AgentConfig, AgentHost};
 use vfguard_act::MemoryNotifier;
+use vfguard_agent::agent::{Agent, AgentConfig, AgentHost};
 use vfguard_sim::scenario::Scenario;
 use vfguard_sim::SimHost;
 

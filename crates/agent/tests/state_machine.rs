@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use vfguard::agent::{Agent, AgentConfig, AgentHost};
 use vfguard_act::MemoryNotifier;
+use vfguard_agent::agent::{Agent, AgentConfig, AgentHost};
 use vfguard_engine::Policy;
 use vfguard_journal::{IncidentFilter, Journal};
 use vfguard_model::{Decision, IncidentId, IncidentState};

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use serde_json::json;
-use vfguard::config::Config;
+use vfguard_agent::config::Config;
 
 /// Exit 0 when the file is accepted, 1 when it is not (the reason on stderr, or in the JSON).
 pub fn check(file: &std::path::Path, as_json: bool) -> anyhow::Result<ExitCode> {

@@ -15,7 +15,8 @@ const DEMO: &str = include_str!("../../../../testdata/scenarios/demo.toml");
 pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let scenario =
         Scenario::parse("demo.toml (built in)", DEMO).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let policy = vfguard::simrun::scenario_policy(&scenario).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let policy =
+        vfguard_agent::simrun::scenario_policy(&scenario).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut sim = SimHost::new(scenario).context("building the simulated host")?;
     if !args.json {
         let sc = sim.scenario();
@@ -37,7 +38,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         println!("timeline:");
     }
     let quiet = args.json;
-    let report = vfguard::simrun::run(
+    let report = vfguard_agent::simrun::run(
         &mut sim,
         policy,
         100,

@@ -10,7 +10,7 @@ use vfguard_journal::Journal;
 use vfguard_model::{Action, ActionOutcome, Bdf, Decision, IncidentId, Observation, Owner};
 
 use crate::cli::ExplainArgs;
-use vfguard::timefmt::at as secs;
+use vfguard_agent::timefmt::at as secs;
 
 /// Opens an existing journal read side; a missing file is an error that says where one comes from.
 pub(super) fn open_journal(path: &std::path::Path) -> anyhow::Result<Journal> {
@@ -61,7 +61,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
             let journal = open_journal(path)?;
             let d = journal.incident(IncidentId(args.incident))?;
             (
-                d.as_ref().map(vfguard::views::incident_detail),
+                d.as_ref().map(vfguard_agent::views::incident_detail),
                 path.display().to_string(),
             )
         }
@@ -177,7 +177,9 @@ fn render(d: &Detail, out: &mut impl Write) -> anyhow::Result<()> {
             Decision::Suppressed { action, reason, .. } => format!("{action} suppressed: {reason}"),
             Decision::Contained { by, .. } => format!("CONTAINED by {by}"),
             Decision::Restored { .. } => "restored".to_owned(),
-            Decision::StateChanged { from, to, cause, .. } => format!("{from} -> {to} ({cause})"),
+            Decision::StateChanged {
+                from, to, cause, ..
+            } => format!("{from} -> {to} ({cause})"),
             Decision::Closed { reason, .. } => format!("closed: {reason}"),
             Decision::ModeChanged { from, to, by } => format!("mode {from} -> {to} by {by}"),
         };

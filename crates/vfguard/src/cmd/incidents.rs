@@ -10,7 +10,7 @@ use vfguard_journal::IncidentFilter;
 
 use super::explain::open_journal;
 use crate::cli::IncidentsArgs;
-use vfguard::timefmt::at as secs;
+use vfguard_agent::timefmt::at as secs;
 
 /// The query string of `GET /v1/incidents` for these options.
 fn query(args: &IncidentsArgs) -> String {
@@ -56,7 +56,7 @@ pub fn run(args: &IncidentsArgs) -> anyhow::Result<ExitCode> {
                 .incidents(&filter)
                 .with_context(|| format!("listing incidents in {}", path.display()))?
                 .iter()
-                .map(vfguard::views::incident_row)
+                .map(vfguard_agent::views::incident_row)
                 .collect()
         }
         None => {

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use vfguard_model::{Owner, OwnerKind, Pf, Topology, Vf, VfLinkState};
 
 use crate::cli::InventoryArgs;
-use vfguard::host::topology_reader;
+use vfguard_agent::host::topology_reader;
 
 pub fn run(args: &InventoryArgs) -> anyhow::Result<ExitCode> {
     if !args.root.is_dir() {

@@ -31,7 +31,7 @@ fn print(code: u16, v: &Value, json: bool) -> anyhow::Result<ExitCode> {
             continue;
         };
         let at = v["at_ms"].as_u64().unwrap_or(0);
-        if let Some(line) = vfguard::simrun::describe(at, &d, &mut owners) {
+        if let Some(line) = vfguard_agent::simrun::describe(at, &d, &mut owners) {
             println!("{}", line.trim_start());
             any = true;
         }

@@ -25,10 +25,10 @@ use vfguard_sim::scenario::Scenario;
 use vfguard_sim::SimHost;
 
 use crate::cli::RunArgs;
-use vfguard::agent::{Agent, AgentConfig, AgentHost};
-use vfguard::config::Config;
-use vfguard::metrics::Metrics;
-use vfguard::views::{Control, LiveView};
+use vfguard_agent::agent::{Agent, AgentConfig, AgentHost};
+use vfguard_agent::config::Config;
+use vfguard_agent::metrics::Metrics;
+use vfguard_agent::views::{Control, LiveView};
 use vfguard_api::Access;
 
 const DEMO: &str = include_str!("../../../../testdata/scenarios/demo.toml");
@@ -157,7 +157,7 @@ async fn serve(cfg: Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
 
 /// Who may change things over the socket: root, the daemon's user, `api.users`.
 fn access_of(cfg: &Config) -> anyhow::Result<Access> {
-    let mut access = Access::root_and(vfguard::config::own_uid());
+    let mut access = Access::root_and(vfguard_agent::config::own_uid());
     access.mutators.extend(cfg.api_uids()?);
     Ok(access)
 }
@@ -282,7 +282,7 @@ fn log(at: Millis, d: &Decision, owners: &mut std::collections::BTreeMap<Inciden
     ) {
         return;
     }
-    if let Some(line) = vfguard::simrun::describe(at, d, owners) {
+    if let Some(line) = vfguard_agent::simrun::describe(at, d, owners) {
         tracing::info!("{}", line.trim_start());
     }
 }
@@ -398,7 +398,7 @@ fn agent_thread(
             let vfnet: Arc<dyn vfguard_host::VfNet> = Arc::new(NetlinkVfNet);
             let handles = AgentHost {
                 kmsg,
-                topology: vfguard::host::topology_reader(&cfg.root),
+                topology: vfguard_agent::host::topology_reader(&cfg.root),
                 vfnet: vfnet.clone(),
                 fs: fs.clone(),
                 actuator: Actuator {
@@ -406,7 +406,7 @@ fn agent_thread(
                     vfnet,
                     fs,
                     vm: Arc::new(Virsh::default()),
-                    netns: vfguard::host::netns_control(&cfg.root),
+                    netns: vfguard_agent::host::netns_control(&cfg.root),
                     notifier: notifier(cfg)?,
                 },
             };

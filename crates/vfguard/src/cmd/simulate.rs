@@ -31,7 +31,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
             vfguard_engine::Policy::from_toml(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
-        None => match vfguard::simrun::scenario_policy(&scenario) {
+        None => match vfguard_agent::simrun::scenario_policy(&scenario) {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("vfguard: bad scenario: {e}");
@@ -51,7 +51,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         host_only(&mut sim)
     } else {
         let quiet = args.json;
-        vfguard::simrun::run(
+        vfguard_agent::simrun::run(
             &mut sim,
             policy,
             100,
