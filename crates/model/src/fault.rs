@@ -184,6 +184,8 @@ pub enum LogFormat {
     DmesgHuman,
     /// `dmesg -x` (`kern  :err   : ...`).
     DmesgFacility,
+    /// `dmesg -r` (`<6>[  123.456789] ...`, `<6>...` with `-t`): the raw priority.
+    DmesgRaw,
     /// syslog / kern.log (`Mon DD HH:MM:SS host kernel: ...`) or RFC 3339 stamps.
     Syslog,
     /// journalctl `short-iso`/`short-precise` (`2025-07-07T12:37:37+0000 host kernel: ...`).
@@ -203,6 +205,7 @@ impl LogFormat {
             LogFormat::DmesgTime => "dmesg_time",
             LogFormat::DmesgHuman => "dmesg_human",
             LogFormat::DmesgFacility => "dmesg_facility",
+            LogFormat::DmesgRaw => "dmesg_raw",
             LogFormat::Syslog => "syslog",
             LogFormat::Journal => "journal",
             LogFormat::KernelTag => "kernel_tag",
@@ -212,12 +215,13 @@ impl LogFormat {
 }
 
 /// Why a line is (or is not) believed to come from the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrustBasis {
     /// A kmsg record with facility 0 whose `DEVICE=` (if any) agrees with the text.
     KernelRecord,
-    /// A syslog/journal line tagged `kernel`, or `dmesg -x` facility `kern`.
+    /// A syslog/journal line tagged `kernel`, `dmesg -x` facility `kern`, or `dmesg -r`
+    /// priority with facility 0: the reader that wrote the text said it was the kernel's.
     KernelTag,
     /// Plain text with no provenance (dmesg paste, bare lines): taken as the kernel's.
     Unverified,
@@ -230,6 +234,18 @@ pub enum TrustBasis {
 }
 
 impl TrustBasis {
+    /// The stable snake_case name (as in JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrustBasis::KernelRecord => "kernel_record",
+            TrustBasis::KernelTag => "kernel_tag",
+            TrustBasis::Unverified => "unverified",
+            TrustBasis::UserFacility => "user_facility",
+            TrustBasis::DeviceMismatch => "device_mismatch",
+            TrustBasis::NotKernel => "not_kernel",
+        }
+    }
+
     /// Whether a line on this basis may be taken as a driver message.
     pub fn is_trusted(self) -> bool {
         matches!(
@@ -355,6 +371,24 @@ impl FaultEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trust_and_format_names_are_their_json() {
+        use TrustBasis as T;
+        for t in [
+            T::KernelRecord,
+            T::KernelTag,
+            T::Unverified,
+            T::UserFacility,
+            T::DeviceMismatch,
+            T::NotKernel,
+        ] {
+            let json = serde_json::to_string(&t).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", t.as_str()));
+        }
+        let json = serde_json::to_string(&LogFormat::DmesgRaw).unwrap_or_default();
+        assert_eq!(json, format!("\"{}\"", LogFormat::DmesgRaw.as_str()));
+    }
 
     #[test]
     fn kind_names_round_trip_through_serde_and_lookup() {

@@ -59,12 +59,15 @@ impl<'a> Framed<'a> {
 pub fn frame(line: &str, hint: FormatHint) -> Framed<'_> {
     let attempt = match hint {
         FormatHint::Auto => kmsg(line)
+            .or_else(|| raw(line))
             .or_else(|| bracketed(line))
             .or_else(|| facility(line))
             .or_else(|| syslog(line))
             .or_else(|| kernel_tag(line)),
         FormatHint::Kmsg => kmsg(line),
-        FormatHint::Dmesg => bracketed(line).or_else(|| facility(line)),
+        FormatHint::Dmesg => raw(line)
+            .or_else(|| bracketed(line))
+            .or_else(|| facility(line)),
         FormatHint::Syslog | FormatHint::Journal => syslog(line).or_else(|| kernel_tag(line)),
     };
     attempt.unwrap_or_else(|| Framed::new(LogFormat::Bare, line, TrustBasis::Unverified))
@@ -104,6 +107,32 @@ fn kmsg(line: &str) -> Option<Framed<'_>> {
         f.timestamp = Some(header.ts_usec as f64 / 1e6);
     }
     f.kmsg = Some(header);
+    Some(f)
+}
+
+/// `dmesg -r`: `<prio>` then, unless `-t`, the `[  123.456789]` stamp. The priority is the
+/// kernel's `facility << 3 | level` (never above 2047): facility 0 is the kernel's; anything
+/// else was written from userspace.
+fn raw(line: &str) -> Option<Framed<'_>> {
+    let rest = line.strip_prefix('<')?;
+    let close = rest.find('>')?;
+    let digits = rest.get(..close)?;
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let prio: u32 = digits.parse().ok()?;
+    let body = rest.get(close + 1..)?;
+    let trust = if prio <= 7 {
+        TrustBasis::KernelTag
+    } else {
+        TrustBasis::UserFacility
+    };
+    let mut f = match bracketed(body) {
+        Some(b) if b.format == LogFormat::Dmesg => b,
+        _ => Framed::new(LogFormat::DmesgRaw, body, trust),
+    };
+    f.format = LogFormat::DmesgRaw;
+    f.trust = trust;
     Some(f)
 }
 
@@ -309,6 +338,21 @@ mod tests {
                 T::UserFacility,
             ),
             ("[  123.456789] igb x", F::Dmesg, "igb x", T::Unverified),
+            // dmesg -r, with and without -t: the priority tells the kernel's lines apart.
+            (
+                "<3>[  123.456789] igb x",
+                F::DmesgRaw,
+                "igb x",
+                T::KernelTag,
+            ),
+            ("<4>igb x", F::DmesgRaw, "igb x", T::KernelTag),
+            (
+                "<12>[    5.000000] igb x",
+                F::DmesgRaw,
+                "igb x",
+                T::UserFacility,
+            ),
+            ("<2051>igb x", F::DmesgRaw, "igb x", T::UserFacility),
             (
                 "[Mon Jul  7 12:37:37 2025] iavf x",
                 F::DmesgTime,

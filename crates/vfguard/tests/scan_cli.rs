@@ -154,13 +154,41 @@ fn bad_input_is_skipped_and_counted_never_a_panic() {
     let out = vfguard(&["scan", "--json"], Some(&junk));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // The one fault is a bare line: counted, but unverified (exit 3).
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
     let events = json_lines(&out);
     assert_eq!(events.len(), 1, "only the one good line is an event");
     assert_eq!(events[0]["vf"], 3);
     let table = vfguard(&["scan"], Some(&junk));
     let text = String::from_utf8(table.stdout).unwrap();
     assert!(text.contains("unreadable lines skipped"), "{text}");
+}
+
+/// Issue 13: plain dmesg and bare lines were counted as faults without a word, and `dmesg -r`
+/// (whose priority tells the kernel's lines apart) was not recognised.
+#[test]
+fn unverified_input_is_listed_apart_and_the_exit_status_says_so() {
+    let raw = "<3>[   12.000000] ixgbe 0000:08:00.0: Malicious event on VF 2 tx:4 rx:0
+<12>[   13.000000] ixgbe 0000:08:00.0: Malicious event on VF 1 tx:4 rx:0
+";
+    let out = vfguard(&["scan"], Some(raw.as_bytes()));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("dmesg_raw        1 kernel_tag, 1 user_facility"),
+        "{text}"
+    );
+    assert!(!text.contains("Unverified:"), "{text}");
+    let plain = "[   12.000000] ixgbe 0000:08:00.0: Malicious event on VF 2 tx:4 rx:0
+";
+    let out = vfguard(&["scan"], Some(plain.as_bytes()));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("dmesg            1 unverified"), "{text}");
+    assert!(text.contains("Unverified: 1 of the faults"), "{text}");
+    let json = vfguard(&["scan", "--json"], Some(plain.as_bytes()));
+    assert_eq!(json.status.code(), Some(3));
+    assert_eq!(json_lines(&json)[0]["trust"], "unverified");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use serde::Serialize;
-use vfguard_model::{FaultEvent, FaultKind, Severity};
+use vfguard_model::{FaultEvent, FaultKind, Severity, TrustBasis};
 use vfguard_parse::{FormatHint, ScanStats, Scanner};
 
 use crate::cli::{FormatArg, ScanArgs};
@@ -238,6 +238,10 @@ struct Summary {
     faults: u64,
     admin: u64,
     untrusted: u64,
+    /// Faults counted from text that says nothing of where it came from.
+    unverified: u64,
+    /// Per input form: events, and how many of them each provenance.
+    forms: BTreeMap<&'static str, BTreeMap<TrustBasis, u64>>,
     lines: u64,
     skipped: u64,
 }
@@ -252,6 +256,12 @@ struct Target {
 impl Summary {
     fn add(&mut self, e: &FaultEvent) {
         self.events += 1;
+        *self
+            .forms
+            .entry(e.format.as_str())
+            .or_default()
+            .entry(e.trust)
+            .or_default() += 1;
         if !e.trusted {
             self.untrusted += 1;
             return;
@@ -261,6 +271,9 @@ impl Summary {
             return;
         }
         self.faults += 1;
+        if e.trust == TrustBasis::Unverified {
+            self.unverified += 1;
+        }
         let t = self.by_target.entry(target(e)).or_default();
         *t.kinds.entry(e.kind).or_default() += 1;
         t.score += match e.severity {
@@ -277,8 +290,14 @@ impl Summary {
         self.skipped += s.skipped_long + s.skipped_invalid;
     }
 
+    /// 0 no fault; 1 faults, each from a line whose provenance was verified; 3 faults, some
+    /// only from text that cannot say it came from the kernel.
     fn exit_code(&self) -> u8 {
-        u8::from(self.faults > 0)
+        match (self.faults, self.unverified) {
+            (0, _) => 0,
+            (_, 0) => 1,
+            _ => 3,
+        }
     }
 
     fn print(&self, out: &mut impl Write) -> io::Result<()> {
@@ -308,6 +327,26 @@ impl Summary {
             )?;
         }
         writeln!(out)?;
+        if !self.forms.is_empty() {
+            writeln!(out, "Provenance by input form:")?;
+            for (form, trusts) in &self.forms {
+                let list: Vec<String> = trusts
+                    .iter()
+                    .map(|(t, n)| format!("{n} {}", t.as_str()))
+                    .collect();
+                writeln!(out, "  {form:<15} {}", list.join(", "))?;
+            }
+        }
+        if self.unverified > 0 {
+            writeln!(
+                out,
+                "Unverified: {} of the faults come from text that does not say it came from the \
+                 kernel (plain dmesg or bare lines: anyone could have written them); prefer raw \
+                 records (`vfguard scan /dev/kmsg`-style record files), `dmesg -r` or `dmesg -x`, \
+                 or the journal's kernel lines. Exit status 3 says so.",
+                self.unverified
+            )?;
+        }
         if self.untrusted > 0 {
             writeln!(
                 out,
