@@ -17,66 +17,162 @@ pub struct LiveDomain {
     pub hostdevs: Vec<Bdf>,
 }
 
+/// Elements nested deeper than this are refused (libxml2's `xmlParserMaxDepth`, which libvirt
+/// itself parses with; its own files nest about ten deep).
+pub const MAX_DEPTH: usize = 256;
+
 /// Why an XML file could not be read.
 #[derive(Debug, thiserror::Error)]
 #[error("not libvirt domain XML: {0}")]
 pub struct LibvirtXmlError(String);
 
+/// An element on the way down to the one being read: its name and its `type` attribute (the
+/// only attribute that decides anything on the way).
+struct Open {
+    name: String,
+    kind: Option<String>,
+}
+
 /// Parses a domain or domstatus document.
+///
+/// # Design
+/// A streaming parser (quick-xml) with an explicit stack of open elements: memory and stack stay
+/// bounded whatever the input, and a document nested deeper than [`MAX_DEPTH`] is refused with
+/// a reason (a tree parser recursed once per level: 4000 levels overflowed the agent thread's
+/// stack at every start).
 pub fn parse_domain_xml(text: &str) -> Result<LiveDomain, LibvirtXmlError> {
-    let doc = roxmltree::Document::parse(text).map_err(|e| LibvirtXmlError(e.to_string()))?;
-    let root = doc.root_element();
-    let (domain, pid) = match root.tag_name().name() {
-        "domstatus" => (
-            root.children()
-                .find(|n| n.has_tag_name("domain"))
-                .ok_or_else(|| LibvirtXmlError("<domstatus> without <domain>".into()))?,
-            root.attribute("pid").and_then(|p| p.parse().ok()),
-        ),
-        "domain" => (root, None),
-        other => return Err(LibvirtXmlError(format!("root element <{other}>"))),
-    };
-    let text_of = |tag: &str| {
-        domain
-            .children()
-            .find(|n| n.has_tag_name(tag))
-            .and_then(|n| n.text())
-            .map(|t| t.trim().to_owned())
-    };
-    let mut out = LiveDomain {
-        name: text_of("name"),
-        uuid: text_of("uuid"),
-        pid,
-        hostdevs: Vec::new(),
-    };
-    let devices = domain.children().find(|n| n.has_tag_name("devices"));
-    for dev in devices.into_iter().flat_map(|d| d.children()) {
-        let pci = match (dev.tag_name().name(), dev.attribute("type")) {
-            ("hostdev", Some("pci")) => Some(dev),
-            ("interface", Some("hostdev")) => Some(dev),
-            ("interface", _) => dev
-                .children()
-                .find(|n| n.has_tag_name("actual") && n.attribute("type") == Some("hostdev")),
-            _ => None,
-        };
-        let Some(node) = pci else { continue };
-        let addr = node
-            .children()
-            .find(|n| n.has_tag_name("source"))
-            .and_then(|s| s.children().find(|n| n.has_tag_name("address")));
-        if let Some(bdf) = addr.and_then(address_bdf) {
-            out.hostdevs.push(bdf);
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(text);
+    reader.config_mut().trim_text(true);
+    let mut stack: Vec<Open> = Vec::new();
+    let mut out = LiveDomain::default();
+    let mut root_seen = false;
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|e| LibvirtXmlError(format!("at byte {}: {e}", reader.error_position())))?;
+        match event {
+            Event::Start(e) => enter(&mut stack, &mut out, &mut root_seen, &e)?,
+            Event::Empty(e) => {
+                enter(&mut stack, &mut out, &mut root_seen, &e)?;
+                stack.pop();
+            }
+            Event::End(_) => {
+                stack.pop();
+            }
+            Event::Text(t) => {
+                let field = match in_domain(&stack).map(names).as_deref() {
+                    Some(["name"]) => &mut out.name,
+                    Some(["uuid"]) => &mut out.uuid,
+                    _ => continue,
+                };
+                if field.is_none() {
+                    let value: &str = &t;
+                    *field = Some(value.trim().to_owned());
+                }
+            }
+            Event::Eof => break,
+            _ => {}
         }
+    }
+    if !root_seen {
+        return Err(LibvirtXmlError("no root element".into()));
     }
     Ok(out)
 }
 
+/// Opens element `e`: checks the root and the depth, and reads a function's address when `e`
+/// is one.
+fn enter(
+    stack: &mut Vec<Open>,
+    out: &mut LiveDomain,
+    root_seen: &mut bool,
+    e: &quick_xml::events::BytesStart<'_>,
+) -> Result<(), LibvirtXmlError> {
+    let attr = |key: &str| -> Option<String> {
+        e.try_get_attribute(key).ok().flatten().and_then(|a| {
+            a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .ok()
+                .map(|v| v.into_owned())
+        })
+    };
+    let name: String = {
+        let local = e.local_name();
+        let n: &str = local.as_ref();
+        n.to_owned()
+    };
+    if stack.is_empty() {
+        if *root_seen {
+            return Err(LibvirtXmlError("more than one root element".into()));
+        }
+        *root_seen = true;
+        match name.as_str() {
+            "domstatus" => out.pid = attr("pid").and_then(|p| p.parse().ok()),
+            "domain" => {}
+            other => return Err(LibvirtXmlError(format!("root element <{other}>"))),
+        }
+    }
+    if stack.len() >= MAX_DEPTH {
+        return Err(LibvirtXmlError(format!(
+            "elements nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    stack.push(Open {
+        kind: attr("type"),
+        name,
+    });
+    if in_domain(stack).is_some_and(is_function_address) {
+        if let Some(bdf) = address_bdf(attr) {
+            out.hostdevs.push(bdf);
+        }
+    }
+    Ok(())
+}
+
+/// The open elements below the domain (`<domain>`, or `<domstatus><domain>`), if inside it.
+fn in_domain(stack: &[Open]) -> Option<&[Open]> {
+    match stack {
+        [d, rest @ ..] if d.name == "domain" => Some(rest),
+        [s, d, rest @ ..] if s.name == "domstatus" && d.name == "domain" => Some(rest),
+        _ => None,
+    }
+}
+
+fn names(path: &[Open]) -> Vec<&str> {
+    path.iter().map(|o| o.name.as_str()).collect()
+}
+
+/// `devices/hostdev[type=pci]/source/address`, `devices/interface[type=hostdev]/source/address`,
+/// or the VF a `<forward mode='hostdev'>` pool chose:
+/// `devices/interface/actual[type=hostdev]/source/address`.
+fn is_function_address(path: &[Open]) -> bool {
+    let is = |o: &Open, name: &str, kind: Option<&str>| {
+        o.name == name && kind.is_none_or(|k| o.kind.as_deref() == Some(k))
+    };
+    match path {
+        [d, dev, s, a] => {
+            is(d, "devices", None)
+                && (is(dev, "hostdev", Some("pci")) || is(dev, "interface", Some("hostdev")))
+                && is(s, "source", None)
+                && is(a, "address", None)
+        }
+        [d, i, act, s, a] => {
+            is(d, "devices", None)
+                && is(i, "interface", None)
+                && is(act, "actual", Some("hostdev"))
+                && is(s, "source", None)
+                && is(a, "address", None)
+        }
+        _ => false,
+    }
+}
+
 /// `<address domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/>`.
-fn address_bdf(a: roxmltree::Node<'_, '_>) -> Option<Bdf> {
+fn address_bdf(attr: impl Fn(&str) -> Option<String>) -> Option<Bdf> {
     let num = |k: &str| -> Option<u32> {
-        let v = a.attribute(k)?;
-        let v = v.strip_prefix("0x").unwrap_or(v);
-        u32::from_str_radix(v, 16).ok()
+        let v = attr(k)?;
+        let v = v.strip_prefix("0x").unwrap_or(&v).to_owned();
+        u32::from_str_radix(&v, 16).ok()
     };
     Bdf::new(
         u16::try_from(num("domain").unwrap_or(0)).ok()?,
@@ -123,5 +219,30 @@ mod tests {
     fn rejects_what_is_not_a_domain() {
         assert!(parse_domain_xml("<network/>").is_err());
         assert!(parse_domain_xml("not xml").is_err());
+    }
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::*;
+
+    /// Issue 13: a status XML nested 4000 levels deep aborted the agent thread (stack
+    /// overflow) at every start.
+    #[test]
+    fn deeply_nested_xml_is_refused_with_a_reason_not_a_crash() {
+        let depth = 4000;
+        let xml = format!(
+            "<domstatus pid='1'><domain><name>x</name>{}{}</domain></domstatus>",
+            "<a>".repeat(depth),
+            "</a>".repeat(depth)
+        );
+        // A small stack, like the agent's threads: the parse must not recurse per level.
+        let r = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || parse_domain_xml(&xml).map_err(|e| e.to_string()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(r.is_err(), "{r:?}");
     }
 }
