@@ -10,8 +10,8 @@
 //! - The VF's state is read before acting and returned with the outcome: the engine keeps the
 //!   first one to restore later.
 //! - Dry-run actions are reported as done without touching anything.
-//! - Errors keep the kernel's errno name (`EOPNOTSUPP`, `EBUSY`...) so the policy can step to
-//!   another rung; nothing is silent.
+//! - Errors keep the kernel's errno ([`Errno::from_io`]: `EOPNOTSUPP`, `EBUSY`...) so the
+//!   policy can retry a transient one or step to another rung; nothing is silent.
 
 pub mod webhook;
 
@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use vfguard_host::{HostFs, NetnsControl, VfControl, VfNet, VmControl};
 use vfguard_model::{
-    Action, ActionKind, ActionOutcome, Millis, OwnerKind, VfChange, VfLinkState, VfState,
+    Action, ActionKind, ActionOutcome, Errno, Millis, OwnerKind, VfChange, VfLinkState, VfState,
 };
 
 /// Receives notifications (a webhook, the log, a test).
@@ -67,24 +67,6 @@ pub struct Actuator {
     pub netns: Arc<dyn NetnsControl>,
     /// Notifications.
     pub notifier: Arc<dyn Notifier>,
-}
-
-/// The errno name of an I/O error (`EOPNOTSUPP`), or its text.
-pub fn errno_name(e: &io::Error) -> String {
-    let name = match e.raw_os_error() {
-        Some(libc::EOPNOTSUPP) => "EOPNOTSUPP",
-        Some(libc::EBUSY) => "EBUSY",
-        Some(libc::ETIMEDOUT) => "ETIMEDOUT",
-        Some(libc::EAGAIN) => "EAGAIN",
-        Some(libc::EINVAL) => "EINVAL",
-        Some(libc::ENODEV) => "ENODEV",
-        Some(libc::ENOENT) => "ENOENT",
-        Some(libc::EPERM) => "EPERM",
-        Some(libc::EACCES) => "EACCES",
-        Some(n) => return format!("E{n}"),
-        None => return e.to_string(),
-    };
-    name.to_owned()
 }
 
 impl Actuator {
@@ -203,7 +185,7 @@ impl Actuator {
         };
         ActionOutcome {
             id: a.id,
-            error: result.err().map(|e| errno_name(&e)),
+            error: result.err().map(|e| Errno::from_io(&e)),
             before,
             at: now,
         }
@@ -319,7 +301,7 @@ mod tests {
             vf: Some(vfguard_model::VfIndex(1)),
             owner,
             kind,
-            rule: "test".into(),
+            rule: vfguard_model::RuleRef::Rule("test".into()),
             dry_run: false,
             at: 0,
         }
@@ -365,13 +347,16 @@ mod tests {
         let ns = Arc::new(Calls::default());
         let act = actuator(vm.clone(), ns.clone());
         for (owner, errno) in [
-            (None, "ENOENT"),
-            (Some(owner(OwnerKind::Vm, None)), "ENOENT"),
-            (Some(owner(OwnerKind::Host, Some("host"))), "EOPNOTSUPP"),
-            (Some(owner(OwnerKind::None, None)), "EOPNOTSUPP"),
+            (None, Errno::ENOENT),
+            (Some(owner(OwnerKind::Vm, None)), Errno::ENOENT),
+            (
+                Some(owner(OwnerKind::Host, Some("host"))),
+                Errno::EOPNOTSUPP,
+            ),
+            (Some(owner(OwnerKind::None, None)), Errno::EOPNOTSUPP),
         ] {
             let o = act.execute(&action(ActionKind::Detach, owner.clone()), 1);
-            assert_eq!(o.error.as_deref(), Some(errno), "{owner:?}");
+            assert_eq!(o.error, Some(errno), "{owner:?}");
         }
         assert!(vm.taken().is_empty() && ns.taken().is_empty());
     }
@@ -381,10 +366,10 @@ mod tests {
         let act = actuator(Arc::new(NoVmControl), Arc::new(Calls::failing(libc::EPERM)));
         let pod = Some(owner(OwnerKind::Netns, Some("pod-a")));
         let o = act.execute(&action(ActionKind::Detach, pod.clone()), 1);
-        assert_eq!(o.error.as_deref(), Some("EPERM"));
+        assert_eq!(o.error, Some(Errno::EPERM));
         let act = actuator(Arc::new(NoVmControl), Arc::new(NoNetnsControl));
         let o = act.execute(&action(ActionKind::Detach, pod.clone()), 2);
-        assert_eq!(o.error.as_deref(), Some("EOPNOTSUPP"));
+        assert_eq!(o.error, Some(Errno::EOPNOTSUPP));
         // Dry run: decided, not carried out.
         let ns = Arc::new(Calls::default());
         let act = actuator(Arc::new(NoVmControl), ns.clone());
@@ -405,7 +390,7 @@ mod tests {
             ),
             1,
         );
-        assert_eq!(o.error.as_deref(), Some("EOPNOTSUPP"));
+        assert_eq!(o.error, Some(Errno::EOPNOTSUPP));
         assert!(vm.taken().is_empty());
         let o = act.execute(
             &action(
@@ -416,5 +401,39 @@ mod tests {
         );
         assert_eq!(o.error, None);
         assert_eq!(vm.taken(), ["vm pause web-7"]);
+    }
+
+    #[test]
+    fn errors_are_named_as_this_kernel_numbers_them() {
+        for (code, name) in [
+            (libc::EPERM, "EPERM"),
+            (libc::ENOENT, "ENOENT"),
+            (libc::ESRCH, "ESRCH"),
+            (libc::EINTR, "EINTR"),
+            (libc::EIO, "EIO"),
+            (libc::ENXIO, "ENXIO"),
+            (libc::EAGAIN, "EAGAIN"),
+            (libc::ENOMEM, "ENOMEM"),
+            (libc::EACCES, "EACCES"),
+            (libc::EBUSY, "EBUSY"),
+            (libc::EEXIST, "EEXIST"),
+            (libc::ENODEV, "ENODEV"),
+            (libc::EINVAL, "EINVAL"),
+            (libc::ENOSPC, "ENOSPC"),
+            (libc::EPIPE, "EPIPE"),
+            (libc::ENOSYS, "ENOSYS"),
+            (libc::EOPNOTSUPP, "EOPNOTSUPP"),
+            (libc::ETIMEDOUT, "ETIMEDOUT"),
+        ] {
+            let e = Errno::from_io(&io::Error::from_raw_os_error(code));
+            assert_eq!((e.name(), e.code()), (name.into(), Some(code)));
+        }
+        // A number without a name, and an error without a number, keep what they have.
+        let e = Errno::from_io(&io::Error::from_raw_os_error(libc::EPROTO));
+        assert_eq!(e.name(), format!("E{}", libc::EPROTO));
+        let e = Errno::from_io(&io::Error::other("virsh suspend web-7: error"));
+        assert_eq!(e.name(), "virsh suspend web-7: error");
+        assert!(Errno::from_io(&io::Error::from_raw_os_error(libc::EBUSY)).is_transient());
+        assert!(!Errno::from_io(&io::Error::from_raw_os_error(libc::EOPNOTSUPP)).is_transient());
     }
 }

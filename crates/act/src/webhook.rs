@@ -48,7 +48,7 @@ pub fn body(a: &Action) -> serde_json::Value {
         "pf": a.pf.map(|p| p.to_string()),
         "vf": a.vf.map(|v| v.0),
         "owner": a.owner.as_ref().map(|o| serde_json::json!({"kind": o.kind.as_str(), "name": o.name, "id": o.id})),
-        "rule": a.rule,
+        "rule": a.rule.to_string(),
         "at_ms": a.at,
     })
 }
@@ -129,6 +129,37 @@ mod tests {
     use std::net::TcpListener;
     use vfguard_model::{ActionId, ActionKind, IncidentId};
 
+    #[test]
+    fn the_body_carries_the_rule_as_the_sentence_it_always_was() {
+        let a = Action {
+            id: ActionId(9),
+            incident: IncidentId(4),
+            function: "0000:3c:00.2".parse().unwrap(),
+            pf: None,
+            pf_netdev: None,
+            vf: None,
+            owner: None,
+            kind: ActionKind::Notify,
+            rule: vfguard_model::RuleRef::StillUncontained { faults: 12 },
+            dry_run: false,
+            at: 5,
+        };
+        assert_eq!(
+            body(&a),
+            serde_json::json!({
+                "source": "vfguard",
+                "incident": 4,
+                "action_id": 9,
+                "function": "0000:3c:00.2",
+                "pf": null,
+                "vf": null,
+                "owner": null,
+                "rule": "still uncontained: 12 faults since the last notice",
+                "at_ms": 5,
+            })
+        );
+    }
+
     /// A loopback receiver answering with the given statuses in turn; returns the bodies.
     fn receiver(statuses: Vec<u16>) -> (String, std::thread::JoinHandle<Vec<String>>) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -183,7 +214,7 @@ mod tests {
             vf: None,
             owner: None,
             kind: ActionKind::Notify,
-            rule: "mdd".into(),
+            rule: vfguard_model::RuleRef::Rule("mdd".into()),
             dry_run: false,
             at: 5,
         };

@@ -57,7 +57,7 @@ fn action_on(vf: u16, id: u64, kind: ActionKind, dry_run: bool, sim: &SimHost) -
         vf: Some(vf.index),
         owner: Some(vf.owner.clone()),
         kind,
-        rule: "test".into(),
+        rule: vfguard_model::RuleRef::Rule("test".into()),
         dry_run,
         at: 0,
     }
@@ -86,8 +86,8 @@ fn knobs_errnos_before_state_and_restore() {
         2,
     );
     assert_eq!(
-        o.error.as_deref(),
-        Some("EOPNOTSUPP"),
+        o.error,
+        Some(vfguard_model::Errno::EOPNOTSUPP),
         "igb has no link-state knob"
     );
     let before = vfguard_model::VfState {
@@ -139,7 +139,11 @@ fn detach_evicts_a_containers_vf_to_the_host_and_pause_leaves_the_pod_alone() {
     let (sim, act, _) = setup();
     let pf: vfguard_model::Bdf = "0000:02:00.0".parse().unwrap();
     let o = act.execute(&action_on(0, 1, ActionKind::PauseVm, false, &sim), 1);
-    assert_eq!(o.error.as_deref(), Some("EOPNOTSUPP"), "a pod is not a VM");
+    assert_eq!(
+        o.error,
+        Some(vfguard_model::Errno::EOPNOTSUPP),
+        "a pod is not a VM"
+    );
     let o = act.execute(&action_on(0, 2, ActionKind::Detach, false, &sim), 2);
     assert_eq!(o.error, None);
     let t = sim.topology_reader().read();

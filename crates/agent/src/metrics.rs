@@ -196,7 +196,7 @@ impl Metrics {
             match d {
                 Decision::Attributed { method, .. } => {
                     self.attributions
-                        .get_or_create(&labels([("method", method)]))
+                        .get_or_create(&labels([("method", method.as_str())]))
                         .inc();
                 }
                 Decision::Act(a) => {
@@ -211,12 +211,12 @@ impl Metrics {
                 .remove(&o.id)
                 .unwrap_or_else(|| ("unknown".to_owned(), false));
             let result = match (&o.error, dry) {
-                (Some(e), _) => e.as_str(),
-                (None, true) => "dry_run",
-                (None, false) => "ok",
+                (Some(e), _) => e.name(),
+                (None, true) => "dry_run".into(),
+                (None, false) => "ok".into(),
             };
             self.actions
-                .get_or_create(&labels([("action", &name), ("result", result)]))
+                .get_or_create(&labels([("action", &name), ("result", &result)]))
                 .inc();
         }
         for (name, d) in &r.action_durations {

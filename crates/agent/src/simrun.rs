@@ -7,7 +7,7 @@ use std::sync::Arc;
 use vfguard_act::MemoryNotifier;
 use vfguard_engine::policy::RawPolicy;
 use vfguard_engine::Policy;
-use vfguard_model::{Decision, IncidentId, Millis};
+use vfguard_model::{Decision, Errno, IncidentId, Millis};
 use vfguard_sim::expect::{acts_on, check, Run};
 use vfguard_sim::report::{ActionRow, Attribution, Incident, OwnerRef, Report};
 use vfguard_sim::scenario::{Scenario, ScenarioError};
@@ -234,7 +234,7 @@ fn build(
                     i.events += 1;
                     if *confidence > i.attribution.confidence || i.events == 1 {
                         i.attribution = Attribution {
-                            method: method.clone(),
+                            method: method.to_string(),
                             confidence: *confidence,
                         };
                     }
@@ -263,7 +263,11 @@ fn build(
                     owner,
                     result: outcomes.get(&a.id).map_or_else(
                         || "pending".into(),
-                        |o| o.error.clone().unwrap_or_else(|| "ok".into()),
+                        |o| {
+                            o.error
+                                .as_ref()
+                                .map_or_else(|| "ok".into(), Errno::to_string)
+                        },
                     ),
                 };
                 if let Some(i) = incidents.get_mut(&a.incident) {

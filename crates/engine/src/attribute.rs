@@ -20,41 +20,8 @@
 
 use std::collections::HashMap;
 
+pub use vfguard_model::Method;
 use vfguard_model::{Bdf, FaultEvent, FaultKind, Millis, Owner, OwnerKind, Topology, VfIndex};
-
-/// How an observation was attributed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Method {
-    /// The line names the function.
-    Direct,
-    /// A PF held whole by a VM.
-    WholeDevice,
-    /// By MAC in the VF table.
-    Mac,
-    /// A device-absolute VF number through the learned VF base.
-    Absolute,
-    /// AER/IOMMU requester.
-    Requester,
-    /// The next line from the same PF named the VF.
-    Sequence,
-    /// Left on the PF.
-    Unattributed,
-}
-
-impl Method {
-    /// The stable name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Direct => "direct",
-            Method::WholeDevice => "whole_device",
-            Method::Mac => "mac",
-            Method::Absolute => "absolute",
-            Method::Requester => "requester",
-            Method::Sequence => "sequence",
-            Method::Unattributed => "unattributed",
-        }
-    }
-}
 
 /// What an incident is keyed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

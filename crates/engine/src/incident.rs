@@ -4,8 +4,8 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use vfguard_model::{
-    ActionId, ActionKind, Bdf, FaultKind, IncidentId, IncidentState, Millis, Owner, OwnerKind,
-    VfIndex, VfState,
+    ActionId, ActionKind, Bdf, Errno, FaultKind, IncidentId, IncidentState, Millis, Owner,
+    OwnerKind, VfIndex, VfState,
 };
 
 use crate::attribute::{Key, Method};
@@ -39,8 +39,8 @@ pub struct ActionRecord {
     pub rung: Option<usize>,
     /// When decided.
     pub at: Millis,
-    /// `None` while pending, then `Ok(())` or the errno.
-    pub result: Option<Result<(), String>>,
+    /// `None` while pending, then `Ok(())` or the error.
+    pub result: Option<Result<(), Errno>>,
     /// Attempts of this rung so far (retries after EBUSY).
     pub attempt: u32,
 }

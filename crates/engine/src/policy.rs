@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 pub use vfguard_model::Mode;
-use vfguard_model::{FaultKind, Millis, VfChange, VfLinkState};
+use vfguard_model::{FaultKind, Millis, RuleRef, VfChange, VfLinkState};
 
 /// One rung of the ladder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -325,6 +325,16 @@ impl Policy {
                         )
                     })?);
                 }
+                if let Some(name) = r.name.as_deref().filter(|n| !RuleRef::is_rule_name(n)) {
+                    // A journal reads an action's rule back by its form: this name would read
+                    // as something else (`cool_down`, `retry after ...`).
+                    return Err(bad(
+                        f("name"),
+                        name.to_owned(),
+                        "is the form of another reason to act (cool_down, retry after ..., \
+                         operator ...: ...)",
+                    ));
+                }
                 let window = parse_duration(&f("window"), r.window.as_deref().unwrap_or("60s"))?;
                 if window == 0 {
                     return Err(bad(f("window"), "0s".into(), "must be > 0"));
@@ -472,6 +482,15 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("guard.max_actions_per_host (2)"));
         assert!(Policy::from_toml("mode = \"yolo\"\n").is_err());
+        let e =
+            Policy::from_toml("[[rule]]\nname = \"cool_down\"\nkinds = [\"mdd\"]\n").unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("rule[0].name (cool_down) is the form of"));
+        assert!(
+            Policy::from_toml("[[rule]]\nname = \"retry after lunch\"\nkinds = [\"mdd\"]\n")
+                .is_err()
+        );
         let p = Policy::from_toml("mode = \"dry_run\"\nladder = [\"notify\", \"vf_disable\"]\n[guard]\nexclude = [\"vm:infra-*\"]\n").unwrap();
         assert_eq!((p.mode, p.ladder.len()), (Mode::DryRun, 2));
         assert!(p.excluded("vm:infra-dns") && !p.excluded("vm:web"));

@@ -16,7 +16,8 @@
 //! caller sees in the returned decisions.
 
 use vfguard_model::{
-    Action, ActionKind, ActionOutcome, Decision, Millis, Observation, Topology, VfChange, VfState,
+    Action, ActionKind, ActionOutcome, Decision, Errno, Millis, Observation, Topology, VfChange,
+    VfState,
 };
 
 use crate::engine::Engine;
@@ -64,7 +65,7 @@ pub fn reconcile(intent: &Action, current: Option<&VfState>, now: Millis) -> Act
     };
     ActionOutcome {
         id: intent.id,
-        error: (!done).then(|| "EINTR".to_owned()),
+        error: (!done).then_some(Errno::EINTR),
         before: None,
         at: now,
     }

@@ -17,7 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 use common::*;
 use proptest::prelude::*;
 use vfguard_engine::Engine;
-use vfguard_model::{ActionOutcome, Bdf, Decision, IncidentId, Observation};
+use vfguard_model::{ActionOutcome, Bdf, Decision, Errno, IncidentId, Observation, RuleRef};
 
 /// Lines a misbehaving VF of the i40e PF (VF n) can cause.
 fn bad_line(kind: u8, vf: u16) -> String {
@@ -103,7 +103,7 @@ proptest! {
                         Decision::Act(a) => {
                             let r = outcomes[outcome_i % outcomes.len()];
                             outcome_i += 1;
-                            let error = match r % 6 { 0 => Some("EBUSY".to_owned()), 1 => Some("EOPNOTSUPP".to_owned()), _ => None };
+                            let error = match r % 6 { 0 => Some(Errno::EBUSY), 1 => Some(Errno::EOPNOTSUPP), _ => None };
                             queue.push(Observation::Outcome(ActionOutcome { id: a.id, error, before: None, at: now }));
                             acts.push((now, a));
                         }
@@ -129,7 +129,7 @@ proptest! {
                 let (t1, a1) = w[1];
                 // Retries, fallbacks and the notice that nothing is left follow a failed action,
                 // not a fault.
-                let climb = !(a1.rule.starts_with("retry") || a1.rule.starts_with("fallback") || a1.rule.starts_with("uncontained") || a1.rule == "cool_down");
+                let climb = !matches!(a1.rule, RuleRef::Retry { .. } | RuleRef::Fallback { .. } | RuleRef::Uncontained { .. } | RuleRef::CoolDown);
                 if climb {
                     let faults = faults_at.get(&inc).map_or(0, |v| v.iter().filter(|&&f| f > *t0 && f <= *t1).count());
                     prop_assert!(faults > 0, "incident {inc:?} climbed to {} at {t1} with no fault since {t0}", a1.kind.name());
@@ -137,7 +137,7 @@ proptest! {
             }
         }
         // The guard's caps hold over every window.
-        let capped: Vec<&(u64, vfguard_model::Action)> = acts.iter().filter(|(_, a)| a.kind.name() != "notify" && a.rule != "cool_down").collect();
+        let capped: Vec<&(u64, vfguard_model::Action)> = acts.iter().filter(|(_, a)| a.kind.name() != "notify" && a.rule != RuleRef::CoolDown).collect();
         for (i, (t0, _)) in capped.iter().enumerate() {
             let in_window: Vec<_> = capped[i..].iter().filter(|(t1, _)| *t1 < t0 + window).collect();
             prop_assert!(in_window.len() as u32 <= max_host, "{} actions on the host within {window} ms", in_window.len());

@@ -8,7 +8,9 @@ mod common;
 use common::*;
 use vfguard_engine::restart::{reconcile, replay};
 use vfguard_engine::Engine;
-use vfguard_model::{ActionOutcome, Decision, Millis, Observation, VfChange, VfLinkState, VfState};
+use vfguard_model::{
+    ActionOutcome, Decision, Errno, Millis, Observation, VfChange, VfLinkState, VfState,
+};
 
 #[test]
 fn a_replayed_engine_continues_exactly_like_the_one_that_never_stopped() {
@@ -44,7 +46,7 @@ fn a_replayed_engine_continues_exactly_like_the_one_that_never_stopped() {
             }
             for dd in &d {
                 if let Decision::Act(a) = dd {
-                    let error = (a.id.0 % 4 == 0).then(|| "EBUSY".to_owned());
+                    let error = (a.id.0 % 4 == 0).then_some(Errno::EBUSY);
                     queue.push(Observation::Outcome(ActionOutcome {
                         id: a.id,
                         error,
@@ -122,11 +124,8 @@ fn an_interrupted_action_is_judged_from_the_state_read_back() {
         "it took effect before the crash"
     );
     let o = reconcile(&intent, Some(&up), 5000);
-    assert_eq!(o.error.as_deref(), Some("EINTR"));
-    assert_eq!(
-        reconcile(&intent, None, 5000).error.as_deref(),
-        Some("EINTR")
-    );
+    assert_eq!(o.error, Some(Errno::EINTR));
+    assert_eq!(reconcile(&intent, None, 5000).error, Some(Errno::EINTR));
     // Reported as failed, the policy decides again (here: retry is not transient, the ladder is
     // exhausted, so it says so) instead of the action being repeated blindly.
     let d = e.observe(&Observation::Outcome(o), &t, 5000);

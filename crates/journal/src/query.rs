@@ -5,7 +5,7 @@
 //! becomes an error the operator can find with `sqlite3`, not a panic and not a silent skip.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use vfguard_model::{ActionId, ActionOutcome, IncidentId};
+use vfguard_model::{ActionId, ActionOutcome, Errno, IncidentId};
 
 use crate::codec::{int, Cell};
 use crate::entry::{ActionRow, DecisionRow, Entry, ObservationRow};
@@ -71,7 +71,9 @@ fn action_row(row: &Row<'_>) -> Result<ActionRow> {
         None => None,
         Some(_) => Some(ActionOutcome {
             id: ActionId(cell("id").uint(id)?),
-            error: row.get(5)?,
+            error: row
+                .get::<_, Option<String>>(5)?
+                .map(|e| Errno::from_name(&e)),
             before: row
                 .get::<_, Option<String>>(6)?
                 .map(|b| cell("before").json(&b))
@@ -254,7 +256,9 @@ pub(crate) fn replay(conn: &Connection) -> Result<Vec<Entry>> {
                     seq: cell("outcome_seq").uint(seq)?,
                     outcome: ActionOutcome {
                         id: ActionId(cell("id").uint(id)?),
-                        error: row.get(4)?,
+                        error: row
+                            .get::<_, Option<String>>(4)?
+                            .map(|e| Errno::from_name(&e)),
                         before: row
                             .get::<_, Option<String>>(5)?
                             .map(|b| cell("before").json(&b))

@@ -143,7 +143,7 @@ fn intent(tx: &Transaction<'_>, action: &Action) -> Result<(), JournalErrorKind>
         incident,
         action.function.to_string(),
         action.kind.name(),
-        action.rule,
+        action.rule.to_string(),
         action.dry_run,
         int(seq, "sequence number")?,
         at,
@@ -187,7 +187,7 @@ fn outcome(tx: &Transaction<'_>, outcome: &ActionOutcome) -> Result<(), JournalE
         id,
         int(seq, "sequence number")?,
         at,
-        outcome.error,
+        outcome.error.as_ref().map(|e| e.name()),
         before
     ])?;
     Ok(())

@@ -372,7 +372,7 @@ fn floats_read_back_bit_for_bit() {
         .iter()
         .map(|c| Decision::Attributed {
             incident: IncidentId(1),
-            method: "mac".to_owned(),
+            method: vfguard_model::Method::Mac,
             confidence: *c,
             evidence: String::new(),
         })
@@ -478,6 +478,76 @@ fn intents_are_pending_until_their_outcome() {
         row,
         ("restore".to_owned(), "mdd_tx>=3/60s".to_owned(), true, 11)
     );
+}
+
+#[test]
+fn typed_values_are_stored_as_the_strings_journals_always_held() {
+    use vfguard_model::{Errno, Method, Mode, RuleRef};
+    let mut j = Journal::open_in_memory().unwrap();
+    let mut a = action(1, IncidentId(1), 10);
+    a.rule = RuleRef::Fallback {
+        action: "set_vf:spoofchk".into(),
+        error: Errno::EOPNOTSUPP,
+    };
+    j.record_intent(&a).unwrap();
+    j.record_outcome(&outcome(&a, 20, Some("EBUSY"))).unwrap();
+    let ds = vec![
+        Decision::Attributed {
+            incident: IncidentId(1),
+            method: Method::WholeDevice,
+            confidence: 1.0,
+            evidence: String::new(),
+        },
+        Decision::ModeChanged {
+            from: Mode::Enforce,
+            to: Mode::DryRun,
+            by: "alice".into(),
+        },
+    ];
+    j.record_batch(&batch(30, vec![], ds)).unwrap();
+    let text = "fallback after set_vf:spoofchk failed: EOPNOTSUPP";
+    let row: (String, String, String) = j
+        .conn
+        .query_row(
+            "SELECT rule, json_extract(intent, '$.rule'), error FROM actions WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(row, (text.into(), text.into(), "EBUSY".into()));
+    let bodies: Vec<String> = j
+        .conn
+        .prepare("SELECT body FROM decisions ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        bodies,
+        [
+            r#"{"decision":"attributed","incident":1,"method":"whole_device","confidence":1.0,"evidence":""}"#,
+            r#"{"decision":"mode_changed","from":"enforce","to":"dry_run","by":"alice"}"#,
+        ]
+    );
+    // Whatever an older agent wrote in the error column reads back as it was.
+    for old in [
+        "E71",
+        "virsh suspend web-1: error: domain is not running",
+        "EBUSY",
+    ] {
+        j.conn
+            .execute("UPDATE actions SET error = ?1 WHERE id = 1", [old])
+            .unwrap();
+        let outcome = j.replay().unwrap().into_iter().find_map(|e| match e {
+            Entry::Outcome { outcome, .. } => Some(outcome),
+            _ => None,
+        });
+        assert_eq!(
+            outcome.and_then(|o| o.error).map(|e| e.name().into_owned()),
+            Some(old.to_owned())
+        );
+    }
 }
 
 #[test]

@@ -22,8 +22,9 @@ use vfguard_journal::{
     JournalErrorKind, ObservationRow,
 };
 use vfguard_model::{
-    Action, ActionId, ActionKind, ActionOutcome, Bdf, Cause, Decision, IncidentId, Millis,
-    Observation, OperatorRequest, Owner, VfChange, VfIndex, VfLinkState, VfState, VfStats,
+    Action, ActionId, ActionKind, ActionOutcome, Bdf, Cause, Decision, Errno, IncidentId, Method,
+    Millis, Observation, OperatorRequest, Owner, RuleRef, VfChange, VfIndex, VfLinkState, VfState,
+    VfStats,
 };
 
 // ---------------------------------------------------------------- generators
@@ -136,7 +137,8 @@ fn action(id: u64) -> impl Strategy<Value = Action> {
                 a.pf = with_pf.then(common::pf);
                 a.owner = owner;
                 a.kind = kind;
-                a.rule = rule;
+                // Any text: what a journal holds reads back as it was written.
+                a.rule = RuleRef::parse(&rule);
                 a.dry_run = dry_run;
                 a
             },
@@ -148,7 +150,7 @@ fn decision() -> impl Strategy<Value = Decision> {
         3 => (incident(), function(), owner()).prop_map(|(incident, function, owner)| {
             Decision::IncidentOpened { incident, function, owner }
         }),
-        1 => (incident(), text(), float(), text()).prop_map(
+        1 => (incident(), prop::sample::select(Method::ALL.to_vec()), float(), text()).prop_map(
             |(incident, method, confidence, evidence)| Decision::Attributed {
                 incident,
                 method,
@@ -200,7 +202,7 @@ enum Op {
     Outcome {
         pick: Index,
         at: Millis,
-        error: Option<String>,
+        error: Option<Errno>,
         before: bool,
     },
     Reopen,
@@ -212,8 +214,13 @@ fn op() -> impl Strategy<Value = Op> {
         6 => batch().prop_map(Op::Append),
         3 => (prop::option::weighted(0.2, any::<Index>()), action(0))
             .prop_map(|(reuse, template)| Op::Intent { reuse, template }),
-        3 => (any::<Index>(), 0u64..1 << 40, prop::option::of("E[A-Z]{2,8}"), any::<bool>())
-            .prop_map(|(pick, at, error, before)| Op::Outcome { pick, at, error, before }),
+        3 => (any::<Index>(), 0u64..1 << 40, prop::option::of("E[A-Z0-9]{0,8}|[a-z :]{0,12}"), any::<bool>())
+            .prop_map(|(pick, at, error, before)| Op::Outcome {
+                pick,
+                at,
+                error: error.as_deref().map(Errno::from_name),
+                before,
+            }),
         1 => Just(Op::Reopen),
         // WAL frames are 4 KiB pages plus a 24-byte header; a batch writes a few of them.
         2 => prop_oneof![0u64..100, 0u64..60_000, Just(u64::MAX)].prop_map(Op::TruncateTail),

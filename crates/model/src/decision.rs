@@ -3,9 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::attribution::Method;
+use crate::errno::Errno;
 use crate::fault::FaultEvent;
 use crate::incident::{Cause, IncidentState};
 use crate::pci::{Bdf, VfIndex};
+use crate::rule::RuleRef;
 use crate::topology::{Owner, VfChange, VfState, VfStats};
 
 /// Milliseconds on the agent's clock (injected: virtual in the simulator, wall time on a host).
@@ -86,6 +89,12 @@ impl Mode {
             "enforce" => Some(Mode::Enforce),
             _ => None,
         }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -198,7 +207,7 @@ pub struct Action {
     /// What.
     pub kind: ActionKind,
     /// The rule or request that made it.
-    pub rule: String,
+    pub rule: RuleRef,
     /// Decided, journalled, but not carried out (dry-run mode).
     pub dry_run: bool,
     /// When it was decided.
@@ -210,8 +219,8 @@ pub struct Action {
 pub struct ActionOutcome {
     /// The action.
     pub id: ActionId,
-    /// `None` when it worked, else the errno name (`EOPNOTSUPP`, `EBUSY`, `ETIMEDOUT`...).
-    pub error: Option<String>,
+    /// `None` when it worked, else its error (`EOPNOTSUPP`, `EBUSY`, `ETIMEDOUT`...).
+    pub error: Option<Errno>,
     /// The VF's state read just before acting (for restore).
     pub before: Option<VfState>,
     /// When it finished.
@@ -235,8 +244,8 @@ pub enum Decision {
     Attributed {
         /// The incident it joined.
         incident: IncidentId,
-        /// `direct`, `requester`, `mac`, `sequence`, `absolute`, `whole_device`, `unattributed`.
-        method: String,
+        /// How.
+        method: Method,
         /// 0..=1.
         confidence: f64,
         /// A line of evidence.
@@ -295,9 +304,9 @@ pub enum Decision {
     /// An operator switched the policy's mode.
     ModeChanged {
         /// The mode before.
-        from: String,
+        from: Mode,
         /// The mode now.
-        to: String,
+        to: Mode,
         /// Who asked.
         by: String,
     },
@@ -318,5 +327,113 @@ impl Decision {
             Decision::Act(action) => Some(action.incident),
             Decision::ModeChanged { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::VfLinkState;
+
+    /// Written by the engine before methods, errors, rules and modes were typed (commit
+    /// 8906ca6): journals hold these, and must read them, and write the same again.
+    const OLD: [&str; 4] = [
+        r#"{"decision":"attributed","incident":3,"method":"whole_device","confidence":1.0,"evidence":"ixgbe 0000:3b:00.0: Malicious event on VF 1"}"#,
+        r#"{"decision":"mode_changed","from":"enforce","to":"dry_run","by":"uid=0(root) via unix socket"}"#,
+        r#"{"decision":"act","id":7,"incident":3,"function":"0000:3b:02.1","pf":"0000:3b:00.0","pf_netdev":"ens1f0","vf":1,"owner":{"kind":"vm","name":"tenant-a","id":null,"pid":42,"evidence":[]},"kind":{"action":"set_vf","args":{"knob":"link_state","value":"disable"}},"rule":"fallback after set_vf:spoofchk failed: EOPNOTSUPP","dry_run":false,"at":8000}"#,
+        r#"{"type":"outcome","id":7,"error":"EBUSY","before":null,"at":8100}"#,
+    ];
+
+    #[test]
+    fn old_journal_json_reads_as_typed_values_and_writes_the_same() {
+        let attributed: Decision = serde_json::from_str(OLD[0]).unwrap();
+        assert!(matches!(
+            attributed,
+            Decision::Attributed {
+                method: Method::WholeDevice,
+                ..
+            }
+        ));
+        let mode: Decision = serde_json::from_str(OLD[1]).unwrap();
+        assert!(matches!(
+            mode,
+            Decision::ModeChanged {
+                from: Mode::Enforce,
+                to: Mode::DryRun,
+                ..
+            }
+        ));
+        let act: Decision = serde_json::from_str(OLD[2]).unwrap();
+        let Decision::Act(a) = &act else {
+            panic!("{act:?}")
+        };
+        assert_eq!(
+            a.rule,
+            RuleRef::Fallback {
+                action: "set_vf:spoofchk".into(),
+                error: Errno::EOPNOTSUPP
+            }
+        );
+        assert_eq!(
+            a.kind,
+            ActionKind::SetVf(VfChange::LinkState(VfLinkState::Disable))
+        );
+        let outcome: Observation = serde_json::from_str(OLD[3]).unwrap();
+        let Observation::Outcome(o) = &outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(o.error, Some(Errno::EBUSY));
+        for (old, new) in OLD.iter().zip([
+            serde_json::to_string(&attributed).unwrap(),
+            serde_json::to_string(&mode).unwrap(),
+            serde_json::to_string(&act).unwrap(),
+            serde_json::to_string(&outcome).unwrap(),
+        ]) {
+            assert_eq!(*old, new);
+        }
+    }
+
+    #[test]
+    fn every_method_and_mode_round_trips_in_a_decision() {
+        for method in Method::ALL {
+            let d = Decision::Attributed {
+                incident: IncidentId(1),
+                method,
+                confidence: 0.5,
+                evidence: "e".into(),
+            };
+            let json = serde_json::to_value(&d).unwrap();
+            assert_eq!(json["method"], method.as_str());
+            assert_eq!(serde_json::from_value::<Decision>(json).unwrap(), d);
+        }
+        for (from, to) in [
+            (Mode::Observe, Mode::DryRun),
+            (Mode::DryRun, Mode::Enforce),
+            (Mode::Enforce, Mode::Observe),
+        ] {
+            let d = Decision::ModeChanged {
+                from,
+                to,
+                by: "alice".into(),
+            };
+            let json = serde_json::to_value(&d).unwrap();
+            assert_eq!(
+                (&json["from"], &json["to"]),
+                (&from.as_str().into(), &to.as_str().into())
+            );
+            assert_eq!(serde_json::from_value::<Decision>(json).unwrap(), d);
+        }
+        // `dry-run` was accepted on input, and still is.
+        let d: Decision = serde_json::from_str(
+            r#"{"decision":"mode_changed","from":"dry-run","to":"enforce","by":"b"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            d,
+            Decision::ModeChanged {
+                from: Mode::DryRun,
+                ..
+            }
+        ));
     }
 }

@@ -29,7 +29,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
-use vfguard_model::{ActionKind, Bdf, Decision, IncidentId, IncidentState, Millis, OwnerKind};
+use vfguard_model::{
+    ActionKind, Bdf, Decision, IncidentId, IncidentState, Millis, OwnerKind, RuleRef,
+};
 
 use crate::report::Incident;
 use crate::scenario::Scenario;
@@ -294,7 +296,7 @@ fn pf_of(sc: &Scenario, f: Bdf) -> Option<Bdf> {
 /// Whether an action acts on its function's owner: anything beyond telling someone and putting
 /// things back (a notify, a restore, the cool-down). Only culprits may be acted on.
 pub fn acts_on(a: &vfguard_model::Action) -> bool {
-    !matches!(a.kind, ActionKind::Notify | ActionKind::Restore(_)) && a.rule != "cool_down"
+    !matches!(a.kind, ActionKind::Notify | ActionKind::Restore(_)) && a.rule != RuleRef::CoolDown
 }
 
 fn agent(sc: &Scenario, decisions: &[(Millis, Decision)], x: &mut Expectations) {
@@ -588,7 +590,7 @@ contained_within_ms = 2000
     fn fault(i: u64) -> Decision {
         Decision::Attributed {
             incident: IncidentId(i),
-            method: "direct".into(),
+            method: vfguard_model::Method::Direct,
             confidence: 1.0,
             evidence: "Malicious event on VF 2".into(),
         }
@@ -604,7 +606,7 @@ contained_within_ms = 2000
             vf: None,
             owner: owner(name),
             kind,
-            rule: rule.into(),
+            rule: RuleRef::parse(rule),
             dry_run: false,
             at: 0,
         })

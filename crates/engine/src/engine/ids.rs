@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use vfguard_model::{ActionId, Bdf, IncidentId};
+use vfguard_model::{ActionId, Bdf, Errno, IncidentId};
 
 use super::Engine;
 
@@ -65,7 +65,9 @@ impl Engine {
                     .get_mut(&iid)
                     .and_then(|i| i.actions.iter_mut().find(|a| a.id == *id))
                 {
-                    a.result = Some(Err("decided by the replay only, never carried out".into()));
+                    a.result = Some(Err(Errno::from_name(
+                        "decided by the replay only, never carried out",
+                    )));
                 }
             }
         }

@@ -3,7 +3,7 @@
 
 use vfguard_model::{
     Action, ActionKind, Cause, Decision, FaultKind, IncidentId, IncidentState, Millis, OwnerKind,
-    Topology, VfChange,
+    RuleRef, Topology, VfChange,
 };
 
 use crate::attribute::Method;
@@ -89,7 +89,7 @@ impl Engine {
     pub(super) fn escalate(
         &mut self,
         id: IncidentId,
-        rule: &str,
+        rule: &RuleRef,
         t: &Topology,
         now: Millis,
         out: &mut Vec<Decision>,
@@ -166,7 +166,7 @@ impl Engine {
     pub(super) fn exhausted(
         &mut self,
         id: IncidentId,
-        rule: &str,
+        rule: &RuleRef,
         t: &Topology,
         now: Millis,
         out: &mut Vec<Decision>,
@@ -181,10 +181,10 @@ impl Engine {
         if inc.state != IncidentState::Uncontained {
             return;
         }
-        let rule = format!(
-            "uncontained: no rung of the ladder is left that works for {} (after {rule})",
-            inc.owner_label()
-        );
+        let rule = RuleRef::Uncontained {
+            owner: inc.owner_label(),
+            after: Box::new(rule.clone()),
+        };
         self.decide(id, ActionKind::Notify, None, &rule, t, now, out);
     }
 
@@ -202,7 +202,7 @@ impl Engine {
         id: IncidentId,
         kind: ActionKind,
         rung: Option<usize>,
-        rule: &str,
+        rule: &RuleRef,
         _t: &Topology,
         now: Millis,
         out: &mut Vec<Decision>,
@@ -221,7 +221,7 @@ impl Engine {
             vf: inc.vf,
             owner: inc.owner.clone(),
             kind: kind.clone(),
-            rule: rule.to_owned(),
+            rule: rule.clone(),
             dry_run,
             at: now,
         };

@@ -3,8 +3,8 @@
 //! state machine's moves ([`vfguard_model::incident`]).
 
 use vfguard_model::{
-    ActionId, ActionKind, ActionOutcome, Cause, Decision, FaultEvent, FaultKind, IncidentId,
-    IncidentState, Millis, Topology,
+    ActionId, ActionKind, ActionOutcome, Cause, Decision, Errno, FaultEvent, FaultKind, IncidentId,
+    IncidentState, Millis, RuleRef, Topology,
 };
 
 use crate::incident::Incident;
@@ -43,7 +43,7 @@ impl Engine {
     /// Whether this fault shows the function offending again: after its restore (a
     /// re-offence), or while a containment was supposed to hold (a VF reset lifted the
     /// driver's, or offences go on past the hold-down). Moves the incident back to
-    /// `escalating` and returns the rule to climb with.
+    /// `escalating` and returns what to climb with.
     pub(super) fn offending_again(
         &mut self,
         id: IncidentId,
@@ -51,7 +51,7 @@ impl Engine {
         driver_contains: bool,
         now: Millis,
         out: &mut Vec<Decision>,
-    ) -> Option<String> {
+    ) -> Option<RuleRef> {
         let hold = self.policy.hold_down;
         let inc = self.incidents.get_mut(&id)?;
         if inc.restoring {
@@ -68,10 +68,10 @@ impl Engine {
                     inc.rung = r;
                 }
                 transition(inc, Cause::Reoffended, out);
-                Some(format!(
-                    "re-offence {} after the restore: {}",
-                    inc.reoffences, e.kind
-                ))
+                Some(RuleRef::Reoffence {
+                    count: inc.reoffences,
+                    kind: e.kind,
+                })
             }
             IncidentState::Contained => {
                 let lifted = e.kind == FaultKind::VfReset && inc.driver_disabled;
@@ -87,9 +87,9 @@ impl Engine {
                 inc.driver_disabled = false;
                 transition(inc, Cause::ContainmentUndone, out);
                 Some(if lifted {
-                    "containment undone: a VF reset lifted the driver's".to_owned()
+                    RuleRef::DriverContainmentLifted
                 } else {
-                    format!("containment undone: {} while contained", e.kind)
+                    RuleRef::OffendedWhileContained { kind: e.kind }
                 })
             }
             _ => None,
@@ -152,12 +152,11 @@ impl Engine {
         }
         // A failed rung is never silent: retry a transient error once, else step up now.
         if let Some((Some(rung), attempt, err)) = retry {
-            let transient = matches!(err.as_str(), "EBUSY" | "ETIMEDOUT" | "EAGAIN");
-            if transient && attempt <= RETRIES {
+            if err.is_transient() && attempt <= RETRIES {
                 let pf = self.incidents.get(&id).and_then(|i| i.pf);
                 match self.guard_ok(pf, now) {
                     Ok(()) => {
-                        let rule = format!("retry after {err}");
+                        let rule = RuleRef::Retry { error: err };
                         self.decide(id, kind, Some(rung), &rule, t, now, out);
                     }
                     Err(reason) => out.push(Decision::Suppressed {
@@ -167,7 +166,10 @@ impl Engine {
                     }),
                 }
             } else {
-                let rule = format!("fallback after {} failed: {err}", kind.name());
+                let rule = RuleRef::Fallback {
+                    action: kind.name(),
+                    error: err,
+                };
                 self.escalate(id, &rule, t, now, out, true);
             }
         }
@@ -178,7 +180,7 @@ impl Engine {
         &mut self,
         id: IncidentId,
         kind: ActionKind,
-        rule: &str,
+        rule: &RuleRef,
         t: &Topology,
         now: Millis,
         out: &mut Vec<Decision>,
@@ -218,7 +220,7 @@ impl Engine {
         for id in stale {
             let o = ActionOutcome {
                 id,
-                error: Some("ETIMEDOUT".into()),
+                error: Some(Errno::ETIMEDOUT),
                 before: None,
                 at: now,
             };
@@ -243,10 +245,9 @@ impl Engine {
                     .notified_at
                     .is_none_or(|n| now >= n.saturating_add(self.policy.renotify_every))
             {
-                let rule = format!(
-                    "still uncontained: {} faults since the last notice",
-                    inc.faults - inc.faults_at_notice
-                );
+                let rule = RuleRef::StillUncontained {
+                    faults: inc.faults - inc.faults_at_notice,
+                };
                 self.decide(id, ActionKind::Notify, None, &rule, t, now, out);
                 continue;
             }
@@ -261,7 +262,7 @@ impl Engine {
                     continue;
                 }
                 match inc.restore_kind() {
-                    Some(kind) => self.restore(id, kind, "cool_down", t, now, out),
+                    Some(kind) => self.restore(id, kind, &RuleRef::CoolDown, t, now, out),
                     None => self.close(id, "contained, nothing to restore", out),
                 }
                 continue;

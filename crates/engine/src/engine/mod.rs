@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use vfguard_model::{
     ActionId, ActionKind, Bdf, Cause, Decision, FaultEvent, FaultKind, IncidentId, IncidentState,
-    Millis, Observation, Severity, Topology, VfIndex, VfStats,
+    Millis, Observation, RuleRef, Severity, Topology, VfIndex, VfStats,
 };
 
 use crate::attribute::{Attributed, Attributor, Key};
@@ -279,7 +279,7 @@ impl Engine {
         }
         out.push(Decision::Attributed {
             incident: id,
-            method: a.method.as_str().to_owned(),
+            method: a.method,
             confidence: a.confidence,
             evidence: evidence.clone(),
         });
@@ -344,7 +344,7 @@ impl Engine {
                 rule: rule.clone(),
                 count,
             });
-            self.escalate(id, &rule, t, now, out, false);
+            self.escalate(id, &RuleRef::Rule(rule), t, now, out, false);
         }
     }
 }

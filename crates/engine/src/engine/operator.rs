@@ -2,8 +2,8 @@
 //! decisions.
 
 use vfguard_model::{
-    ActionKind, Bdf, Decision, FaultEvent, FaultKind, Millis, OperatorRequest, OwnerKind, Topology,
-    VfChange, VfLinkState,
+    ActionKind, Bdf, Decision, FaultEvent, FaultKind, Millis, OperatorRequest, OwnerKind, RuleRef,
+    Topology, VfChange, VfLinkState,
 };
 
 use crate::attribute::{Attributed, Key, Method};
@@ -70,7 +70,10 @@ impl Engine {
                     out.push(Decision::Suppressed { incident: id, action: "quarantine".into(), reason: format!("{function} is neither a VF nor held by a VM: nothing to quarantine it with") });
                     return;
                 };
-                let rule = format!("operator {by}: {reason}");
+                let rule = RuleRef::Quarantine {
+                    by: by.clone(),
+                    reason: reason.clone(),
+                };
                 self.decide(id, kind, None, &rule, t, now, out);
             }
             OperatorRequest::Release { function, by } => {
@@ -79,7 +82,7 @@ impl Engine {
                 };
                 // Put it back as it was, as the cool-down does.
                 if let Some(kind) = self.incidents.get(&id).and_then(Incident::restore_kind) {
-                    let rule = format!("operator {by}: release");
+                    let rule = RuleRef::Release { by: by.clone() };
                     self.restore(id, kind, &rule, t, now, out);
                 }
                 self.close(id, &format!("released by {by}"), out);
@@ -88,8 +91,8 @@ impl Engine {
                 let (from, to) = (self.policy.mode, *mode);
                 self.policy.mode = to;
                 out.push(Decision::ModeChanged {
-                    from: from.as_str().to_owned(),
-                    to: to.as_str().to_owned(),
+                    from,
+                    to,
                     by: by.clone(),
                 });
             }

@@ -196,13 +196,7 @@ pub fn run_agent(
                             ActionKind::ResetPf => Ok(()),
                         }
                     };
-                    let error = result.err().map(|e| match e.raw_os_error() {
-                        Some(1) => "EPERM".to_owned(),
-                        Some(2) => "ENOENT".to_owned(),
-                        Some(16) => "EBUSY".to_owned(),
-                        Some(95) => "EOPNOTSUPP".to_owned(),
-                        _ => e.to_string(),
-                    });
+                    let error = result.err().map(|e| vfguard_model::Errno::from_io(&e));
                     queue.push(Observation::Outcome(ActionOutcome {
                         id: a.id,
                         error,

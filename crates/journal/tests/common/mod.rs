@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 
 use vfguard_model::{
-    Action, ActionId, ActionKind, ActionOutcome, Bdf, Decision, FaultEvent, FaultKind, IncidentId,
-    LogFormat, Millis, Observation, OperatorRequest, Owner, OwnerKind, Severity, TrustBasis,
-    VfChange, VfIndex, VfLinkState, VfState, VfStats,
+    Action, ActionId, ActionKind, ActionOutcome, Bdf, Decision, Errno, FaultEvent, FaultKind,
+    IncidentId, LogFormat, Method, Millis, Observation, OperatorRequest, Owner, OwnerKind, RuleRef,
+    Severity, TrustBasis, VfChange, VfIndex, VfLinkState, VfState, VfStats,
 };
 
 /// The PF.
@@ -109,7 +109,7 @@ pub fn action(id: u64, incident: IncidentId, at: Millis) -> Action {
         vf: Some(VfIndex(1)),
         owner: Some(vm("web-1")),
         kind: ActionKind::SetVf(VfChange::LinkState(VfLinkState::Disable)),
-        rule: "mdd_tx>=3/60s".to_owned(),
+        rule: RuleRef::Rule("mdd_tx>=3/60s".to_owned()),
         dry_run: false,
         at,
     }
@@ -119,7 +119,7 @@ pub fn action(id: u64, incident: IncidentId, at: Millis) -> Action {
 pub fn outcome(action: &Action, at: Millis, error: Option<&str>) -> ActionOutcome {
     ActionOutcome {
         id: action.id,
-        error: error.map(str::to_owned),
+        error: error.map(Errno::from_name),
         before: Some(VfState {
             index: 1,
             link_state: Some(VfLinkState::Auto),
@@ -140,7 +140,7 @@ pub fn decisions(incident: IncidentId) -> Vec<Decision> {
         },
         Decision::Attributed {
             incident,
-            method: "direct".to_owned(),
+            method: Method::Direct,
             confidence: 0.1 + 0.2,
             evidence: "VF number 0x01 under PF 0000:3b:00.0".to_owned(),
         },

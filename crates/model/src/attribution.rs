@@ -1,0 +1,99 @@
+//! How a fault was pinned on a function: the attribution method the engine decided with, and
+//! that the journal, the API, the metrics and the CLI show (`docs/engine.md` has each method's
+//! evidence and confidence).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// How an observation was attributed. Serialized as its snake_case name (`"direct"`,
+/// `"whole_device"`...), as journals have always stored it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// The line names the function.
+    Direct,
+    /// A PF held whole by a VM.
+    WholeDevice,
+    /// By MAC in the VF table.
+    Mac,
+    /// A device-absolute VF number through the learned VF base.
+    Absolute,
+    /// AER/IOMMU requester.
+    Requester,
+    /// The next line from the same PF named the VF.
+    Sequence,
+    /// Left on the PF.
+    Unattributed,
+}
+
+impl Method {
+    /// Every method, in the order above.
+    pub const ALL: [Method; 7] = [
+        Method::Direct,
+        Method::WholeDevice,
+        Method::Mac,
+        Method::Absolute,
+        Method::Requester,
+        Method::Sequence,
+        Method::Unattributed,
+    ];
+
+    /// The stable name (also its JSON form and its metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Direct => "direct",
+            Method::WholeDevice => "whole_device",
+            Method::Mac => "mac",
+            Method::Absolute => "absolute",
+            Method::Requester => "requester",
+            Method::Sequence => "sequence",
+            Method::Unattributed => "unattributed",
+        }
+    }
+
+    /// The method of this stable name.
+    pub fn from_name(name: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_the_stable_name_and_round_trips() {
+        for m in Method::ALL {
+            let json = serde_json::to_string(&m).unwrap();
+            assert_eq!(json, format!("\"{}\"", m.as_str()));
+            assert_eq!(serde_json::from_str::<Method>(&json).unwrap(), m);
+            assert_eq!(Method::from_name(m.as_str()), Some(m));
+            assert_eq!(m.to_string(), m.as_str());
+        }
+    }
+
+    #[test]
+    fn names_are_the_ones_journals_hold() {
+        let names: Vec<&str> = Method::ALL.iter().map(|m| m.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "direct",
+                "whole_device",
+                "mac",
+                "absolute",
+                "requester",
+                "sequence",
+                "unattributed"
+            ]
+        );
+        assert!(serde_json::from_str::<Method>("\"guessed\"").is_err());
+    }
+}
