@@ -14,10 +14,38 @@ pub fn own_uid() -> u32 {
     std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
 }
 
-/// Reads a token file: private to its owner, owned by root or the daemon's user, long enough.
+/// The longest token file read (a token is 16 to a few hundred bytes).
+const TOKEN_FILE_MAX: u64 = 4096;
+
+/// Reads a token file: a regular file, private to its owner, owned by root or the daemon's user,
+/// long enough. It is opened without blocking and checked on the open descriptor, so a FIFO or a
+/// device named there is refused at once (a FIFO used to hang `config check` and every SIGHUP
+/// reload, SIGTERM then unanswered) and cannot be swapped in between the check and the read.
 fn read_token(key: &str, f: &Path) -> anyhow::Result<Vec<u8>> {
-    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-    let meta = std::fs::metadata(f).with_context(|| format!("{key} {}", f.display()))?;
+    use std::io::Read as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(f)
+        .with_context(|| format!("{key} {}", f.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("{key} {}", f.display()))?;
+    if !meta.file_type().is_file() {
+        anyhow::bail!(
+            "{key} {} is not a regular file (a FIFO, a device or a directory); put the token in \
+             a file of its own",
+            f.display()
+        );
+    }
+    if meta.len() > TOKEN_FILE_MAX {
+        anyhow::bail!(
+            "{key} {} is {} bytes; a token file holds one token (at most {TOKEN_FILE_MAX} bytes)",
+            f.display(),
+            meta.len()
+        );
+    }
     let mode = meta.permissions().mode();
     if mode & 0o077 != 0 {
         anyhow::bail!(
@@ -35,8 +63,10 @@ fn read_token(key: &str, f: &Path) -> anyhow::Result<Vec<u8>> {
             meta.uid()
         );
     }
-    let text =
-        std::fs::read_to_string(f).with_context(|| format!("reading {key} {}", f.display()))?;
+    let mut text = String::new();
+    file.take(TOKEN_FILE_MAX)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading {key} {}", f.display()))?;
     let token = text.trim();
     if token.len() < 16 {
         anyhow::bail!(
@@ -501,6 +531,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("expected auto, text, json or journald"), "{e}");
+    }
+
+    /// Issue 13: a FIFO as token_file hung `config check` and every SIGHUP reload.
+    #[test]
+    fn a_token_file_that_is_not_a_regular_file_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("token");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        let e = read_token("api.token_file", &fifo).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        let e = read_token("api.token_file", dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'a'; 10_000]).unwrap();
+        let e = read_token("api.token_file", &big).unwrap_err().to_string();
+        assert!(e.contains("10000 bytes"), "{e}");
     }
 
     #[test]
