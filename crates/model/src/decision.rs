@@ -138,7 +138,8 @@ pub enum ActionKind {
     SetVf(VfChange),
     /// Function-level reset of the VF (sysfs `reset`).
     ResetVf,
-    /// Detach the function from its VM (libvirt).
+    /// Detach the function from its tenant: a VM's is unplugged (libvirt), a pod's VF netdev is
+    /// evicted from its network namespace to the host's, down (docs/actions.md).
     Detach,
     /// Pause the VM.
     PauseVm,
