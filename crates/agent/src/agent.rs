@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use vfguard_act::Actuator;
-use vfguard_engine::restart::{reconcile, replay};
+use vfguard_engine::restart::{self, reconcile, Journalled, UsedIds};
 use vfguard_engine::{Engine, Policy};
 use vfguard_host::{HostFs, KmsgDevice, VfNet};
 use vfguard_journal::{Batch, Entry, Journal};
@@ -38,6 +38,16 @@ pub fn kmsg_cursor_key(fs: &dyn HostFs) -> String {
     match fs.read(Path::new("/proc/sys/kernel/random/boot_id")) {
         Ok(id) if !id.trim().is_empty() => format!("kmsg:{}", id.trim()),
         _ => "kmsg".to_owned(),
+    }
+}
+
+/// A journal entry as the engine's restart reads it.
+fn journalled(e: Entry) -> Journalled {
+    match e {
+        Entry::Observation(o) => Journalled::Observation(o.at, o.observation),
+        Entry::Decision(d) => Journalled::Decision(d.decision),
+        Entry::Intent { action, .. } => Journalled::Intent(action),
+        Entry::Outcome { outcome, .. } => Journalled::Outcome(outcome),
     }
 }
 
@@ -197,126 +207,6 @@ pub struct Agent {
     pub replay_diverged: usize,
 }
 
-/// An action as the journal and a replay name it: id, action, function.
-type ActionKey = (vfguard_model::ActionId, String, Bdf);
-
-fn action_key(a: &vfguard_model::Action) -> ActionKey {
-    (a.id, a.kind.name(), a.function)
-}
-
-/// Rebuilds `engine` by replaying the journal, so that it is the engine that ran: the ids the
-/// journal gave (in order: retention may have deleted older incidents), each VF's knobs as
-/// before our first action on it, mode switches as they happened then the configured `policy`.
-/// Returns how many actions the replay decided differently from the journal.
-fn rebuild(
-    engine: &mut Engine,
-    j: &Journal,
-    topo: &Topology,
-    policy: &Policy,
-) -> anyhow::Result<usize> {
-    let entries = j.replay()?;
-    let before = first_states(&entries);
-    let opened: Vec<IncidentId> = entries
-        .iter()
-        .filter_map(|e| match e {
-            Entry::Decision(d) => match d.decision {
-                Decision::IncidentOpened { incident, .. } => Some(incident),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect();
-    let surviving: HashSet<IncidentId> = opened.iter().copied().collect();
-    let intents: Vec<&vfguard_model::Action> = entries
-        .iter()
-        .filter_map(|e| match e {
-            Entry::Intent { action, .. } => Some(action),
-            _ => None,
-        })
-        .collect();
-    // Every intent journalled, and those the replay should decide again (their incidents'
-    // rows survive retention).
-    let known: HashSet<ActionKey> = intents.iter().map(|a| action_key(a)).collect();
-    let expected: HashSet<ActionKey> = intents
-        .iter()
-        .filter(|a| surviving.contains(&a.incident))
-        .map(|a| action_key(a))
-        .collect();
-    let acted = intents
-        .iter()
-        .filter(|a| surviving.contains(&a.incident))
-        .map(|a| a.id)
-        .collect();
-    engine.replay_ids(opened, acted);
-    let history: Vec<(Millis, Observation)> = entries
-        .into_iter()
-        .filter_map(|e| match e {
-            Entry::Observation(o) => Some((o.at, o.observation)),
-            Entry::Outcome { outcome, .. } => Some((outcome.at, Observation::Outcome(outcome))),
-            _ => None,
-        })
-        .collect();
-    let decided: HashSet<ActionKey> = replay(engine, &history, &for_replay(topo, &before))
-        .iter()
-        .filter_map(|d| match d {
-            Decision::Act(a) => Some(action_key(a)),
-            _ => None,
-        })
-        .collect();
-    engine.end_replay();
-    // Actions only the replay decided (none when it rebuilt the engine that ran) were never
-    // carried out: they must not be taken for interrupted ones and retried.
-    engine.abandon_unjournalled(&known);
-    // An operator's mode switch, replayed as it happened, lasts until a restart.
-    engine.set_policy(policy.clone());
-    // Should the replay still have gone elsewhere than the live run, the ids already journalled
-    // are never reused.
-    engine.reserve_ids(j.max_action_id()?, j.max_incident_id()?);
-    Ok(decided.symmetric_difference(&expected).count())
-}
-
-/// Each VF's state as the journal saw it before the agent's first action on it (the `before`
-/// of its earliest outcome), by PF and VF index.
-fn first_states(entries: &[Entry]) -> HashMap<(Bdf, u16), vfguard_model::VfState> {
-    let mut target = HashMap::new();
-    let mut first = HashMap::new();
-    for e in entries {
-        match e {
-            Entry::Intent { action, .. } => {
-                if let (Some(pf), Some(vf)) = (action.pf, action.vf) {
-                    target.insert(action.id, (pf, vf.0));
-                }
-            }
-            Entry::Outcome { outcome, .. } => {
-                if let (Some(key), Some(state)) = (target.get(&outcome.id), &outcome.before) {
-                    first.entry(*key).or_insert_with(|| state.clone());
-                }
-            }
-            _ => {}
-        }
-    }
-    first
-}
-
-/// The host map as a replay must see it: the VF knobs the agent's own actions change (link
-/// state, spoof check, trust) as they were before its first action on the VF, not as they are
-/// now, or the replay would find its actions "already applied" and decide differently from the
-/// live run. A VF never acted on, and everything else (owners, MACs for attribution), is as now.
-fn for_replay(t: &Topology, before: &HashMap<(Bdf, u16), vfguard_model::VfState>) -> Topology {
-    let mut t = t.clone();
-    for pf in &mut t.pfs {
-        for vf in &mut pf.vfs {
-            let (Some(s), Some(b)) = (vf.state.as_mut(), before.get(&(pf.bdf, vf.index.0))) else {
-                continue;
-            };
-            s.link_state = b.link_state;
-            s.spoofchk = b.spoofchk;
-            s.trust = b.trust;
-        }
-    }
-    t
-}
-
 impl Agent {
     /// Starts the loop: with a journal, rebuilds the engine from it and resumes after its
     /// cursor; interrupted actions are reconciled.
@@ -342,7 +232,13 @@ impl Agent {
         let mut replay_diverged = 0;
         if let Some(j) = &journal {
             cursor = j.cursor(&cursor_key)?;
-            replay_diverged = rebuild(&mut engine, j, &topo, &cfg.policy)?;
+            let history = j.replay()?.into_iter().map(journalled).collect();
+            let used = UsedIds {
+                action: j.max_action_id()?,
+                incident: j.max_incident_id()?,
+            };
+            replay_diverged =
+                restart::rebuild(&mut engine, history, &topo, &cfg.policy, used).diverged;
         }
         let mut cfg = cfg;
         match cursor {

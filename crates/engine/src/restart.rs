@@ -10,6 +10,11 @@
 //! is never repeated blindly: [`reconcile`] compares it with the function's state read back from
 //! the host and turns it into an outcome.
 //!
+//! [`rebuild`] is the one call a restart makes: given what the journal holds, in commit order, it
+//! replays it with the journal's ids, against the host map as it was before the agent's own
+//! actions, abandons what only the replay decided, puts the configured policy back and reserves
+//! every id the journal used.
+//!
 //! # Limitations
 //! Replay uses the host map of the restart. If owners changed while the agent was down, the
 //! replayed attribution follows the new map; ids then differ from the journal's, which the
@@ -20,7 +25,12 @@ use vfguard_model::{
     VfState,
 };
 
+use std::collections::{HashMap, HashSet};
+
+use vfguard_model::{ActionId, Bdf, IncidentId};
+
 use crate::engine::Engine;
+use crate::policy::Policy;
 
 /// Replays journalled observations into `engine`; returns the decisions replay produced.
 pub fn replay<'a>(
@@ -69,4 +79,161 @@ pub fn reconcile(intent: &Action, current: Option<&VfState>, now: Millis) -> Act
         before: None,
         at: now,
     }
+}
+
+/// One record of the journal as a restart reads it back, in commit order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Journalled {
+    /// An observation that decided something, with the time it was observed at.
+    Observation(Millis, Observation),
+    /// A decision.
+    Decision(Decision),
+    /// An action's intent, journalled before it was carried out.
+    Intent(Action),
+    /// An action's outcome.
+    Outcome(ActionOutcome),
+}
+
+/// The largest ids the journal ever gave (their rows may since have gone with retention).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsedIds {
+    /// The largest action id.
+    pub action: Option<u64>,
+    /// The largest incident id.
+    pub incident: Option<u64>,
+}
+
+/// What [`rebuild`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RebuildReport {
+    /// Observations replayed.
+    pub replayed: usize,
+    /// Actions the replay decided differently from the journal: 0 when the rebuilt engine is
+    /// the one that ran.
+    pub diverged: usize,
+    /// Actions only the replay decided, abandoned: never carried out, they are not taken for
+    /// interrupted ones and retried.
+    pub abandoned: usize,
+}
+
+/// An action as the journal and a replay name it: id, action, function.
+type ActionKey = (ActionId, String, Bdf);
+
+fn action_key(a: &Action) -> ActionKey {
+    (a.id, a.kind.name(), a.function)
+}
+
+/// Rebuilds `engine` (a new one) from the journal's `history`, so that it is the engine that
+/// ran: the ids the journal gave (in order: retention may have deleted older incidents), each
+/// VF's knobs as before the agent's first action on it, mode switches as they happened, then
+/// the configured `policy` (a switch lasts until a restart). Ids in `used` are never given
+/// again, whatever the replay decided.
+pub fn rebuild(
+    engine: &mut Engine,
+    history: Vec<Journalled>,
+    t: &Topology,
+    policy: &Policy,
+    used: UsedIds,
+) -> RebuildReport {
+    let before = first_states(&history);
+    let opened: Vec<IncidentId> = history
+        .iter()
+        .filter_map(|e| match e {
+            Journalled::Decision(Decision::IncidentOpened { incident, .. }) => Some(*incident),
+            _ => None,
+        })
+        .collect();
+    let surviving: HashSet<IncidentId> = opened.iter().copied().collect();
+    let intents: Vec<&Action> = history
+        .iter()
+        .filter_map(|e| match e {
+            Journalled::Intent(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    // Every intent journalled, and those the replay should decide again (their incidents' rows
+    // survive retention).
+    let known: HashSet<ActionKey> = intents.iter().map(|a| action_key(a)).collect();
+    let expected: HashSet<ActionKey> = intents
+        .iter()
+        .filter(|a| surviving.contains(&a.incident))
+        .map(|a| action_key(a))
+        .collect();
+    let acted = intents
+        .iter()
+        .filter(|a| surviving.contains(&a.incident))
+        .map(|a| a.id)
+        .collect();
+    engine.replay_ids(opened, acted);
+    let observations: Vec<(Millis, Observation)> = history
+        .into_iter()
+        .filter_map(|e| match e {
+            Journalled::Observation(at, o) => Some((at, o)),
+            Journalled::Outcome(o) => Some((o.at, Observation::Outcome(o))),
+            _ => None,
+        })
+        .collect();
+    let decided: HashSet<ActionKey> = replay(engine, &observations, &for_replay(t, &before))
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Act(a) => Some(action_key(a)),
+            _ => None,
+        })
+        .collect();
+    engine.end_replay();
+    // Actions only the replay decided (none when it rebuilt the engine that ran) were never
+    // carried out: they must not be taken for interrupted ones and retried.
+    let abandoned = engine.abandon_unjournalled(&known);
+    // An operator's mode switch, replayed as it happened, lasts until a restart.
+    engine.set_policy(policy.clone());
+    // Should the replay still have gone elsewhere than the live run, the ids already journalled
+    // are never reused.
+    engine.reserve_ids(used.action, used.incident);
+    RebuildReport {
+        replayed: observations.len(),
+        diverged: decided.symmetric_difference(&expected).count(),
+        abandoned,
+    }
+}
+
+/// Each VF's state as the journal saw it before the agent's first action on it (the `before`
+/// of its earliest outcome), by PF and VF index.
+fn first_states(history: &[Journalled]) -> HashMap<(Bdf, u16), VfState> {
+    let mut target = HashMap::new();
+    let mut first = HashMap::new();
+    for e in history {
+        match e {
+            Journalled::Intent(action) => {
+                if let (Some(pf), Some(vf)) = (action.pf, action.vf) {
+                    target.insert(action.id, (pf, vf.0));
+                }
+            }
+            Journalled::Outcome(outcome) => {
+                if let (Some(key), Some(state)) = (target.get(&outcome.id), &outcome.before) {
+                    first.entry(*key).or_insert_with(|| state.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    first
+}
+
+/// The host map as a replay must see it: the VF knobs the agent's own actions change (link
+/// state, spoof check, trust) as they were before its first action on the VF, not as they are
+/// now, or the replay would find its actions "already applied" and decide differently from the
+/// live run. A VF never acted on, and everything else (owners, MACs for attribution), is as now.
+fn for_replay(t: &Topology, before: &HashMap<(Bdf, u16), VfState>) -> Topology {
+    let mut t = t.clone();
+    for pf in &mut t.pfs {
+        for vf in &mut pf.vfs {
+            let (Some(s), Some(b)) = (vf.state.as_mut(), before.get(&(pf.bdf, vf.index.0))) else {
+                continue;
+            };
+            s.link_state = b.link_state;
+            s.spoofchk = b.spoofchk;
+            s.trust = b.trust;
+        }
+    }
+    t
 }

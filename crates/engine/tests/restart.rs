@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use vfguard_engine::restart::{reconcile, replay};
+use vfguard_engine::restart::{rebuild, reconcile, replay, Journalled, UsedIds};
 use vfguard_engine::Engine;
 use vfguard_model::{
     ActionOutcome, Decision, Errno, Millis, Observation, VfChange, VfLinkState, VfState,
@@ -133,5 +133,93 @@ fn an_interrupted_action_is_judged_from_the_state_read_back() {
     assert_eq!(
         e.incidents().next().map(|i| i.state),
         Some(vfguard_model::IncidentState::Uncontained)
+    );
+}
+
+/// `rebuild`, the one call a restart makes: from the journal's records, in the order the agent
+/// commits them (a round's observations that decided something and its decisions, then its
+/// intents, then their outcomes), the engine that ran comes back, ids included; and an id the
+/// journal used is never given again.
+#[test]
+fn rebuild_brings_back_the_engine_that_ran_and_never_reuses_an_id() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let p = policy("hold_down = \"500ms\"\ncool_down = \"20s\"\nclose_after = \"20s\"");
+    let lines = [
+        "i40e 0000:3b:00.0: 1 Tx Malicious Driver Detection events detected on PF 0 VF 2 MAC 5254003b0002. mdd-auto-reset-vfs=on",
+        "ixgbe 0000:08:00.0 ens3f0: Malicious event on VF 1 tx:2 rx:0",
+    ];
+    let mut live = Engine::new(p.clone());
+    let mut journal = Vec::new();
+    let mut now = 1000;
+    for i in 0..40usize {
+        now += 700;
+        let first = if i % 4 == 3 {
+            Observation::Tick
+        } else {
+            fault(lines[i % lines.len()])
+        };
+        let mut round = vec![first];
+        while !round.is_empty() {
+            let mut intents = Vec::new();
+            for o in round.drain(..) {
+                let d = live.observe(&o, &t, now);
+                if d.is_empty() {
+                    continue;
+                }
+                if !matches!(o, Observation::Outcome(_)) {
+                    journal.push(Journalled::Observation(now, o));
+                }
+                for d in d {
+                    if let Decision::Act(a) = &d {
+                        intents.push(a.clone());
+                    }
+                    journal.push(Journalled::Decision(d));
+                }
+            }
+            journal.extend(intents.iter().cloned().map(Journalled::Intent));
+            for a in intents {
+                let o = ActionOutcome {
+                    id: a.id,
+                    error: None,
+                    before: None,
+                    at: now,
+                };
+                journal.push(Journalled::Outcome(o.clone()));
+                round.push(Observation::Outcome(o));
+            }
+        }
+    }
+    assert!(journal.iter().any(|e| matches!(e, Journalled::Intent(_))));
+    let mut restarted = Engine::new(p.clone());
+    let used = UsedIds {
+        action: Some(1000),
+        incident: None,
+    };
+    let r = rebuild(&mut restarted, journal, &t, &p, used);
+    assert!(r.replayed > 0);
+    assert_eq!((r.diverged, r.abandoned), (0, 0), "{r:?}");
+    let summary = |e: &Engine| {
+        e.incidents()
+            .map(|i| (i.id, i.state, i.faults, i.actions.len()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(summary(&live), summary(&restarted));
+    // A new culprit: its actions take ids after every one the journal used.
+    let d = restarted.observe(
+        &fault("ixgbe 0000:08:00.0 ens3f0: Malicious event on VF 2 tx:2 rx:0"),
+        &t,
+        now + 1000,
+    );
+    let ids: Vec<u64> = d
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Act(a) => Some(a.id.0),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !ids.is_empty() && ids.iter().all(|id| *id > 1000),
+        "{ids:?}"
     );
 }
