@@ -171,7 +171,7 @@ fn render(d: &Detail, out: &mut impl Write) -> anyhow::Result<()> {
                 "{}{} by rule {:?}: {}",
                 if a.dry_run { "dry-run " } else { "" },
                 a.kind.name(),
-                a.rule,
+                a.rule.to_string(),
                 outcome_of(a.id)
             ),
             Decision::Suppressed { action, reason, .. } => format!("{action} suppressed: {reason}"),

@@ -571,7 +571,7 @@ impl vfguard_act::Notifier for LogNotifier {
             "NOTIFY incident={} function={} owner={owner} rule={:?}",
             a.incident.0,
             a.function,
-            a.rule
+            a.rule.to_string()
         );
         Ok(())
     }
