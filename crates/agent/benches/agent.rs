@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use vfguard_act::MemoryNotifier;
 use vfguard_agent::agent::{Agent, AgentConfig, AgentHost};
+use vfguard_agent::pace::{self, Flow, VirtualClock};
 use vfguard_engine::Policy;
 use vfguard_sim::scenario::Scenario;
 use vfguard_sim::SimHost;
@@ -79,13 +80,12 @@ fn latency() {
         None,
     );
     let mut lat = Vec::new();
-    let mut now = 0;
-    while now < 40_000 {
-        now += 10;
-        sim.advance_to(now);
-        let r = a.step(now).unwrap();
+    let mut clock = VirtualClock::new(&mut sim, 0, 40_000, 10);
+    let mut steps = pace::each_step(|_, _, r| {
         lat.extend(r.acted_after.iter().map(std::time::Duration::as_nanos));
-    }
+        Ok(Flow::Go)
+    });
+    pace::run_until(&mut a, &mut clock, &mut steps).unwrap();
     let n = lat.len();
     println!(
         "record -> action (step with an action, {n} samples): p50 {} us, p99 {} us, max {} us",
@@ -107,17 +107,14 @@ fn storm(fold: bool, journal: Option<&std::path::Path>) {
     let mut lat = Vec::new();
     let start = Instant::now();
     let mut in_agent = std::time::Duration::ZERO;
-    let mut now = 0;
-    let mut records = 0u64;
-    while now < VIRTUAL_MS {
-        now += 100;
-        sim.advance_to(now);
-        let t = Instant::now();
-        let r = a.step(now).unwrap();
-        in_agent += t.elapsed();
+    let mut clock = VirtualClock::new(&mut sim, 0, VIRTUAL_MS, 100);
+    let mut steps = pace::each_step(|_, _, r| {
+        in_agent += r.took;
         lat.extend(r.acted_after.iter().map(std::time::Duration::as_nanos));
-        records = a.records;
-    }
+        Ok(Flow::Go)
+    });
+    pace::run_until(&mut a, &mut clock, &mut steps).unwrap();
+    let records = a.records;
     let secs = start.elapsed().as_secs_f64();
     println!(
         "storm ({}): {records} records; the agent's steps took {:.3} s: {:.0} records/s; with the simulator writing them {secs:.3} s: {:.0} records/s; lost {}; actions decided meanwhile: {} taken, p99 {} us after their step began",

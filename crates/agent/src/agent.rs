@@ -29,7 +29,7 @@ use vfguard_model::{
 };
 use vfguard_parse::FoldingClassifier;
 use vfguard_sources::{KmsgEvent, KmsgReader};
-use vfguard_topology::{TopologyReader, TopologyWatcher};
+use vfguard_topology::TopologyWatcher;
 
 /// The journal's key for the kmsg cursor: `kmsg:<boot_id>`, so that after a reboot (sequence
 /// numbers start again at 0) the old boot's cursor is not applied to the new log, which is then
@@ -51,11 +51,14 @@ fn journalled(e: Entry) -> Journalled {
     }
 }
 
-/// How the loop samples the host.
-#[derive(Debug, Clone)]
+/// How the loop samples the host. Its `Default` is the one set of defaults: the configuration
+/// file's ([`crate::config::Config`]), the scenario runs', the tests' and the benchmarks'.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentConfig {
     /// The policy.
     pub policy: Policy,
+    /// The loop's period: a step this often (the clocks of [`crate::pace`] step by it).
+    pub step_ms: Millis,
     /// Check the topology's signature this often (re-read when it moved).
     pub topology_every_ms: Millis,
     /// Read the topology in full at least this often, whatever its signature says.
@@ -84,7 +87,8 @@ impl Default for AgentConfig {
     fn default() -> AgentConfig {
         AgentConfig {
             policy: Policy::default(),
-            topology_every_ms: 1000,
+            step_ms: 100,
+            topology_every_ms: 5000,
             full_topology_every_ms: 60_000,
             stats_every_ms: 1000,
             replay_history: true,
@@ -97,46 +101,13 @@ impl Default for AgentConfig {
     }
 }
 
-/// The host handles the loop uses.
-pub struct AgentHost {
-    /// The kernel log.
-    pub kmsg: Box<dyn KmsgDevice>,
-    /// The host map.
-    pub topology: TopologyReader,
-    /// VF tables (counters).
-    pub vfnet: Arc<dyn VfNet>,
-    /// sysfs (AER counters).
-    pub fs: Arc<dyn HostFs>,
-    /// The actuators.
-    pub actuator: Actuator,
-}
-
-impl AgentHost {
-    /// Every handle on the simulated host, notifications going to `notifier`.
-    pub fn simulated(
-        sim: &vfguard_sim::SimHost,
-        notifier: Arc<dyn vfguard_act::Notifier>,
-    ) -> AgentHost {
-        AgentHost {
-            kmsg: sim.kmsg(),
-            topology: sim.topology_reader(),
-            vfnet: sim.vfnet(),
-            fs: sim.fs(),
-            actuator: Actuator {
-                vfctl: sim.vfctl(),
-                vfnet: sim.vfnet(),
-                fs: sim.fs(),
-                vm: sim.vmctl(),
-                netns: sim.netnsctl(),
-                notifier,
-            },
-        }
-    }
-}
+pub use crate::host::AgentHost;
 
 /// What the loop did in one step, for reports.
 #[derive(Debug, Default)]
 pub struct StepReport {
+    /// How long the step took (reading, deciding, journalling, acting).
+    pub took: std::time::Duration,
     /// Decisions, with their time.
     pub decisions: Vec<(Millis, Decision)>,
     /// Outcomes of the actions carried out.
@@ -473,7 +444,8 @@ impl Agent {
     /// One step at `now`.
     pub fn step(&mut self, now: Millis) -> anyhow::Result<StepReport> {
         let mut report = StepReport::default();
-        self.step_started = Some(std::time::Instant::now());
+        let started = std::time::Instant::now();
+        self.step_started = Some(started);
         let mut last_seq = None;
         let mut budget = self.cfg.max_records_per_step;
         while budget > 0 {
@@ -538,6 +510,7 @@ impl Agent {
                 j.apply_retention(now, self.cfg.retention_age_ms, self.cfg.retention_rows)?;
             }
         }
+        report.took = started.elapsed();
         Ok(report)
     }
 

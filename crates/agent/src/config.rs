@@ -1,5 +1,9 @@
 //! The daemon's configuration file: `RawConfig` as written (TOML, every key optional), validated
 //! into `Config`; errors name the field and the value.
+//!
+//! The loop's settings are an [`AgentConfig`] inside the `Config`, and their defaults are
+//! `AgentConfig`'s own: one set of defaults for the daemon, the scenario runs, the tests and the
+//! benchmarks (and `deploy/vfguard.toml`, which a test holds equal to them).
 
 use std::path::{Path, PathBuf};
 
@@ -7,6 +11,8 @@ use anyhow::Context as _;
 use serde::Deserialize;
 use vfguard_engine::policy::RawPolicy;
 use vfguard_engine::Policy;
+
+use crate::agent::AgentConfig;
 
 /// The daemon's effective uid (the owner of its `/proc/self`; 0 where that cannot be read).
 pub fn own_uid() -> u32 {
@@ -161,28 +167,13 @@ pub struct Config {
     pub kmsg: PathBuf,
     /// The host root.
     pub root: PathBuf,
-    /// Replay history on a first start.
-    pub replay_history: bool,
+    /// The loop: its period, what it samples how often, how much it reads per step, journal
+    /// retention, whether a first start replays the kernel log's history, and the policy.
+    pub agent: AgentConfig,
     /// The replay window, ms (`None`: the whole ring).
     pub replay_window_ms: Option<u64>,
-    /// The loop's period, ms.
-    pub step_ms: u64,
-    /// Topology period, ms.
-    pub topology_every_ms: u64,
-    /// Full topology read period, ms.
-    pub full_topology_every_ms: u64,
-    /// Counters period, ms.
-    pub stats_every_ms: u64,
-    /// Records per step.
-    pub max_records_per_step: usize,
-    /// Retention age, ms.
-    pub retention_age_ms: u64,
-    /// Retention rows.
-    pub retention_rows: u64,
     /// The webhook, when configured.
     pub webhook: Option<vfguard_act::webhook::WebhookConfig>,
-    /// The policy.
-    pub policy: Policy,
     /// Users allowed to change things over the socket (names or uids; root and the daemon's
     /// user always are).
     pub api_users: Vec<String>,
@@ -205,17 +196,9 @@ impl Default for Config {
             socket: PathBuf::from("/run/vfguard/vfguard.sock"),
             kmsg: PathBuf::from("/dev/kmsg"),
             root: PathBuf::from("/"),
-            replay_history: true,
+            agent: AgentConfig::default(),
             replay_window_ms: None,
-            step_ms: 100,
-            topology_every_ms: 5000,
-            full_topology_every_ms: 60_000,
-            stats_every_ms: 1000,
-            max_records_per_step: 20_000,
-            retention_age_ms: 30 * 24 * 3_600_000,
-            retention_rows: 10_000_000,
             webhook: None,
-            policy: Policy::default(),
             api_users: Vec::new(),
             api_listen: None,
             api_token_file: None,
@@ -233,7 +216,7 @@ impl Config {
     /// hold a token; `api.users` must exist.
     pub fn check_host(&self) -> anyhow::Result<()> {
         use std::os::unix::fs::FileTypeExt as _;
-        if self.replay_history && self.replay_window_ms.is_some() {
+        if self.agent.replay_history && self.replay_window_ms.is_some() {
             let is_device =
                 std::fs::metadata(&self.kmsg).is_ok_and(|m| m.file_type().is_char_device());
             if !is_device {
@@ -321,6 +304,7 @@ impl Config {
             anyhow::anyhow!("line {}: {}", line.unwrap_or(0), e.message())
         })?;
         let mut c = Config::default();
+        let agent = &mut c.agent;
         let dur = |field: &str, v: &Option<String>, min: u64| -> anyhow::Result<Option<u64>> {
             match v {
                 None => Ok(None),
@@ -346,42 +330,42 @@ impl Config {
             c.root = r;
         }
         if let Some(r) = raw.replay_history {
-            c.replay_history = r;
+            agent.replay_history = r;
         }
         c.replay_window_ms = dur("replay_window", &raw.replay_window, 1000)?;
         if let Some(ms) = dur("step", &raw.step, 1)? {
-            c.step_ms = ms;
+            agent.step_ms = ms;
         }
         if let Some(ms) = dur("topology_every", &raw.topology_every, 100)? {
-            c.topology_every_ms = ms;
+            agent.topology_every_ms = ms;
         }
         if let Some(ms) = dur("full_topology_every", &raw.full_topology_every, 1000)? {
-            c.full_topology_every_ms = ms;
+            agent.full_topology_every_ms = ms;
         }
-        if c.full_topology_every_ms < c.topology_every_ms {
+        if agent.full_topology_every_ms < agent.topology_every_ms {
             anyhow::bail!(
                 "full_topology_every ({} ms) must be at least topology_every ({} ms)",
-                c.full_topology_every_ms,
-                c.topology_every_ms
+                agent.full_topology_every_ms,
+                agent.topology_every_ms
             );
         }
         if let Some(ms) = dur("stats_every", &raw.stats_every, 100)? {
-            c.stats_every_ms = ms;
+            agent.stats_every_ms = ms;
         }
         if let Some(n) = raw.max_records_per_step {
             if n == 0 {
                 anyhow::bail!("max_records_per_step (0) must be > 0");
             }
-            c.max_records_per_step = n;
+            agent.max_records_per_step = n;
         }
         if let Some(ms) = dur("retention_age", &raw.retention_age, 60_000)? {
-            c.retention_age_ms = ms;
+            agent.retention_age_ms = ms;
         }
         if let Some(n) = raw.retention_rows {
             if n == 0 {
                 anyhow::bail!("retention_rows (0) must be > 0");
             }
-            c.retention_rows = n;
+            agent.retention_rows = n;
         }
         if let Some(n) = &raw.notify {
             if let Some(url) = &n.webhook {
@@ -399,7 +383,7 @@ impl Config {
             }
         }
         if let Some(p) = &raw.policy {
-            c.policy = Policy::validate(p).map_err(|e| anyhow::anyhow!("policy.{e}"))?;
+            c.agent.policy = Policy::validate(p).map_err(|e| anyhow::anyhow!("policy.{e}"))?;
         }
         if let Some(a) = raw.api {
             c.api_users = a.users.unwrap_or_default();
@@ -439,25 +423,10 @@ mod tests {
         let text = include_str!("../../../deploy/vfguard.toml");
         let c = Config::parse(text).unwrap();
         let d = Config::default();
-        assert_eq!(
-            (
-                c.step_ms,
-                c.topology_every_ms,
-                c.full_topology_every_ms,
-                c.stats_every_ms
-            ),
-            (
-                d.step_ms,
-                d.topology_every_ms,
-                d.full_topology_every_ms,
-                d.stats_every_ms
-            )
-        );
-        assert_eq!(
-            (c.retention_age_ms, c.retention_rows, c.max_records_per_step),
-            (d.retention_age_ms, d.retention_rows, d.max_records_per_step)
-        );
-        assert_eq!(c.policy, d.policy);
+        // Every setting of the loop, the policy included, and nothing but AgentConfig's own.
+        assert_eq!(c.agent, AgentConfig::default());
+        assert_eq!(d.agent, AgentConfig::default());
+        assert_eq!(c.replay_window_ms, d.replay_window_ms);
         assert_eq!(
             (&c.journal, &c.socket, &c.kmsg),
             (&d.journal, &d.socket, &d.kmsg)
@@ -555,10 +524,10 @@ mod tests {
     #[test]
     fn defaults_and_errors_that_name_the_field() {
         let c = Config::parse("").unwrap();
-        assert_eq!(c.step_ms, 100);
+        assert_eq!(c.agent.step_ms, 100);
         let c = Config::parse("step = \"50ms\"\n[policy]\nmode = \"dry_run\"\n").unwrap();
         assert_eq!(
-            (c.step_ms, c.policy.mode),
+            (c.agent.step_ms, c.agent.policy.mode),
             (50, vfguard_engine::Mode::DryRun)
         );
         let e = Config::parse("stats_every = \"5ms\"")

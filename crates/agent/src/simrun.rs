@@ -14,6 +14,7 @@ use vfguard_sim::scenario::{Scenario, ScenarioError};
 use vfguard_sim::SimHost;
 
 use crate::agent::{Agent, AgentConfig, AgentHost};
+use crate::pace::{self, Flow, VirtualClock};
 
 /// One line of the live timeline; `owners` learns each incident's owner as it opens, so later
 /// lines can name it.
@@ -123,11 +124,12 @@ pub fn scenario_policy(sc: &Scenario) -> Result<Policy, ScenarioError> {
     Policy::validate(&raw).map_err(|e| sc.policy_error(format!("policy.{e}")))
 }
 
-/// Plays the scenario with the agent; `on_line` sees every timeline line as it happens.
+/// Plays the whole scenario with the agent under `policy` (the loop's other settings are the
+/// defaults), in virtual time as fast as possible (`speed` 0) or `speed` times real time;
+/// `on_line` sees every timeline line as it happens.
 pub fn run(
     sim: &mut SimHost,
     policy: Policy,
-    step_ms: Millis,
     journal: Option<&std::path::Path>,
     speed: f64,
     mut on_line: impl FnMut(&str),
@@ -138,25 +140,14 @@ pub fn run(
         policy,
         ..AgentConfig::default()
     };
+    let step_ms = cfg.step_ms;
     let (mut agent, _) = Agent::start(cfg, host, journal, 0)?;
-    let duration = sim.scenario().scenario.duration_ms;
     let mut decisions: Vec<(Millis, Decision)> = Vec::new();
     let mut outcomes = BTreeMap::new();
     let mut kinds: BTreeMap<IncidentId, BTreeSet<vfguard_model::FaultKind>> = BTreeMap::new();
     let mut owners: BTreeMap<IncidentId, String> = BTreeMap::new();
-    let mut now = 0;
-    let started = std::time::Instant::now();
-    while now < duration {
-        now = (now + step_ms).min(duration);
-        if speed > 0.0 {
-            // Accelerated real time: virtual `now` is reached at `now / speed` of wall time.
-            let due = std::time::Duration::from_secs_f64(now as f64 / 1000.0 / speed);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
-        }
-        sim.advance_to(now);
-        let r = agent.step(now)?;
+    let mut clock = VirtualClock::scenario(sim, step_ms).paced(speed);
+    let mut collect = pace::each_step(|_, _, r| {
         for (i, k) in r.kinds {
             kinds.entry(i).or_default().insert(k);
         }
@@ -177,7 +168,9 @@ pub fn run(
             }
             decisions.push((at, d));
         }
-    }
+        Ok(Flow::Go)
+    });
+    pace::run_until(&mut agent, &mut clock, &mut collect)?;
     Ok(build(sim, &agent, &decisions, &outcomes, &kinds))
 }
 

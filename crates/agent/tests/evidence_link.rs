@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use vfguard_act::MemoryNotifier;
 use vfguard_agent::agent::{Agent, AgentConfig, AgentHost};
+use vfguard_agent::pace::{self, NoDuties, VirtualClock};
 use vfguard_journal::{IncidentFilter, Journal};
 use vfguard_model::{Bdf, Observation};
 use vfguard_sim::scenario::Scenario;
@@ -25,18 +26,13 @@ fn scenario(name: &str) -> PathBuf {
 /// names another function and PF than the incident's, and how many fault links were checked.
 fn foreign_links(file: &Path) -> (Vec<String>, usize) {
     let sc = Scenario::load(file).unwrap();
-    let duration = sc.scenario.duration_ms;
     let mut sim = SimHost::new(sc).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("journal.db");
     let host = AgentHost::simulated(&sim, Arc::new(MemoryNotifier::default()));
     let (mut agent, _) = Agent::start(AgentConfig::default(), host, Some(&db), 0).unwrap();
-    let mut now = 0;
-    while now < duration {
-        now += 100;
-        sim.advance_to(now);
-        agent.step(now).unwrap();
-    }
+    let mut clock = VirtualClock::scenario(&mut sim, 100);
+    pace::run_until(&mut agent, &mut clock, &mut NoDuties).unwrap();
     let topo = agent.topology().clone();
     let j = Journal::open_read_only(&db).unwrap();
     let mut foreign = Vec::new();

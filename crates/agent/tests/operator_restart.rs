@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use vfguard_act::MemoryNotifier;
 use vfguard_agent::agent::{Agent, AgentConfig, AgentHost};
+use vfguard_agent::pace::{self, Clock as _, Flow, VirtualClock};
 use vfguard_api::Refusal;
 use vfguard_engine::{Mode, Policy};
 use vfguard_model::{Decision, OperatorRequest};
@@ -55,16 +56,16 @@ fn set_mode(a: &mut Agent, mode: Mode, now: u64) {
 
 fn acted(a: &mut Agent, sim: &mut SimHost, from: u64, to: u64) -> Vec<u64> {
     let mut ids = Vec::new();
-    let mut now = from;
-    while now < to {
-        now += 100;
-        sim.advance_to(now);
-        for (_, d) in a.step(now).unwrap().decisions {
+    let mut clock = VirtualClock::new(sim, from, to, 100);
+    let mut steps = pace::each_step(|_, _, r| {
+        for (_, d) in r.decisions {
             if let Decision::Act(x) = d {
                 ids.push(x.id.0);
             }
         }
-    }
+        Ok(Flow::Go)
+    });
+    pace::run_until(a, &mut clock, &mut steps).unwrap();
     ids
 }
 
@@ -174,12 +175,16 @@ fn a_restart_mid_incident_keeps_its_rung_and_the_cool_down_still_restores() {
     // The default policy: its whole ladder.
     let start = |sim: &SimHost, now| start(sim, AgentConfig::default(), Some(&db), now);
     let mut a = start(&sim, 0);
-    let mut now = 0;
-    while now < 30_000 && !a.incidents_by_state().contains_key("contained") {
-        now += 100;
-        sim.advance_to(now);
-        a.step(now).unwrap();
-    }
+    let mut clock = VirtualClock::new(&mut sim, 0, 30_000, 100);
+    let mut until_contained = pace::each_step(|a, _, _| {
+        Ok(if a.incidents_by_state().contains_key("contained") {
+            Flow::Stop
+        } else {
+            Flow::Go
+        })
+    });
+    pace::run_until(&mut a, &mut clock, &mut until_contained).unwrap();
+    let now = clock.now();
     assert!(
         a.incidents_by_state().contains_key("contained"),
         "{:?}",
@@ -195,16 +200,16 @@ fn a_restart_mid_incident_keeps_its_rung_and_the_cool_down_still_restores() {
     );
     // Quiet after 30 s; the cool-down restores the VF's link.
     let mut restored = false;
-    while now < 400_000 && !restored {
-        now += 1000;
-        sim.advance_to(now);
-        restored = a
-            .step(now)
-            .unwrap()
+    let mut clock = VirtualClock::new(&mut sim, now, 400_000, 1000);
+    let mut until_restored = pace::each_step(|_, _, r| {
+        restored = r
             .decisions
             .iter()
             .any(|(_, d)| matches!(d, Decision::Act(x) if x.kind.name() == "restore"));
-    }
+        Ok(if restored { Flow::Stop } else { Flow::Go })
+    });
+    pace::run_until(&mut a, &mut clock, &mut until_restored).unwrap();
+    let now = clock.now();
     assert!(restored, "the VF was never restored after the restart");
     // Restored, not yet closed: an operator may quarantine it again.
     let q = a
@@ -271,16 +276,16 @@ fn after_retention_a_restart_never_repeats_actions() {
 /// Steps from `now` to `to`; the actions decided.
 fn run(a: &mut Agent, sim: &mut SimHost, now: &mut u64, to: u64, step: u64) -> usize {
     let mut acts = 0;
-    while *now < to {
-        *now += step;
-        sim.advance_to(*now);
-        acts += a
-            .step(*now)
-            .unwrap()
+    let mut clock = VirtualClock::new(sim, *now, to, step);
+    let mut count = pace::each_step(|_, _, r| {
+        acts += r
             .decisions
             .iter()
             .filter(|(_, d)| matches!(d, Decision::Act(_)))
             .count();
-    }
+        Ok(Flow::Go)
+    });
+    pace::run_until(a, &mut clock, &mut count).unwrap();
+    *now = clock.now();
     acts
 }

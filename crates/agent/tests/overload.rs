@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use vfguard_act::MemoryNotifier;
 use vfguard_agent::agent::{Agent, AgentConfig, AgentHost};
+use vfguard_agent::pace::{self, Clock as _, Flow, VirtualClock};
 use vfguard_model::Decision;
 use vfguard_sim::scenario::Scenario;
 use vfguard_sim::SimHost;
@@ -39,7 +40,6 @@ fn overruns_are_counted_and_culprits_still_found() {
     let host = AgentHost::simulated(&sim, Arc::new(MemoryNotifier::default()));
     let (mut agent, _) = Agent::start(cfg, host, None, 0).unwrap();
     let mut opened = BTreeSet::new();
-    let mut now = 0;
     let mut note = |decisions: Vec<(u64, Decision)>| {
         for (_, d) in decisions {
             if let Decision::IncidentOpened { function, .. } = d {
@@ -47,12 +47,13 @@ fn overruns_are_counted_and_culprits_still_found() {
             }
         }
     };
-    while now < 4000 {
-        now += 100;
-        sim.advance_to(now);
-        let r = agent.step(now).unwrap();
+    let mut clock = VirtualClock::new(&mut sim, 0, 4000, 100);
+    let mut steps = pace::each_step(|_, _, r| {
         note(r.decisions);
-    }
+        Ok(Flow::Go)
+    });
+    pace::run_until(&mut agent, &mut clock, &mut steps).unwrap();
+    let now = clock.now();
     // Drain what is left, then nothing more arrives.
     loop {
         let before = agent.records + agent.lost;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use vfguard_act::MemoryNotifier;
 use vfguard_agent::agent::{Agent, AgentConfig, AgentHost};
+use vfguard_agent::pace::{self, Flow, VirtualClock};
 use vfguard_engine::Policy;
 use vfguard_journal::{IncidentFilter, Journal};
 use vfguard_model::{Decision, IncidentId, IncidentState};
@@ -51,12 +52,9 @@ fn run(file: &Path, seed: u64, step_ms: u64) -> Vec<IncidentState> {
     let (mut agent, _) = Agent::start(cfg, host, Some(&db), 0).unwrap();
     let reader = Journal::open_read_only(&db).unwrap();
     let mut seen = Vec::new();
-    let mut now = 0;
     // Past the scenario's end, so that quiet incidents are restored and closed too.
-    while now < duration + 12_000 {
-        now += step_ms;
-        sim.advance_to(now.min(duration));
-        let report = agent.step(now).unwrap();
+    let mut clock = VirtualClock::new(&mut sim, 0, duration + 12_000, step_ms);
+    let mut check = pace::each_step(|agent, now, report| {
         for (_, d) in &report.decisions {
             if let Decision::StateChanged { from, to, .. } = d {
                 assert_ne!(
@@ -94,7 +92,9 @@ fn run(file: &Path, seed: u64, step_ms: u64) -> Vec<IncidentState> {
                 id.0
             );
         }
-    }
+        Ok(Flow::Go)
+    });
+    pace::run_until(&mut agent, &mut clock, &mut check).unwrap();
     seen
 }
 

@@ -9,8 +9,14 @@ use vfguard_agent::config::Config;
 pub fn check(file: &std::path::Path, as_json: bool) -> anyhow::Result<ExitCode> {
     match Config::load(file).and_then(|c| c.check_host().map(|()| c)) {
         Ok(c) => {
-            let mode = c.policy.mode.as_str();
-            let rules: Vec<&str> = c.policy.rules.iter().map(|r| r.name.as_str()).collect();
+            let mode = c.agent.policy.mode.as_str();
+            let rules: Vec<&str> = c
+                .agent
+                .policy
+                .rules
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect();
             if as_json {
                 println!(
                     "{}",

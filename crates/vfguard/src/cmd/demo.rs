@@ -41,7 +41,6 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let report = vfguard_agent::simrun::run(
         &mut sim,
         policy,
-        100,
         args.journal.as_deref(),
         args.speed,
         |line| {

@@ -51,18 +51,11 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         host_only(&mut sim)
     } else {
         let quiet = args.json;
-        vfguard_agent::simrun::run(
-            &mut sim,
-            policy,
-            100,
-            args.journal.as_deref(),
-            0.0,
-            |line| {
-                if !quiet && args.timeline {
-                    println!("{line}");
-                }
-            },
-        )?
+        vfguard_agent::simrun::run(&mut sim, policy, args.journal.as_deref(), 0.0, |line| {
+            if !quiet && args.timeline {
+                println!("{line}");
+            }
+        })?
     };
     if let Some(path) = &args.log {
         let mut w = BufWriter::new(
