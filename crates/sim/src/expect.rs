@@ -1,5 +1,5 @@
 //! The scenario's `[expect]` checker: one judge for every run of a scenario, whether the agent
-//! acted (`vfguard simulate`, `vfguard demo`, the engine's scenario test) or the host ran alone
+//! acted (`vfguard simulate`, `vfguard demo`, the agent's scenario test) or the host ran alone
 //! (`vfguard simulate --host-only`). Its verdict is the report's `expectations` object.
 //!
 //! # What it checks
