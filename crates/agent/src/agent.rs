@@ -176,7 +176,17 @@ pub struct Agent {
     /// Actions the start's replay of the journal decided differently from the live run (0 when
     /// the rebuilt engine is the one that ran).
     pub replay_diverged: usize,
+    /// Reads of the host map that failed as a whole (the last good map kept, marked stale).
+    pub topology_read_failures: u64,
+    /// Of those, the ones that failed for want of file descriptors (`EMFILE`, `ENFILE`).
+    pub fd_exhausted: u64,
+    /// When a failed read was last logged, and how many failed since without a line.
+    stale_logged: Option<(Millis, u64)>,
 }
+
+/// A failed read of the host map is logged at most this often (the others are counted in the
+/// next line, and in the metrics).
+const STALE_WARN_EVERY_MS: Millis = 60_000;
 
 impl Agent {
     /// Starts the loop: with a journal, rebuilds the engine from it and resumes after its
@@ -252,7 +262,12 @@ impl Agent {
             samples: 0,
             incident_epoch: 0,
             replay_diverged,
+            topology_read_failures: 0,
+            fd_exhausted: 0,
+            stale_logged: None,
         };
+        let first = std::mem::take(&mut agent.topo);
+        agent.take_map(first, now);
         // Actions journalled without an outcome: judge them from the state read back.
         let pending = agent
             .journal
@@ -514,12 +529,50 @@ impl Agent {
         Ok(report)
     }
 
+    /// Puts a map from the watcher in use. A stale one (the read failed as a whole, and the
+    /// watcher gave the last good map back) is counted and logged, at most once a minute, and
+    /// the map in use, that same last good one with its VF states as sampled since, stays,
+    /// marked stale.
+    fn take_map(&mut self, t: Topology, now: Millis) {
+        match t.stale {
+            Some(s) => {
+                self.topology_read_failures += 1;
+                if s.fd_exhausted {
+                    self.fd_exhausted += 1;
+                }
+                match self.stale_logged {
+                    Some((at, ref mut quiet)) if now < at + STALE_WARN_EVERY_MS => *quiet += 1,
+                    _ => {
+                        let not_logged = self.stale_logged.map_or(0, |(_, q)| q);
+                        tracing::warn!(
+                            error = %s.error,
+                            fd_exhausted = s.fd_exhausted,
+                            failed_reads = s.failed_reads,
+                            not_logged,
+                            pfs = self.topo.pfs.len(),
+                            "host map not read; the last good map stays in use, marked stale"
+                        );
+                        self.stale_logged = Some((now, 0));
+                    }
+                }
+                self.topo.stale = Some(s);
+            }
+            None => {
+                if let Some(s) = &self.topo.stale {
+                    tracing::info!(failed_reads = s.failed_reads, "host map read again");
+                    self.stale_logged = None;
+                }
+                self.topo = t;
+            }
+        }
+    }
+
     fn refresh_topology(&mut self, now: Millis) {
         let (t, _) = self.watcher.refresh();
         // Ask again, at each full read, functions that had no AER files (one may have been
         // caught mid-reset).
         self.aer_absent.clear();
-        self.topo = t;
+        self.take_map(t, now);
         self.last_topology = now;
         self.last_full_topology = now;
     }
@@ -537,7 +590,7 @@ impl Agent {
             if changed {
                 self.aer_absent.clear();
             }
-            self.topo = t;
+            self.take_map(t, now);
         }
     }
 

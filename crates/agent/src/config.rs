@@ -142,6 +142,15 @@ pub struct RawApi {
     /// The group that owns the socket: its members may connect (read; change only if listed
     /// in `users`).
     pub socket_group: Option<String>,
+    /// Connections served at once per listener; more wait in the kernel's backlog.
+    pub max_connections: Option<usize>,
+    /// A request's headers must arrive within this ("10s") of the connection or of its first
+    /// byte.
+    pub header_read_timeout: Option<String>,
+    /// A keep-alive connection idle this long ("60s") is closed.
+    pub idle_timeout: Option<String>,
+    /// Requests per connection; the last answer closes it.
+    pub max_requests_per_connection: Option<u32>,
 }
 
 /// `[notify]` as written.
@@ -185,6 +194,9 @@ pub struct Config {
     pub api_read_token_file: Option<PathBuf>,
     /// The socket's group, when not the daemon's.
     pub api_socket_group: Option<String>,
+    /// What each API listener grants its clients (`[api]` max_connections, header_read_timeout,
+    /// idle_timeout, max_requests_per_connection).
+    pub api_limits: vfguard_api::Limits,
     /// Log format: `auto`, `text`, `json`, `journald`.
     pub log_format: String,
 }
@@ -204,6 +216,7 @@ impl Default for Config {
             api_token_file: None,
             api_read_token_file: None,
             api_socket_group: None,
+            api_limits: vfguard_api::Limits::default(),
             log_format: "auto".to_owned(),
         }
     }
@@ -284,6 +297,7 @@ impl Config {
             self.api_listen,
             self.api_token_file.is_some(),
             &self.api_socket_group,
+            self.api_limits,
         )
     }
 
@@ -398,6 +412,22 @@ impl Config {
                 anyhow::bail!("api.read_token_file needs api.token_file (and api.listen)");
             }
             c.api_socket_group = a.socket_group;
+            let l = &mut c.api_limits;
+            if let Some(n) = a.max_connections {
+                l.max_connections = n;
+            }
+            if let Some(ms) = dur("api.header_read_timeout", &a.header_read_timeout, 1)? {
+                l.header_read_timeout = std::time::Duration::from_millis(ms);
+            }
+            if let Some(ms) = dur("api.idle_timeout", &a.idle_timeout, 1)? {
+                l.idle_timeout = std::time::Duration::from_millis(ms);
+            }
+            if let Some(n) = a.max_requests_per_connection {
+                l.max_requests_per_connection = n;
+            }
+            if let Some(zero) = l.zeros().first() {
+                anyhow::bail!("api.{zero} (0) must be > 0");
+            }
             if c.api_listen.is_some() && c.api_token_file.is_none() {
                 anyhow::bail!(
                     "api.listen needs api.token_file: the API is served on TCP only behind a bearer token"
@@ -431,6 +461,35 @@ mod tests {
             (&c.journal, &c.socket, &c.kmsg),
             (&d.journal, &d.socket, &d.kmsg)
         );
+        assert_eq!(c.api_limits, d.api_limits);
+    }
+
+    /// Issue 13: the API's limits are configurable under [api]; a zero is refused by name.
+    #[test]
+    fn api_limits_come_from_the_api_table_and_a_zero_is_refused() {
+        let c = Config::parse(
+            "[api]\nmax_connections = 8\nheader_read_timeout = \"2s\"\nidle_timeout = \"30s\"\n\
+             max_requests_per_connection = 10\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.api_limits,
+            vfguard_api::Limits {
+                max_connections: 8,
+                header_read_timeout: std::time::Duration::from_secs(2),
+                idle_timeout: std::time::Duration::from_secs(30),
+                max_requests_per_connection: 10,
+            }
+        );
+        assert_eq!(Config::default().api_limits, vfguard_api::Limits::default());
+        let e = Config::parse("[api]\nmax_connections = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.max_connections (0) must be > 0"), "{e}");
+        let e = Config::parse("[api]\nidle_timeout = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.idle_timeout"), "{e}");
     }
 
     /// The unit file and the defaults agree: the journal in the unit's state directory, the
@@ -449,6 +508,10 @@ mod tests {
         assert!(d.socket.starts_with(format!("/run/{runtime}")));
         assert_eq!(value("Type"), Some("notify"));
         assert!(value("WatchdogSec").is_some());
+        // Room for both API listeners full and the host's reads besides (issue 13).
+        let nofile: usize = value("LimitNOFILE").unwrap().parse().unwrap();
+        assert!(nofile >= 65536, "LimitNOFILE={nofile}");
+        assert!(nofile >= 2 * d.api_limits.max_connections + 4096);
         assert_eq!(value("ProtectSystem"), Some("strict"));
         assert_eq!(value("NoNewPrivileges"), Some("yes"));
         let caps: Vec<&str> = value("CapabilityBoundingSet")

@@ -317,6 +317,8 @@ fn log(at: Millis, d: &Decision, owners: &mut BTreeMap<IncidentId, String>) {
 struct Published {
     vfs: Option<(u64, u64, u64)>,
     topology: Option<(u64, u64, u64)>,
+    /// The published map's failed reads, when it was stale.
+    failed_reads: Option<u64>,
 }
 
 /// The loop's state for the API and the metrics, after each step; the host map only when it
@@ -340,6 +342,7 @@ fn publish(
         "lost": agent.lost,
         "history_skipped": agent.history_skipped,
         "topology_version": t.version,
+        "topology_stale": t.stale.is_some(),
         "pfs": t.pfs.len(),
         "vfs": t.pfs.iter().map(|p| p.vfs.len()).sum::<usize>(),
         "incidents": incidents,
@@ -354,11 +357,13 @@ fn publish(
         published.vfs = Some(key);
         metrics.publish_vfs(agent);
     }
+    let failed_reads = t.stale.as_ref().map(|s| s.failed_reads);
     let stale = published.topology.is_none_or(|(v, s, e)| {
         v != t.version || e != agent.incident_epoch || agent.samples >= s + 10
-    });
+    }) || published.failed_reads != failed_reads;
     if stale {
         published.topology = Some(key);
+        published.failed_reads = failed_reads;
         view.publish_topology(Arc::new(t.clone()));
     }
 }

@@ -45,6 +45,9 @@ pub struct Metrics {
     lost: Counter,
     incidents_open: Family<Labels, Gauge>,
     topology_version: Gauge,
+    topology_stale: Gauge,
+    topology_read_failures: Counter,
+    fd_exhausted: Counter,
     vf_link_enabled: Family<Labels, Gauge>,
     vf_spoof_check: Family<Labels, Gauge>,
     vf_in_incident: Family<Labels, Gauge>,
@@ -57,6 +60,8 @@ pub struct Metrics {
 struct Totals {
     records: u64,
     lost: u64,
+    topology_read_failures: u64,
+    fd_exhausted: u64,
     /// Actions decided and not yet answered: their name and whether they were a dry run.
     pending: HashMap<ActionId, (String, bool)>,
     /// The fingerprint of what the VF families show.
@@ -130,6 +135,24 @@ impl Metrics {
             "Version of the host map in use (moves when PFs, VFs or owners change)",
             topology_version.clone(),
         );
+        let topology_stale = Gauge::default();
+        r.register(
+            "topology_stale",
+            "1 while the host map in use is the last good one because reading the host failed",
+            topology_stale.clone(),
+        );
+        let topology_read_failures = Counter::default();
+        r.register(
+            "topology_read_failures",
+            "Reads of the host map that failed as a whole (the last good map stays in use)",
+            topology_read_failures.clone(),
+        );
+        let fd_exhausted = Counter::default();
+        r.register(
+            "fd_exhausted",
+            "Reads of the host map that failed because file descriptors ran out (EMFILE, ENFILE)",
+            fd_exhausted.clone(),
+        );
         let vf_link_enabled = Family::<Labels, Gauge>::default();
         r.register(
             "vf_link_enabled",
@@ -166,6 +189,9 @@ impl Metrics {
             lost,
             incidents_open,
             topology_version,
+            topology_stale,
+            topology_read_failures,
+            fd_exhausted,
             vf_link_enabled,
             vf_spoof_check,
             vf_in_incident,
@@ -244,6 +270,19 @@ impl Metrics {
         self.lost.inc_by(agent.lost.saturating_sub(totals.lost));
         totals.records = totals.records.max(agent.records);
         totals.lost = totals.lost.max(agent.lost);
+        self.topology_read_failures.inc_by(
+            agent
+                .topology_read_failures
+                .saturating_sub(totals.topology_read_failures),
+        );
+        self.fd_exhausted
+            .inc_by(agent.fd_exhausted.saturating_sub(totals.fd_exhausted));
+        totals.topology_read_failures = totals
+            .topology_read_failures
+            .max(agent.topology_read_failures);
+        totals.fd_exhausted = totals.fd_exhausted.max(agent.fd_exhausted);
+        self.topology_stale
+            .set(i64::from(agent.topology().stale.is_some()));
         self.incidents_open.clear();
         for (state, n) in incidents {
             self.incidents_open

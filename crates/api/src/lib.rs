@@ -11,15 +11,18 @@
 //! - [`routes`]: the handlers, their validation and their errors;
 //! - [`auth`]: who is asking ([`Caller`]) and who may change things ([`Access`]);
 //! - [`serve`]: the Unix and TCP listeners;
+//! - [`limits`]: what each listener grants its clients (connections, timeouts, requests);
 //! - [`exposition`]: OpenMetrics, or the classic text format for scrapers that do not ask for it.
 
 pub mod auth;
 pub mod exposition;
+pub mod limits;
 pub mod routes;
 pub mod serve;
 pub mod view;
 
 pub use auth::{Access, Caller, Reloadable};
+pub use limits::Limits;
 pub use routes::{router, ROUTES};
 pub use serve::{serve_tcp, serve_tcp_on, serve_unix, ServeError, Tokens};
 /// What a caller may ask the agent to do (quarantine, release, mode), with who asked: the same

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
-use vfguard_api::{Access, Caller};
+use vfguard_api::{Access, Caller, Limits};
 use vfguard_api::{AgentView, IncidentQuery, Refusal, Reply, ViewError};
 use vfguard_model::OperatorRequest;
 
@@ -226,9 +226,15 @@ fn serves_on_a_unix_socket_with_mode_0660_and_refuses_a_second_server() {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let path = sock.clone();
     let server = rt.spawn(async move {
-        vfguard_api::serve_unix(&path, None, router(Arc::new(Fake::default())), async {
-            let _ = rx.await;
-        })
+        vfguard_api::serve_unix(
+            &path,
+            None,
+            router(Arc::new(Fake::default())),
+            Limits::default(),
+            async {
+                let _ = rx.await;
+            },
+        )
         .await
     });
     rt.block_on(async {
@@ -263,6 +269,7 @@ fn serves_on_a_unix_socket_with_mode_0660_and_refuses_a_second_server() {
         &sock,
         None,
         router(Arc::new(Fake::default())),
+        Limits::default(),
         async {},
     ));
     assert!(second
@@ -278,6 +285,7 @@ fn serves_on_a_unix_socket_with_mode_0660_and_refuses_a_second_server() {
         &sock,
         None,
         router(Arc::new(Fake::default())),
+        Limits::default(),
         async {},
     ));
     assert!(e.unwrap_err().to_string().contains("is not a socket"));
@@ -534,9 +542,15 @@ fn the_unix_socket_names_the_caller_from_the_kernel_and_refuses_unlisted_users()
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (path, view) = (sock.clone(), fake.clone());
         let server = rt.spawn(async move {
-            vfguard_api::serve_unix(&path, None, vfguard_api::router(view, access), async {
-                let _ = rx.await;
-            })
+            vfguard_api::serve_unix(
+                &path,
+                None,
+                vfguard_api::router(view, access),
+                Limits::default(),
+                async {
+                    let _ = rx.await;
+                },
+            )
             .await
         });
         rt.block_on(async {
@@ -595,7 +609,7 @@ fn tcp_needs_the_bearer_token_for_every_request() {
             change: b"s3cret-token".to_vec(),
             read: Some(b"scrape-only-token".to_vec()),
         };
-        vfguard_api::serve_tcp_on(listener, router(view), tokens, async {
+        vfguard_api::serve_tcp_on(listener, router(view), tokens, Limits::default(), async {
             let _ = rx.await;
         })
         .await
@@ -657,6 +671,7 @@ fn tcp_needs_the_bearer_token_for_every_request() {
             change: b"  \n".to_vec(),
             read: None,
         },
+        Limits::default(),
         async {},
     ));
     assert!(open

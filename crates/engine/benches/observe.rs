@@ -61,6 +61,7 @@ fn topology() -> Topology {
         version: 1,
         pfs,
         warnings: vec![],
+        stale: None,
         index: Default::default(),
     }
 }

@@ -27,5 +27,6 @@ pub use mac::{MacAddr, MacParseError};
 pub use pci::{Bdf, BdfParseError, VfIndex};
 pub use rule::RuleRef;
 pub use topology::{
-    AerCounters, Owner, OwnerKind, Pf, Topology, Vf, VfChange, VfLinkState, VfState, VfStats,
+    AerCounters, Owner, OwnerKind, Pf, StaleMap, Topology, Vf, VfChange, VfLinkState, VfState,
+    VfStats,
 };

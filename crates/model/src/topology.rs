@@ -23,9 +23,25 @@ pub struct Topology {
     pub pfs: Vec<Pf>,
     /// What could not be read, and why (the rest is still valid).
     pub warnings: Vec<String>,
+    /// Set when the last read of the host failed as a whole (file descriptors exhausted, sysfs
+    /// unreadable): this map is then the last good one, kept until a read succeeds, never an
+    /// empty one. `None` for a fresh map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<StaleMap>,
     /// Function address → (PF position, VF position), built on first lookup.
     #[serde(skip)]
     pub index: LookupIndex,
+}
+
+/// Why a [`Topology`] is the last good map rather than a fresh read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaleMap {
+    /// Reads that failed since the last good one.
+    pub failed_reads: u64,
+    /// Why the latest one failed (`/sys/bus/pci/devices: Too many open files (os error 24)`).
+    pub error: String,
+    /// It failed for want of file descriptors (`EMFILE`, `ENFILE`).
+    pub fd_exhausted: bool,
 }
 
 /// A lazily built lookup index (equal to any other: it is derived data).

@@ -8,7 +8,13 @@
 //! A read is a snapshot; [`TopologyWatcher`] compares snapshots and bumps the version when the
 //! structure changes (numvfs, drivers, netdevs, owners), so an attribution can name the topology
 //! it used and a VF index is never mapped through a stale `virtfn` table.
+//!
+//! A read that fails as a whole ([`ReadError`]: file descriptors exhausted, the PCI device
+//! directory unreadable) is told apart from a host that has no PFs: the watcher keeps the last
+//! good map, marked stale ([`vfguard_model::StaleMap`]), until a read succeeds, so culprits stay
+//! attributable (issue 13).
 
+pub mod error;
 pub mod fixture;
 pub mod libvirt;
 pub mod owners;
@@ -21,7 +27,10 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use vfguard_host::{HostFs, NetnsProbe, VfNet};
-use vfguard_model::{Bdf, Pf, Topology, Vf, VfIndex};
+use vfguard_model::{Bdf, Pf, StaleMap, Topology, Vf, VfIndex};
+
+pub use error::ReadError;
+use error::{is_fd_exhaustion, Watchful};
 
 use owners::OwnerIndex;
 use sysfs::{is_network_class, PciFunction, SysfsReader};
@@ -44,23 +53,40 @@ impl TopologyReader {
         TopologyReader { fs, netns, vfnet }
     }
 
-    /// One snapshot (version 0; see [`TopologyWatcher`]).
+    /// One snapshot (version 0; see [`TopologyWatcher`]); a read that failed as a whole gives
+    /// an empty map with the reason as its warning (a one-off read: `inventory`, `scan --root`).
     pub fn read(&self) -> Topology {
-        let mut sys = SysfsReader::new(self.fs.as_ref());
-        let all: BTreeMap<Bdf, PciFunction> = sys
-            .list()
-            .into_iter()
-            .map(|b| (b, sys.function(b)))
-            .collect();
+        self.try_read().unwrap_or_else(|e| Topology {
+            warnings: vec![e.chain()],
+            ..Topology::default()
+        })
+    }
+
+    /// One snapshot (version 0), or why the host could not be read as a whole: the PCI device
+    /// directory could not be listed, or file descriptors ran out during the read.
+    pub fn try_read(&self) -> Result<Topology, ReadError> {
+        let fs = Watchful::new(self.fs.as_ref());
+        let mut sys = SysfsReader::new(&fs);
+        let bdfs = sys.try_list().map_err(|source| ReadError::Unlisted {
+            path: sysfs::PCI_DEVICES.into(),
+            source,
+        })?;
+        let all: BTreeMap<Bdf, PciFunction> =
+            bdfs.into_iter().map(|b| (b, sys.function(b))).collect();
         let views = match self.netns.views() {
             Ok(v) => v,
+            Err(e) if is_fd_exhaustion(&e) => {
+                // The namespaces are found through /proc/PID/ns/net.
+                let _ = fs.note(std::path::Path::new("/proc"), Err::<(), _>(e));
+                Vec::new()
+            }
             Err(e) => {
                 sys.warnings
                     .push(format!("network namespaces not examined: {e}"));
                 Vec::new()
             }
         };
-        let idx = OwnerIndex::gather(self.fs.as_ref(), views);
+        let idx = OwnerIndex::gather(&fs, views);
         let mut pfs = Vec::new();
         for (bdf, f) in &all {
             if f.physfn.is_some() || !(f.totalvfs.is_some() || is_network_class(f.class)) {
@@ -119,9 +145,15 @@ impl TopologyReader {
                                 }
                             }
                         }
-                        Err(e) => sys
-                            .warnings
-                            .push(format!("{bdf} ({nd}): VF state not read: {e}")),
+                        Err(e) => {
+                            // rtnetlink needs a socket: exhaustion fails the read.
+                            let _ =
+                                fs.note(std::path::Path::new(nd), Err::<(), _>(e))
+                                    .map_err(|e| {
+                                        sys.warnings
+                                            .push(format!("{bdf} ({nd}): VF state not read: {e}"));
+                                    });
+                        }
                     }
                 }
             }
@@ -142,14 +174,18 @@ impl TopologyReader {
                 vfs,
             });
         }
+        if let Some(e) = fs.exhausted() {
+            return Err(e);
+        }
         let mut warnings = sys.warnings;
         warnings.extend(idx.warnings);
-        Topology {
+        Ok(Topology {
             version: 0,
             pfs,
             warnings,
+            stale: None,
             index: Default::default(),
-        }
+        })
     }
 }
 
@@ -209,11 +245,17 @@ impl TopologyReader {
 }
 
 /// Re-reads the topology and versions it: the version rises whenever the structure changes.
+/// A read that fails as a whole ([`ReadError`]) never replaces the map: the last good one comes
+/// back, marked stale ([`Topology::stale`]), until a read succeeds.
 pub struct TopologyWatcher {
     reader: TopologyReader,
     fingerprint: Option<u64>,
     signature: Option<u64>,
     version: u64,
+    /// The last map read whole.
+    last_good: Option<Topology>,
+    /// Reads failed since then.
+    failed_reads: u64,
 }
 
 impl TopologyWatcher {
@@ -224,6 +266,8 @@ impl TopologyWatcher {
             fingerprint: None,
             signature: None,
             version: 0,
+            last_good: None,
+            failed_reads: 0,
         }
     }
 
@@ -236,14 +280,35 @@ impl TopologyWatcher {
         }
         let r = self.refresh();
         // The signature taken before the read: a change landing during the read (VFs
-        // appearing one by one) then differs from it at the next probe, and is read then.
-        self.signature = Some(sig);
+        // appearing one by one) then differs from it at the next probe, and is read then. After
+        // a failed read, none: the next probe reads again.
+        if r.0.stale.is_none() {
+            self.signature = Some(sig);
+        }
         Some(r)
     }
 
-    /// A fresh snapshot, and whether its structure differs from the previous one.
+    /// A fresh snapshot, and whether its structure differs from the previous one; when the read
+    /// fails as a whole, the last good map (empty before any), marked stale, and `false`.
     pub fn refresh(&mut self) -> (Topology, bool) {
-        let mut t = self.reader.read();
+        let mut t = match self.reader.try_read() {
+            Ok(t) => t,
+            Err(e) => {
+                self.failed_reads += 1;
+                self.signature = None;
+                let mut t = self.last_good.clone().unwrap_or_else(|| Topology {
+                    version: self.version,
+                    ..Topology::default()
+                });
+                t.stale = Some(StaleMap {
+                    failed_reads: self.failed_reads,
+                    error: e.chain(),
+                    fd_exhausted: e.is_fd_exhausted(),
+                });
+                return (t, false);
+            }
+        };
+        self.failed_reads = 0;
         let fp = fingerprint(&t);
         let changed = self.fingerprint != Some(fp);
         if changed {
@@ -251,6 +316,7 @@ impl TopologyWatcher {
             self.fingerprint = Some(fp);
         }
         t.version = self.version;
+        self.last_good = Some(t.clone());
         (t, changed)
     }
 }

@@ -10,7 +10,7 @@ use vfguard_host::HostFs;
 use vfguard_model::Bdf;
 
 /// `/sys/bus/pci/devices`: one entry per PCI function.
-const PCI_DEVICES: &str = "/sys/bus/pci/devices";
+pub(crate) const PCI_DEVICES: &str = "/sys/bus/pci/devices";
 
 /// One PCI function's sysfs attributes.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -63,8 +63,19 @@ impl<'a> SysfsReader<'a> {
         }
     }
 
-    /// Every PCI function's address, sorted.
+    /// Every PCI function's address, sorted; a directory that cannot be listed is a warning and
+    /// no function (see [`SysfsReader::try_list`] to tell the two apart).
     pub fn list(&mut self) -> Vec<Bdf> {
+        self.try_list().unwrap_or_else(|e| {
+            self.warnings.push(format!("{PCI_DEVICES}: {e}"));
+            Vec::new()
+        })
+    }
+
+    /// Every PCI function's address, sorted; `Err` when the directory exists but cannot be
+    /// listed (`EMFILE`, `EIO`...): the host is not known to have no functions. A host without
+    /// the directory (no PCI bus, a fixture tree without one) has none, with a warning.
+    pub fn try_list(&mut self) -> std::io::Result<Vec<Bdf>> {
         match self.fs.list(Path::new(PCI_DEVICES)) {
             Ok(names) => {
                 let mut out: Vec<Bdf> = names
@@ -79,12 +90,13 @@ impl<'a> SysfsReader<'a> {
                     })
                     .collect();
                 out.sort();
-                out
+                Ok(out)
             }
-            Err(e) => {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.warnings.push(format!("{PCI_DEVICES}: {e}"));
-                Vec::new()
+                Ok(Vec::new())
             }
+            Err(e) => Err(e),
         }
     }
 

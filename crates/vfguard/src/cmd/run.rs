@@ -45,6 +45,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         cfg.log_format = f.clone();
     }
     init_logging(&cfg.log_format)?;
+    // Every read of the host, API client and journal holds a descriptor: 1024, the usual soft
+    // limit, is not much (issue 13).
+    match vfguard_host::linux::raise_fd_limit() {
+        Ok(l) if l.before < l.after => {
+            tracing::info!(from = l.before, to = l.after, "raised the open-file limit");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "the open-file limit could not be raised"),
+    }
     if let Some(parent) = cfg.journal.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
@@ -94,10 +103,11 @@ async fn serve(cfg: Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let sock = cfg.socket.clone();
+    let limits = cfg.api_limits;
     let unix_router = router.clone();
     let unix_stop = stopped(api_stop_rx.clone());
     let mut apis = vec![tokio::spawn(async move {
-        match vfguard_api::serve_unix(&sock, socket_group, unix_router, unix_stop).await {
+        match vfguard_api::serve_unix(&sock, socket_group, unix_router, limits, unix_stop).await {
             Ok(()) => {}
             Err(e) => tracing::error!("the API is not served: {e}; the agent runs without it"),
         }
@@ -112,7 +122,7 @@ async fn serve(cfg: Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
                      in clear; put it behind a TLS proxy or listen on 127.0.0.1"
                 );
             }
-            if let Err(e) = vfguard_api::serve_tcp(addr, router, token, tcp_stop).await {
+            if let Err(e) = vfguard_api::serve_tcp(addr, router, token, limits, tcp_stop).await {
                 tracing::error!("the API is not served on TCP: {e}; the agent runs without it");
             }
         }));
@@ -229,7 +239,7 @@ async fn serve_signals(
                             );
                             if c.api_listeners() != live.running.api_listeners() {
                                 tracing::warn!(
-                                    "{}: socket, socket_group, api.listen or a token file's presence changed; \
+                                    "{}: socket, socket_group, api.listen, the API's limits or a token file's presence changed; \
                                      they apply on a restart (systemctl restart vfguard)",
                                     p.display()
                                 );
