@@ -345,7 +345,7 @@ pub struct Scenario {
 
 /// A scenario file that cannot be used: where, and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {message}")]
+#[error("{}", self.located())]
 pub struct ScenarioError {
     /// The file.
     pub file: String,
@@ -355,9 +355,74 @@ pub struct ScenarioError {
     pub message: String,
 }
 
+impl ScenarioError {
+    /// `file:line: message`, or `file: message` for the file as a whole (it cannot be read).
+    fn located(&self) -> String {
+        match self.line {
+            0 => format!("{}: {}", self.file, self.message),
+            n => format!("{}:{n}: {}", self.file, self.message),
+        }
+    }
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset)
         .map_or(0, |t| t.matches('\n').count() + 1)
+}
+
+/// The longest virtual run a scenario may ask for: a day (a test, a demo or a benchmark; one
+/// step per 100 ms of it).
+pub const MAX_DURATION_MS: u64 = 86_400_000;
+
+/// The 1-based line of `key` in the `index`-th table headed `header` (`[scenario]`, `[[pf]]`),
+/// else of that header, else 1: every error names a line a person can go to.
+fn line_of_key(text: &str, header: &str, index: usize, key: &str) -> usize {
+    let mut seen = 0;
+    let mut header_line = None;
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            if header_line.is_some() {
+                break;
+            }
+            if t == header {
+                if seen == index {
+                    header_line = Some(n + 1);
+                }
+                seen += 1;
+            }
+            continue;
+        }
+        if header_line.is_some() {
+            let k = t.split('=').next().unwrap_or("").trim();
+            if k == key {
+                return n + 1;
+            }
+        }
+    }
+    header_line.unwrap_or(1)
+}
+
+/// serde's type names (`u64`, `struct Pf`) in words a scenario's author uses.
+fn plain(message: &str) -> String {
+    let mut m = message.to_owned();
+    for (rust, words) in [
+        ("expected u64", "expected a whole number >= 0"),
+        ("expected u32", "expected a whole number >= 0"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected usize", "expected a whole number >= 0"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+        ("expected a sequence", "expected an array"),
+    ] {
+        m = m.replace(rust, words);
+    }
+    if let Some(i) = m.find("expected struct ") {
+        m.truncate(i);
+        m.push_str("expected a table");
+    }
+    m
 }
 
 impl Scenario {
@@ -378,24 +443,47 @@ impl Scenario {
             line: span.map_or(0, |s| line_of(text, s.start)),
             message,
         };
-        let mut sc: Scenario =
-            toml::from_str(text).map_err(|e| err(e.span(), e.message().to_owned()))?;
+        let at = |header: &str, index: usize, key: &str, message: String| ScenarioError {
+            file: file.to_owned(),
+            line: line_of_key(text, header, index, key),
+            message,
+        };
+        let mut sc: Scenario = toml::from_str(text).map_err(|e| {
+            let mut x = err(e.span(), plain(e.message()));
+            x.line = x.line.max(1);
+            x
+        })?;
         file.clone_into(&mut sc.file);
         sc.policy_line = sc
             .policy
             .as_ref()
             .map_or(0, |p| line_of(text, p.span().start));
-        if sc.scenario.duration_ms == 0 {
-            return Err(err(None, "scenario.duration_ms (0) must be > 0".into()));
+        let d = sc.scenario.duration_ms;
+        if d == 0 || d > MAX_DURATION_MS {
+            return Err(at(
+                "[scenario]",
+                0,
+                "duration_ms",
+                format!("scenario.duration_ms ({d}) must be 1..={MAX_DURATION_MS} (a day)"),
+            ));
         }
         let mut pfs = BTreeSet::new();
-        for p in &sc.pf {
+        // Every PCI address the host will have: a PF, or a VF where its PF puts it.
+        let mut addresses: std::collections::BTreeMap<Bdf, String> = Default::default();
+        for (i, p) in sc.pf.iter().enumerate() {
             if !pfs.insert(p.bdf) {
-                return Err(err(None, format!("pf.bdf {} is listed twice", p.bdf)));
+                return Err(at(
+                    "[[pf]]",
+                    i,
+                    "bdf",
+                    format!("pf.bdf {} is listed twice", p.bdf),
+                ));
             }
             if p.numvfs > p.totalvfs {
-                return Err(err(
-                    None,
+                return Err(at(
+                    "[[pf]]",
+                    i,
+                    "numvfs",
                     format!(
                         "pf {}: numvfs ({}) must be <= totalvfs ({})",
                         p.bdf, p.numvfs, p.totalvfs
@@ -403,10 +491,32 @@ impl Scenario {
                 ));
             }
             if p.numvfs > 248 {
-                return Err(err(
-                    None,
+                return Err(at(
+                    "[[pf]]",
+                    i,
+                    "numvfs",
                     format!("pf {}: numvfs ({}) must be <= 248", p.bdf, p.numvfs),
                 ));
+            }
+            let own =
+                std::iter::once((p.bdf, format!("PF {}", p.bdf))).chain((0..p.numvfs).map(|v| {
+                    (
+                        crate::state::vf_bdf(p.bdf, v),
+                        format!("VF {v} of PF {}", p.bdf),
+                    )
+                }));
+            for (bdf, what) in own {
+                if let Some(other) = addresses.insert(bdf, what.clone()) {
+                    return Err(at(
+                        "[[pf]]",
+                        i,
+                        "bdf",
+                        format!(
+                            "{what} would be at {bdf}, which is {other}'s address (a PF's VFs \
+                             live at bus+1: give the PFs buses further apart)"
+                        ),
+                    ));
+                }
             }
         }
         let valid = |f: &FnRef| {
@@ -423,7 +533,19 @@ impl Scenario {
             .chain(sc.container.iter().map(|c| (&c.name, &c.functions)));
         for (name, fns) in functions {
             if !owners.insert(name.clone()) {
-                return Err(err(None, format!("owner name {name:?} is used twice")));
+                let line = text
+                    .lines()
+                    .enumerate()
+                    .filter(|(_, l)| {
+                        l.trim().starts_with("name") && l.contains(&format!("\"{name}\""))
+                    })
+                    .nth(1)
+                    .map_or(1, |(n, _)| n + 1);
+                return Err(ScenarioError {
+                    file: file.to_owned(),
+                    line,
+                    message: format!("owner name {name:?} is used twice"),
+                });
             }
             for f in fns {
                 if !valid(f.get_ref()) {
@@ -443,7 +565,7 @@ impl Scenario {
                 }
             }
         }
-        for b in &sc.behaviour {
+        for (bi, b) in sc.behaviour.iter().enumerate() {
             match (&b.owner, &b.function) {
                 (Some(o), None) if !owners.contains(o.get_ref()) => {
                     return Err(err(
@@ -470,18 +592,25 @@ impl Scenario {
                     ));
                 }
                 (None, None) => {
-                    return Err(err(
-                        None,
+                    return Err(at(
+                        "[[behaviour]]",
+                        bi,
+                        "kind",
                         format!("behaviour {:?}: needs owner or function", b.kind),
                     ))
                 }
                 _ => {}
             }
             if b.every_ms == 0 {
-                return Err(err(None, "behaviour.every_ms (0) must be > 0".into()));
+                return Err(at(
+                    "[[behaviour]]",
+                    bi,
+                    "every_ms",
+                    "behaviour.every_ms (0) must be > 0".into(),
+                ));
             }
         }
-        for e in &sc.event {
+        for (ei, e) in sc.event.iter().enumerate() {
             if let Some(m) = &e.migrate_away {
                 if !sc.vm.iter().any(|v| &v.name == m.get_ref()) {
                     return Err(err(
@@ -492,8 +621,10 @@ impl Scenario {
             }
             if let Some(f) = &e.fail_vf_control {
                 if !matches!(f.errno.as_str(), "EBUSY" | "EOPNOTSUPP") {
-                    return Err(err(
-                        None,
+                    return Err(at(
+                        "[[event]]",
+                        ei,
+                        "fail_vf_control",
                         format!(
                             "event.fail_vf_control.errno {:?} must be EBUSY or EOPNOTSUPP",
                             f.errno
@@ -634,6 +765,59 @@ kind = "mdd_flood"
             .unwrap_err()
             .message
             .contains("colour"));
+    }
+
+    /// Issue 13: errors at line 0, serde's type names in messages, PF/VF address collisions and
+    /// a duration of 2^64-1 ms (a run that never ends) were accepted or unhelpful.
+    #[test]
+    fn every_error_names_a_line_in_words_and_absurd_hosts_are_refused() {
+        let cases = [
+            (
+                OK.replace("duration_ms = 1000", "duration_ms = 0"),
+                4,
+                "duration_ms",
+            ),
+            (
+                OK.replace("duration_ms = 1000", "duration_ms = 18446744073709551615"),
+                4,
+                "a day",
+            ),
+            (
+                OK.replace("duration_ms = 1000", "duration_ms = \"x\""),
+                4,
+                "whole number",
+            ),
+            (
+                OK.replace("numvfs = 2", "numvfs = 300\ntotalvfs = 300"),
+                10,
+                "<= 248",
+            ),
+            (
+                OK.replace("kind = \"mdd_flood\"", "kind = \"mdd_flood\"\nevery_ms = 0"),
+                19,
+                "every_ms",
+            ),
+            (
+                format!("{OK}\n[[vm]]\nname = \"a\"\nfunctions = []\n"),
+                21,
+                "used twice",
+            ),
+            (
+                // VF 0 of 0000:3b:00.0 lives at 0000:3c:00.0: a PF there collides with it.
+                format!("{OK}\n[[pf]]\nbdf = \"0000:3c:00.0\"\ndriver = \"igb\"\nnetdev = \"x\"\n"),
+                21,
+                "address",
+            ),
+        ];
+        for (text, line, words) in cases {
+            let e = Scenario::parse("t.toml", &text).unwrap_err();
+            assert!(e.line >= 1, "{e}");
+            assert_eq!(e.line, line, "{e}");
+            assert!(e.message.contains(words), "{e}");
+            for rust in ["u64", "u32", "u16", "struct "] {
+                assert!(!e.message.contains(rust), "{e}");
+            }
+        }
     }
 
     #[test]
