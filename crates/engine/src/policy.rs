@@ -325,6 +325,9 @@ impl Policy {
                         )
                     })?);
                 }
+                if let Some(name) = r.name.as_deref().filter(|n| n.trim().is_empty()) {
+                    return Err(bad(f("name"), format!("{name:?}"), "must not be empty"));
+                }
                 if let Some(name) = r.name.as_deref().filter(|n| !RuleRef::is_rule_name(n)) {
                     // A journal reads an action's rule back by its form: this name would read
                     // as something else (`cool_down`, `retry after ...`).
@@ -351,8 +354,18 @@ impl Policy {
                         "must be between 0 and 1",
                     ));
                 }
+                let name = r.name.clone().unwrap_or_else(|| format!("rule{i}"));
+                if let Some(j) = p.rules.iter().position(|o| o.name == name) {
+                    // Actions and explanations name their rule: two of one name are one to a
+                    // reader.
+                    return Err(bad(
+                        f("name"),
+                        name,
+                        &format!("is rule[{j}]'s name too; give each rule its own"),
+                    ));
+                }
                 p.rules.push(Rule {
-                    name: r.name.clone().unwrap_or_else(|| format!("rule{i}")),
+                    name,
                     kinds: ks,
                     window,
                     threshold,
@@ -367,6 +380,18 @@ impl Policy {
                     "[]".into(),
                     "must have at least one rung",
                 ));
+            }
+            for (i, r) in l.iter().enumerate() {
+                if let Some(j) = l
+                    .get(..i)
+                    .and_then(|before| before.iter().position(|b| b == r))
+                {
+                    return Err(bad(
+                        format!("ladder[{i}]"),
+                        r.name().into(),
+                        &format!("is ladder[{j}] already; a rung is climbed once"),
+                    ));
+                }
             }
             p.ladder = l.clone();
         }
@@ -465,6 +490,27 @@ mod tests {
         assert_eq!(parse_duration("x", "250"), Ok(250));
         assert!(parse_duration("x", "soon").is_err());
         assert!(parse_duration("x", "5 parsecs").is_err());
+    }
+
+    #[test]
+    /// Issue 13: duplicate and empty rule names and duplicate rungs were accepted.
+    #[test]
+    fn rule_names_are_unique_and_not_empty_and_rungs_are_climbed_once() {
+        let e = Policy::from_toml(
+            "[[rule]]\nname = \"mdd\"\nkinds = [\"mdd\"]\n[[rule]]\nname = \"mdd\"\nkinds = [\"spoof\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "rule[1].name (mdd) is rule[0]'s name too; give each rule its own"
+        );
+        let e = Policy::from_toml("[[rule]]\nname = \" \"\nkinds = [\"mdd\"]\n").unwrap_err();
+        assert_eq!(e.to_string(), "rule[0].name (\" \") must not be empty");
+        let e = Policy::from_toml("ladder = [\"notify\", \"vf_reset\", \"notify\"]").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ladder[2] (notify) is ladder[0] already; a rung is climbed once"
+        );
     }
 
     #[test]
