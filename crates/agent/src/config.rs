@@ -20,6 +20,49 @@ pub fn own_uid() -> u32 {
     std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
 }
 
+/// The longest step allowed: a fault waits up to a step for its action.
+const MAX_STEP_MS: u64 = 5_000;
+
+/// The 1-based line that sets `field` (`step`, `api.listen`, `policy.guard.window`,
+/// `policy.rule[1].name`): the key's line in its table, else the table's header line.
+fn line_of_field(text: &str, field: &str) -> Option<usize> {
+    let (table, index, key) = match field.rsplit_once('.') {
+        None => (String::new(), 0, field),
+        Some((table, key)) => match table.split_once('[') {
+            Some((t, rest)) => (
+                format!("[[{t}]]"),
+                rest.trim_end_matches(']').parse().unwrap_or(0),
+                key,
+            ),
+            None => (format!("[{table}]"), 0, key),
+        },
+    };
+    let key = key.split('[').next().unwrap_or(key);
+    let mut in_table = table.is_empty();
+    let mut seen = 0;
+    let mut header = None;
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            if in_table && header.is_some() || (in_table && table.is_empty()) {
+                break;
+            }
+            if t == table {
+                if seen == index {
+                    in_table = true;
+                    header = Some(n + 1);
+                }
+                seen += 1;
+            }
+            continue;
+        }
+        if in_table && t.split('=').next().map(str::trim) == Some(key) {
+            return Some(n + 1);
+        }
+    }
+    header
+}
+
 /// The longest token file read (a token is 16 to a few hundred bytes).
 const TOKEN_FILE_MAX: u64 = 4096;
 
@@ -239,6 +282,20 @@ impl Config {
                 );
             }
         }
+        for (key, path) in [("journal", &self.journal), ("socket", &self.socket)] {
+            if path.is_dir() {
+                anyhow::bail!(
+                    "{key} ({}) is a directory; give the path of a file in it (e.g. {})",
+                    path.display(),
+                    path.join(if key == "journal" {
+                        "journal.db"
+                    } else {
+                        "vfguard.sock"
+                    })
+                    .display()
+                );
+            }
+        }
         self.api_token()?;
         self.api_uids()?;
         self.api_gid()?;
@@ -308,8 +365,32 @@ impl Config {
         Config::parse(&text).with_context(|| format!("in {}", path.display()))
     }
 
-    /// Parses and validates TOML.
+    /// Parses and validates TOML; an error names the line of the field it is about (`line 12:
+    /// step (1h) must be ...`).
     pub fn parse(text: &str) -> anyhow::Result<Config> {
+        Config::parse_fields(text).map_err(|e| {
+            let msg = format!("{e:#}");
+            if msg.starts_with("line ") {
+                return e;
+            }
+            let field = msg
+                .split([' ', ':', '('])
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("policy.");
+            let table_key = if msg.starts_with("policy.") {
+                format!("policy.{field}")
+            } else {
+                field.to_owned()
+            };
+            match line_of_field(text, &table_key) {
+                Some(n) => anyhow::anyhow!("line {n}: {msg}"),
+                None => e,
+            }
+        })
+    }
+
+    fn parse_fields(text: &str) -> anyhow::Result<Config> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| {
                 text.get(..s.start)
@@ -348,6 +429,12 @@ impl Config {
         }
         c.replay_window_ms = dur("replay_window", &raw.replay_window, 1000)?;
         if let Some(ms) = dur("step", &raw.step, 1)? {
+            if ms > MAX_STEP_MS {
+                anyhow::bail!(
+                    "step ({}) must be at most {MAX_STEP_MS} ms: the agent acts once a step",
+                    raw.step.as_deref().unwrap_or_default()
+                );
+            }
             agent.step_ms = ms;
         }
         if let Some(ms) = dur("topology_every", &raw.topology_every, 100)? {
@@ -584,6 +671,32 @@ mod tests {
         assert!(e.contains("10000 bytes"), "{e}");
     }
 
+    /// Issue 13: directories as journal or socket and an absurd step were accepted; errors after
+    /// the TOML was read named no line.
+    #[test]
+    fn errors_name_their_line_and_absurd_values_are_refused() {
+        let e = format!("{:#}", Config::parse("\n\nstep = \"1h\"\n").unwrap_err());
+        assert!(
+            e.starts_with("line 3: step (1h) must be at most 5000 ms"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            Config::parse("[api]\nusers = []\nmax_connections = 0\n").unwrap_err()
+        );
+        assert!(e.starts_with("line 3: api.max_connections (0)"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[policy]\nmode = \"enforce\"\n[[policy.rule]]\nname = \"a\"\nkinds = [\"mdd\"]\n[[policy.rule]]\nname = \"a\"\nkinds = [\"mdd\"]\n")
+                .unwrap_err()
+        );
+        assert!(e.starts_with("line 7: policy.rule[1].name (a)"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::parse(&format!("journal = {:?}\n", dir.path())).unwrap();
+        let e = c.check_host().unwrap_err().to_string();
+        assert!(e.contains("is a directory"), "{e}");
+    }
+
     #[test]
     fn defaults_and_errors_that_name_the_field() {
         let c = Config::parse("").unwrap();
@@ -596,17 +709,17 @@ mod tests {
         let e = Config::parse("stats_every = \"5ms\"")
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "stats_every (5ms) must be at least 100 ms");
+        assert_eq!(e, "line 1: stats_every (5ms) must be at least 100 ms");
         let e = Config::parse("[policy]\nquarantine_vlan = 0\n")
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "policy.quarantine_vlan (0) must be 1..=4094");
+        assert_eq!(e, "line 2: policy.quarantine_vlan (0) must be 1..=4094");
         let e = Config::parse("[notify]\nwebhook = \"ftp://x\"\n")
             .unwrap_err()
             .to_string();
         assert_eq!(
             e,
-            "notify.webhook (ftp://x) must be an http:// or https:// URL"
+            "line 2: notify.webhook (ftp://x) must be an http:// or https:// URL"
         );
         let c =
             Config::parse("[notify]\nwebhook = \"http://127.0.0.1:9/h\"\nretries = 1\n").unwrap();
@@ -617,13 +730,13 @@ mod tests {
         let e = Config::parse("replay_window = \"10ms\"")
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "replay_window (10ms) must be at least 1000 ms");
+        assert_eq!(e, "line 1: replay_window (10ms) must be at least 1000 ms");
         let e = Config::parse("topology_every = \"10s\"\nfull_topology_every = \"5s\"")
             .unwrap_err()
             .to_string();
         assert_eq!(
             e,
-            "full_topology_every (5000 ms) must be at least topology_every (10000 ms)"
+            "line 2: full_topology_every (5000 ms) must be at least topology_every (10000 ms)"
         );
         let e = format!("{:#}", Config::parse("jornal = \"x\"").unwrap_err());
         assert!(e.starts_with("line 1: unknown field `jornal`"), "{e}");
