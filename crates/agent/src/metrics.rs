@@ -5,26 +5,60 @@
 //! bounded: fault kinds and action names are fixed sets, PFs, VFs and owners are the host's,
 //! results are `ok`, `dry_run` or an errno name. The list, with alert rules and a dashboard over
 //! it, is in `docs/metrics.md`.
+//!
+//! # Design
+//! Label values come from outside (a VM's or a namespace's name can hold almost anything), and
+//! prometheus-client 0.24 writes them as given (client_rust issue #151): each is a
+//! `LabelValue`, which writes itself escaped as both text formats ask (`\\`, `\"`, `\n`), so
+//! a name cannot end its series early, forge another one or a `# EOF`. The classic text format
+//! the API converts to (`vfguard_api::exposition`) escapes label values the same way: its
+//! sample lines are copied unchanged.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::Mutex;
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
-use vfguard_model::{ActionId, Decision};
+use vfguard_model::{ActionId, Bdf, Decision, Topology};
 
 use crate::agent::{Agent, StepReport};
 
-type Labels = Vec<(String, String)>;
+/// A label value, written escaped: a backslash as `\\`, a double quote as `\"`, a line feed as
+/// `\n`, everything else as it is (the exposition formats' rule, the same in OpenMetrics and
+/// the classic text format 0.0.4; Prometheus reads any other character verbatim).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct LabelValue(String);
 
-fn labels<const N: usize>(pairs: [(&str, &str); N]) -> Labels {
+impl EncodeLabelValue for LabelValue {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let mut rest = self.0.as_str();
+        while let Some(i) = rest.find(['\\', '"', '\n']) {
+            let (clean, tail) = rest.split_at(i);
+            encoder.write_str(clean)?;
+            let mut chars = tail.chars();
+            encoder.write_str(match chars.next() {
+                Some('\\') => "\\\\",
+                Some('"') => "\\\"",
+                _ => "\\n",
+            })?;
+            rest = chars.as_str();
+        }
+        encoder.write_str(rest)
+    }
+}
+
+type Labels = Vec<(&'static str, LabelValue)>;
+
+fn labels<const N: usize>(pairs: [(&'static str, &str); N]) -> Labels {
     pairs
         .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .map(|(k, v)| (*k, LabelValue((*v).to_owned())))
         .collect()
 }
 
@@ -294,15 +328,19 @@ impl Metrics {
     /// Sets the host map's gauges: its version and each VF's state; the VF families are rebuilt
     /// only when what they show changed (a fingerprint of it), not at every sample.
     pub fn publish_vfs(&self, agent: &Agent) {
+        let in_incident: HashSet<Bdf> = agent.open_functions().collect();
+        self.publish_map(agent.topology(), &in_incident);
+    }
+
+    /// [`Metrics::publish_vfs`] for a host map and the functions with an open incident.
+    pub fn publish_map(&self, t: &Topology, in_incident: &HashSet<Bdf>) {
         use std::hash::{Hash as _, Hasher as _};
         let mut totals = self
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let t = agent.topology();
         self.topology_version
             .set(i64::try_from(t.version).unwrap_or(i64::MAX));
-        let in_incident: std::collections::HashSet<_> = agent.open_functions().collect();
         let mut h = std::collections::hash_map::DefaultHasher::new();
         for pf in &t.pfs {
             for vf in &pf.vfs {

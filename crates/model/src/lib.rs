@@ -11,6 +11,7 @@ pub mod incident;
 pub mod kmsg;
 pub mod mac;
 pub mod pci;
+pub mod printable;
 pub mod rule;
 pub mod topology;
 
@@ -25,6 +26,7 @@ pub use incident::{Cause, IncidentState};
 pub use kmsg::{KmsgDecodeError, KmsgFlag, KmsgRecord};
 pub use mac::{MacAddr, MacParseError};
 pub use pci::{Bdf, BdfParseError, VfIndex};
+pub use printable::{printable, Printable};
 pub use rule::RuleRef;
 pub use topology::{
     AerCounters, Owner, OwnerKind, Pf, StaleMap, Topology, Vf, VfChange, VfLinkState, VfState,

@@ -7,6 +7,7 @@ extern crate vfguard_agent as vfguard;
 
 mod cli;
 mod cmd;
+mod textlog;
 
 use std::process::ExitCode;
 

@@ -45,7 +45,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         args.speed,
         |line| {
             if !quiet {
-                println!("{line}");
+                println!("{}", vfguard_model::Printable(line));
             }
         },
     )?;

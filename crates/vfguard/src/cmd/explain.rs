@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use serde::Deserialize;
 use vfguard_journal::Journal;
-use vfguard_model::{Action, ActionOutcome, Bdf, Decision, IncidentId, Observation, Owner};
+use vfguard_model::{
+    Action, ActionOutcome, Bdf, Decision, IncidentId, Observation, Owner, Printable,
+};
 
 use crate::cli::ExplainArgs;
 use vfguard_agent::timefmt::at as secs;
@@ -118,10 +120,12 @@ fn render(d: &Detail, out: &mut impl Write) -> anyhow::Result<()> {
         d.pf.filter(|p| *p != d.function)
             .map(|p| format!(" (PF {p})"))
             .unwrap_or_default(),
-        d.owner
-            .as_ref()
-            .map_or_else(|| "unknown".to_owned(), Owner::label),
-        d.state,
+        Printable(
+            &d.owner
+                .as_ref()
+                .map_or_else(|| "unknown".to_owned(), Owner::label)
+        ),
+        Printable(&d.state),
         secs(d.opened_ms).trim()
     )?;
     writeln!(out, "\nwhat the kernel said:")?;
@@ -143,14 +147,14 @@ fn render(d: &Detail, out: &mut impl Write) -> anyhow::Result<()> {
                 secs(o.at_ms),
                 e.kind.as_str(),
                 e.catalog_id,
-                e.message.lines().next().unwrap_or("")
+                Printable(e.message.lines().next().unwrap_or(""))
             )?;
         } else {
             writeln!(
                 out,
                 "{}  {}",
                 secs(o.at_ms),
-                serde_json::to_string(&o.observation)?
+                Printable(&serde_json::to_string(&o.observation)?)
             )?;
         }
     }
@@ -183,7 +187,8 @@ fn render(d: &Detail, out: &mut impl Write) -> anyhow::Result<()> {
             Decision::Closed { reason, .. } => format!("closed: {reason}"),
             Decision::ModeChanged { from, to, by } => format!("mode {from} -> {to} by {by}"),
         };
-        writeln!(out, "{}  {line}", secs(r.at_ms))?;
+        // Evidence, reasons, rule names and errors come from outside: escaped.
+        writeln!(out, "{}  {}", secs(r.at_ms), Printable(&line))?;
     }
     Ok(())
 }

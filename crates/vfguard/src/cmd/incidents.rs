@@ -90,7 +90,7 @@ pub fn run(args: &IncidentsArgs) -> anyhow::Result<ExitCode> {
                 i["function"].as_str().unwrap_or("-"),
                 i["pf"].as_str().unwrap_or("-"),
                 i["state"].as_str().unwrap_or("?"),
-                owner,
+                vfguard_model::Printable(&owner),
                 secs(i["opened_ms"].as_u64().unwrap_or(0)).trim()
             )?;
         }

@@ -4,7 +4,7 @@ use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use vfguard_model::{Owner, OwnerKind, Pf, Topology, Vf, VfLinkState};
+use vfguard_model::{printable, Owner, OwnerKind, Pf, Printable, Topology, Vf, VfLinkState};
 
 use crate::cli::InventoryArgs;
 use vfguard_agent::host::topology_reader;
@@ -27,13 +27,14 @@ pub fn run(args: &InventoryArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     for w in &t.warnings {
-        eprintln!("vfguard: warning: {w}");
+        eprintln!("vfguard: warning: {}", Printable(w));
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// The owner, escaped (VM and namespace names can hold anything: `vfguard_model::printable`).
 fn owner_text(o: &Owner) -> String {
-    let mut s = o.label();
+    let mut s = printable(&o.label()).into_owned();
     if let Some(pid) = o.pid {
         s.push_str(&format!(" (pid {pid})"));
     }
@@ -57,16 +58,22 @@ fn print_table(out: &mut impl Write, t: &Topology) -> io::Result<()> {
     Ok(())
 }
 
+/// A name read from the host, escaped, or `-`.
+fn text(s: Option<&String>) -> String {
+    s.map_or_else(|| "-".to_owned(), |s| printable(s).into_owned())
+}
+
 fn print_pf(out: &mut impl Write, pf: &Pf) -> io::Result<()> {
-    let dash = || "-".to_owned();
     write!(
         out,
         "pf {} {} [{}:{}] netdev {}",
         pf.bdf,
-        pf.driver.clone().unwrap_or_else(|| "(no driver)".into()),
-        pf.vendor.clone().unwrap_or_else(dash),
-        pf.device.clone().unwrap_or_else(dash),
-        pf.netdev.clone().unwrap_or_else(dash),
+        pf.driver
+            .as_deref()
+            .map_or_else(|| "(no driver)".into(), printable),
+        text(pf.vendor.as_ref()),
+        text(pf.device.as_ref()),
+        text(pf.netdev.as_ref()),
     )?;
     if pf.totalvfs > 0 {
         write!(out, " vfs {}/{}", pf.numvfs, pf.totalvfs)?;
@@ -86,8 +93,8 @@ fn print_vf(out: &mut impl Write, vf: &Vf) -> io::Result<()> {
         "    vf {:<3} {} {:<9} {:<14} owner {}",
         vf.index.0,
         vf.bdf,
-        vf.driver.clone().unwrap_or_else(dash),
-        vf.netdev.clone().unwrap_or_else(dash),
+        text(vf.driver.as_ref()),
+        text(vf.netdev.as_ref()),
         owner_text(&vf.owner),
     )?;
     if let Some(s) = &vf.state {

@@ -16,7 +16,7 @@ fn print(code: u16, v: &Value, json: bool) -> anyhow::Result<ExitCode> {
         }
         eprintln!(
             "vfguard: the daemon refused ({code}): {}",
-            v["error"].as_str().unwrap_or("no reason given")
+            vfguard_model::Printable(v["error"].as_str().unwrap_or("no reason given"))
         );
         return Ok(ExitCode::from(1));
     }
@@ -32,14 +32,18 @@ fn print(code: u16, v: &Value, json: bool) -> anyhow::Result<ExitCode> {
         };
         let at = v["at_ms"].as_u64().unwrap_or(0);
         if let Some(line) = vfguard_agent::simrun::describe(at, &d, &mut owners) {
-            println!("{}", line.trim_start());
+            println!("{}", vfguard_model::Printable(line.trim_start()));
             any = true;
         }
     }
     for o in v["outcomes"].as_array().into_iter().flatten() {
         match o["error"].as_str() {
             None => println!("action {}: ok", o["id"]),
-            Some(e) => println!("action {}: failed: {e}", o["id"]),
+            Some(e) => println!(
+                "action {}: failed: {}",
+                o["id"],
+                vfguard_model::Printable(e)
+            ),
         }
     }
     if !any {

@@ -196,12 +196,12 @@ fn init_logging(format: &str) -> anyhow::Result<()> {
             .try_init(),
         _ => {
             use std::io::IsTerminal as _;
+            // Values escaped: owner names and kernel text cannot forge lines (crate::textlog).
             registry
-                .with(
-                    tracing_subscriber::fmt::layer()
-                        .with_writer(std::io::stderr)
-                        .with_ansi(std::io::stderr().is_terminal()),
-                )
+                .with(crate::textlog::layer(
+                    std::io::stderr,
+                    std::io::stderr().is_terminal(),
+                ))
                 .try_init()
         }
     };

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use serde::Serialize;
-use vfguard_model::{FaultEvent, FaultKind, Severity, TrustBasis};
+use vfguard_model::{printable, FaultEvent, FaultKind, Printable, Severity, TrustBasis};
 use vfguard_parse::{FormatHint, ScanStats, Scanner};
 
 use crate::cli::{FormatArg, ScanArgs};
@@ -41,7 +41,7 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<ExitCode> {
         Some(root) => {
             let t = vfguard::host::topology_reader(root).read();
             for w in &t.warnings {
-                eprintln!("vfguard: warning: topology: {w}");
+                eprintln!("vfguard: warning: topology: {}", Printable(w));
             }
             Some(t)
         }
@@ -167,13 +167,18 @@ fn scan_input(
             if last_report.elapsed().as_millis() >= 500 {
                 last_report = Instant::now();
                 let pct = total.saturating_mul(100) / size.max(1);
-                eprint!("\rscanning {name}: {pct}% of {} MiB", size >> 20);
+                eprint!(
+                    "\rscanning {}: {pct}% of {} MiB",
+                    Printable(&name.to_string()),
+                    size >> 20
+                );
             }
         }
     }
     if progress.is_some() {
         eprintln!(
-            "\rscanning {name}: done in {:.1} s          ",
+            "\rscanning {}: done in {:.1} s          ",
+            Printable(&name.to_string()),
             started.elapsed().as_secs_f64()
         );
     }
@@ -202,8 +207,10 @@ fn table_header(out: &mut impl Write, many: bool) -> io::Result<()> {
 }
 
 fn table_row(out: &mut impl Write, e: &FaultEvent, file: Option<&str>) -> io::Result<()> {
+    // Kernel text and file names are escaped (vfguard_model::printable): a line cannot drive
+    // the terminal or hide behind bidi controls.
     let line = match file {
-        Some(f) => format!("{f}:{}", e.line),
+        Some(f) => format!("{}:{}", printable(f), e.line),
         None => e.line.to_string(),
     };
     let kind = if e.trusted {
@@ -216,7 +223,7 @@ fn table_row(out: &mut impl Write, e: &FaultEvent, file: Option<&str>) -> io::Re
         e.vf.map(|v| v.to_string())
             .or_else(|| e.vf_abs.map(|v| format!("#{v}")))
             .unwrap_or_else(dash);
-    let mut msg: String = e.message.lines().next().unwrap_or("").to_owned();
+    let mut msg = printable(e.message.lines().next().unwrap_or("")).into_owned();
     if msg.chars().count() > 72 {
         msg = msg.chars().take(71).collect::<String>() + "…";
     }
@@ -226,7 +233,9 @@ fn table_row(out: &mut impl Write, e: &FaultEvent, file: Option<&str>) -> io::Re
         e.severity.as_str(),
         e.pf.map_or_else(dash, |b| b.to_string()),
         e.function.map_or_else(dash, |b| b.to_string()),
-        e.driver.clone().unwrap_or_else(dash),
+        e.driver
+            .as_deref()
+            .map_or_else(dash, |d| printable(d).into_owned()),
     )
 }
 
@@ -274,7 +283,11 @@ impl Summary {
         if e.trust == TrustBasis::Unverified {
             self.unverified += 1;
         }
-        let t = self.by_target.entry(target(e)).or_default();
+        // Escaped once here: the names hold kernel text (devices, netdevs).
+        let t = self
+            .by_target
+            .entry(printable(&target(e)).into_owned())
+            .or_default();
         *t.kinds.entry(e.kind).or_default() += 1;
         t.score += match e.severity {
             Severity::Critical => 50,

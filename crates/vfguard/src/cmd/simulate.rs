@@ -5,6 +5,7 @@ use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use vfguard_model::{printable, Printable};
 use vfguard_sim::report::{host_only, Report};
 use vfguard_sim::scenario::Scenario;
 use vfguard_sim::{SimHost, DEFAULT_RING};
@@ -53,7 +54,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         let quiet = args.json;
         vfguard_agent::simrun::run(&mut sim, policy, args.journal.as_deref(), 0.0, |line| {
             if !quiet && args.timeline {
-                println!("{line}");
+                println!("{}", Printable(line));
             }
         })?
     };
@@ -87,8 +88,9 @@ pub fn print_report(out: &mut impl Write, r: &Report) -> io::Result<()> {
         writeln!(out, "no incidents")?;
     }
     for i in &r.incidents {
+        // Owner names come from the scenario (a host's would be anything): escaped.
         let who = match &i.owner.name {
-            Some(n) => format!("{}:{n}", i.owner.kind),
+            Some(n) => format!("{}:{}", i.owner.kind, printable(n)),
             None => i.owner.kind.clone(),
         };
         let what = match (i.function, i.pf, i.vf) {
@@ -120,13 +122,13 @@ pub fn print_report(out: &mut impl Write, r: &Report) -> io::Result<()> {
         }
     }
     if !r.untouched.is_empty() {
-        writeln!(out, "untouched: {}", r.untouched.join(", "))?;
+        writeln!(out, "untouched: {}", printable(&r.untouched.join(", ")))?;
     }
     for f in &r.expectations.failures {
-        writeln!(out, "FAILED: {f}")?;
+        writeln!(out, "FAILED: {}", printable(f))?;
     }
     for s in &r.expectations.skipped {
-        writeln!(out, "skipped: {s}")?;
+        writeln!(out, "skipped: {}", printable(s))?;
     }
     writeln!(
         out,
