@@ -44,7 +44,7 @@ fn line_of_field(text: &str, field: &str) -> Option<usize> {
     for (n, line) in text.lines().enumerate() {
         let t = line.trim();
         if t.starts_with('[') {
-            if in_table && header.is_some() || (in_table && table.is_empty()) {
+            if in_table && (header.is_some() || table.is_empty()) {
                 break;
             }
             if t == table {

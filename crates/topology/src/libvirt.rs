@@ -43,10 +43,17 @@ struct Open {
 pub fn parse_domain_xml(text: &str) -> Result<LiveDomain, LibvirtXmlError> {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_str(text);
-    reader.config_mut().trim_text(true);
     let mut stack: Vec<Open> = Vec::new();
     let mut out = LiveDomain::default();
     let mut root_seen = false;
+    // The text of the `<name>` or `<uuid>` being read.
+    let mut text: Option<String> = None;
+    let wanted = |stack: &[Open]| {
+        matches!(
+            in_domain(stack).map(names).as_deref(),
+            Some(["name" | "uuid"])
+        )
+    };
     loop {
         let event = reader
             .read_event()
@@ -58,17 +65,38 @@ pub fn parse_domain_xml(text: &str) -> Result<LiveDomain, LibvirtXmlError> {
                 stack.pop();
             }
             Event::End(_) => {
+                if let Some(v) = text.take() {
+                    let field = match in_domain(&stack).map(names).as_deref() {
+                        Some(["name"]) => &mut out.name,
+                        Some(["uuid"]) => &mut out.uuid,
+                        _ => &mut None,
+                    };
+                    if field.is_none() {
+                        *field = Some(v.trim().to_owned());
+                    }
+                }
                 stack.pop();
             }
-            Event::Text(t) => {
-                let field = match in_domain(&stack).map(names).as_deref() {
-                    Some(["name"]) => &mut out.name,
-                    Some(["uuid"]) => &mut out.uuid,
-                    _ => continue,
+            // A name's text comes in pieces: text, then each entity (`&amp;`) on its own.
+            Event::Text(t) if wanted(&stack) => {
+                let piece: &str = &t;
+                text.get_or_insert_with(String::new).push_str(piece);
+            }
+            Event::GeneralRef(r) if wanted(&stack) => {
+                let name: &str = &r;
+                let piece = match name {
+                    "amp" => Some('&'),
+                    "lt" => Some('<'),
+                    "gt" => Some('>'),
+                    "quot" => Some('"'),
+                    "apos" => Some('\''),
+                    _ => r.resolve_char_ref().ok().flatten(),
                 };
-                if field.is_none() {
-                    let value: &str = &t;
-                    *field = Some(value.trim().to_owned());
+                match piece {
+                    Some(c) => text.get_or_insert_with(String::new).push(c),
+                    None => {
+                        return Err(LibvirtXmlError(format!("unknown entity &{name};")));
+                    }
                 }
             }
             Event::Eof => break,
@@ -225,6 +253,14 @@ mod tests {
 #[cfg(test)]
 mod depth_tests {
     use super::*;
+
+    #[test]
+    fn a_name_with_entities_is_read_whole() {
+        let xml = "<domain><name>web &amp; db &lt;7&gt; &#x41;</name><uuid>u</uuid></domain>";
+        let d = parse_domain_xml(xml).unwrap();
+        assert_eq!(d.name.as_deref(), Some("web & db <7> A"));
+        assert_eq!(d.uuid.as_deref(), Some("u"));
+    }
 
     /// Issue 13: a status XML nested 4000 levels deep aborted the agent thread (stack
     /// overflow) at every start.
