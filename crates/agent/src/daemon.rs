@@ -217,16 +217,7 @@ impl<'a> Daemon<'a> {
                 match agent.operator(req, now) {
                     Ok(Ok(report)) => {
                         self.record(&report);
-                        let decisions: Vec<serde_json::Value> = report
-                            .decisions
-                            .iter()
-                            .map(|(_, d)| serde_json::to_value(d).unwrap_or_default())
-                            .collect();
-                        let _ = reply.send(Ok(serde_json::json!({
-                            "at_ms": now,
-                            "decisions": decisions,
-                            "outcomes": report.outcomes,
-                        })));
+                        let _ = reply.send(Ok(crate::views::operator_accepted(&report, now)));
                     }
                     Ok(Err(refusal)) => {
                         tracing::warn!("operator request refused: {refusal}");
@@ -331,22 +322,8 @@ fn publish(
     published: &mut Published,
 ) {
     let t = agent.topology();
-    let mode = agent.policy().mode.as_str();
     let incidents = agent.incidents_by_state();
-    view.publish_status(serde_json::json!({
-        "state": "running",
-        "version": env!("CARGO_PKG_VERSION"),
-        "mode": mode,
-        "now_ms": now,
-        "records": agent.records,
-        "lost": agent.lost,
-        "history_skipped": agent.history_skipped,
-        "topology_version": t.version,
-        "topology_stale": t.stale.is_some(),
-        "pfs": t.pfs.len(),
-        "vfs": t.pfs.iter().map(|p| p.vfs.len()).sum::<usize>(),
-        "incidents": incidents,
-    }));
+    view.publish_status(crate::views::running_status(agent, now, &incidents));
     metrics.publish_counts(agent, &incidents);
     // The VF gauges follow every sample (they are rebuilt only when what they show changed);
     // the API's copy of the map follows changes of the map and of incidents, and VF states
@@ -406,11 +383,10 @@ mod tests {
         let soon = Some(Instant::now() + Duration::from_secs(5));
         assert_eq!(d.between(&mut agent, &clock, soon).unwrap(), Flow::Stop);
         assert_eq!(agent.policy().mode, Mode::Observe);
-        assert_eq!(
-            view.status()["mode"],
-            "observe",
-            "published after the request"
-        );
+        let vfguard_api::reply::Status::Running(status) = view.status() else {
+            panic!("not published: {:?}", view.status())
+        };
+        assert_eq!(status.mode, Mode::Observe, "published after the request");
         // Nothing comes: the wait ends when the next step is due.
         let due = Instant::now() + Duration::from_millis(20);
         assert_eq!(d.between(&mut agent, &clock, Some(due)).unwrap(), Flow::Go);

@@ -1,15 +1,21 @@
-//! What the daemon shows: JSON shapes shared by the CLI (`incidents`, `explain`) and the API, and
+//! What the daemon shows: the API's replies ([`vfguard_api::reply`]) built from the agent and
+//! the journal, shared by the CLI (`incidents`, `explain` on a journal file) and the API, and
 //! [`LiveView`], the API's view of a running agent.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
-use serde_json::{json, Value};
 use tokio::sync::oneshot;
+use vfguard_api::reply::{
+    ActionEntry, ActionList, DecisionAt, IncidentDetail as DetailReply, IncidentList,
+    IncidentSummary, ObservationAt, OperatorAccepted, RunningStatus, Status,
+};
 use vfguard_api::{AgentView, IncidentQuery, Reply, ViewError};
 use vfguard_engine::Policy;
-use vfguard_model::OperatorRequest;
+use vfguard_model::{IncidentState, Millis, OperatorRequest, Topology};
 
+use crate::agent::{Agent, StepReport};
 use crate::metrics::Metrics;
 
 /// What the signal handlers and the API ask of the loop (one channel, read between steps).
@@ -24,56 +30,97 @@ pub enum Control {
 use vfguard_journal::{ActionRow, IncidentDetail, IncidentFilter, IncidentRow, Journal};
 
 /// One incident in a list (`vfguard incidents --json`, `GET /v1/incidents`).
-pub fn incident_row(i: &IncidentRow) -> Value {
-    json!({
-        "id": i.id,
-        "function": i.function,
-        "pf": i.pf,
-        "state": i.state.as_str(),
-        "owner": i.owner,
-        "opened_ms": i.opened_at,
-        "updated_ms": i.updated_at,
-    })
+pub fn incident_row(i: &IncidentRow) -> IncidentSummary {
+    IncidentSummary {
+        id: i.id,
+        function: i.function,
+        pf: i.pf,
+        state: i.state,
+        owner: i.owner.clone(),
+        opened_ms: i.opened_at,
+        updated_ms: i.updated_at,
+    }
 }
 
 /// One action with its outcome.
-pub fn action_row(a: &ActionRow) -> Value {
-    json!({"action": a.action, "outcome": a.outcome})
+pub fn action_row(a: &ActionRow) -> ActionEntry {
+    ActionEntry {
+        action: a.action.clone(),
+        outcome: a.outcome.clone(),
+    }
 }
 
 /// One incident with its evidence chain (`vfguard explain --json`, `GET /v1/incidents/{id}`).
-pub fn incident_detail(d: &IncidentDetail) -> Value {
-    let evidence: Vec<Value> = d
-        .observations
-        .iter()
-        .map(|o| json!({"at_ms": o.at, "observation": o.observation}))
-        .collect();
-    let decisions: Vec<Value> = d
-        .decisions
-        .iter()
-        .map(|r| json!({"at_ms": r.at, "decision": r.decision}))
-        .collect();
-    let actions: Vec<Value> = d.actions.iter().map(action_row).collect();
-    json!({
-        "id": d.incident.id,
-        "function": d.incident.function,
-        "pf": d.incident.pf,
-        "state": d.incident.state.as_str(),
-        "owner": d.incident.owner,
-        "opened_ms": d.incident.opened_at,
-        "observations": evidence,
-        "decisions": decisions,
-        "actions": actions,
-    })
+pub fn incident_detail(d: &IncidentDetail) -> DetailReply {
+    DetailReply {
+        id: d.incident.id,
+        function: d.incident.function,
+        pf: d.incident.pf,
+        state: d.incident.state,
+        owner: d.incident.owner.clone(),
+        opened_ms: d.incident.opened_at,
+        observations: d
+            .observations
+            .iter()
+            .map(|o| ObservationAt {
+                at_ms: o.at,
+                observation: o.observation.clone(),
+            })
+            .collect(),
+        decisions: d
+            .decisions
+            .iter()
+            .map(|r| DecisionAt {
+                at_ms: r.at,
+                decision: r.decision.clone(),
+            })
+            .collect(),
+        actions: d.actions.iter().map(action_row).collect(),
+    }
+}
+
+/// `GET /v1/status` of the running loop at `now`; `incidents`: its
+/// [`Agent::incidents_by_state`].
+pub fn running_status(
+    agent: &Agent,
+    now: Millis,
+    incidents: &BTreeMap<&'static str, u64>,
+) -> RunningStatus {
+    let t = agent.topology();
+    RunningStatus {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        mode: agent.policy().mode,
+        now_ms: now,
+        records: agent.records,
+        lost: agent.lost,
+        history_skipped: agent.history_skipped,
+        topology_version: t.version,
+        topology_stale: t.stale.is_some(),
+        pfs: t.pfs.len() as u64,
+        vfs: t.pfs.iter().map(|p| p.vfs.len() as u64).sum(),
+        incidents: incidents
+            .iter()
+            .filter_map(|(name, n)| Some((IncidentState::from_name(name)?, *n)))
+            .collect(),
+    }
+}
+
+/// The answer to an operator's request the loop carried out at `now` (`report`: what it did).
+pub fn operator_accepted(report: &StepReport, now: Millis) -> OperatorAccepted {
+    OperatorAccepted {
+        at_ms: now,
+        decisions: report.decisions.iter().map(|(_, d)| d.clone()).collect(),
+        outcomes: report.outcomes.clone(),
+    }
 }
 
 /// The API's view of the running agent: a snapshot the loop publishes after each step, and the
 /// journal (opened per request, read-only use; WAL lets it read while the loop writes).
 pub struct LiveView {
     journal: PathBuf,
-    status: Mutex<Value>,
+    status: Mutex<Status>,
     /// The host map as last published; serialised only when asked for.
-    topology: Mutex<Option<Arc<vfguard_model::Topology>>>,
+    topology: Mutex<Option<Arc<Topology>>>,
     metrics: Arc<Metrics>,
     control: mpsc::Sender<Control>,
 }
@@ -88,7 +135,7 @@ impl LiveView {
     ) -> LiveView {
         LiveView {
             journal,
-            status: Mutex::new(json!({"state": "starting"})),
+            status: Mutex::new(Status::Starting),
             topology: Mutex::new(None),
             metrics,
             control,
@@ -96,17 +143,13 @@ impl LiveView {
     }
 
     /// Publishes the loop's state.
-    pub fn publish_status(&self, v: Value) {
-        if let Ok(mut s) = self.status.lock() {
-            *s = v;
-        }
+    pub fn publish_status(&self, s: RunningStatus) {
+        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = Status::Running(s);
     }
 
     /// Publishes the host map (when its version changed).
-    pub fn publish_topology(&self, t: Arc<vfguard_model::Topology>) {
-        if let Ok(mut slot) = self.topology.lock() {
-            *slot = Some(t);
-        }
+    pub fn publish_topology(&self, t: Arc<Topology>) {
+        *self.topology.lock().unwrap_or_else(PoisonError::into_inner) = Some(t);
     }
 
     fn journal(&self) -> Result<Journal, ViewError> {
@@ -115,18 +158,21 @@ impl LiveView {
 }
 
 impl AgentView for LiveView {
-    fn status(&self) -> Value {
-        self.status.lock().map_or(Value::Null, |s| s.clone())
+    fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
-    fn topology(&self) -> Value {
-        let t = self.topology.lock().ok().and_then(|t| t.clone());
-        t.map_or(Value::Null, |t| {
-            serde_json::to_value(&*t).unwrap_or_default()
-        })
+    fn topology(&self) -> Option<Arc<Topology>> {
+        self.topology
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
-    fn incidents(&self, q: &IncidentQuery) -> Result<Value, ViewError> {
+    fn incidents(&self, q: &IncidentQuery) -> Result<IncidentList, ViewError> {
         let filter = IncidentFilter {
             open_only: q.open,
             owner: q.owner.clone(),
@@ -136,10 +182,10 @@ impl AgentView for LiveView {
             .journal()?
             .incidents(&filter)
             .map_err(|e| ViewError(e.to_string()))?;
-        Ok(Value::Array(rows.iter().map(incident_row).collect()))
+        Ok(rows.iter().map(incident_row).collect())
     }
 
-    fn incident(&self, id: u64) -> Result<Option<Value>, ViewError> {
+    fn incident(&self, id: u64) -> Result<Option<DetailReply>, ViewError> {
         let d = self
             .journal()?
             .incident(vfguard_model::IncidentId(id))
@@ -147,12 +193,12 @@ impl AgentView for LiveView {
         Ok(d.as_ref().map(incident_detail))
     }
 
-    fn actions(&self, limit: usize) -> Result<Value, ViewError> {
+    fn actions(&self, limit: usize) -> Result<ActionList, ViewError> {
         let rows = self
             .journal()?
             .actions(limit)
             .map_err(|e| ViewError(e.to_string()))?;
-        Ok(Value::Array(rows.iter().map(action_row).collect()))
+        Ok(rows.iter().map(action_row).collect())
     }
 
     fn metrics(&self) -> String {

@@ -7,7 +7,10 @@
 //! loop publishes, the journal read on demand, requests handed to the loop). The routes are
 //! documented in `docs/openapi.json`, checked against [`ROUTES`] by the tests.
 //!
-//! - [`view`]: the trait and the query and reply types;
+//! - [`view`]: the trait and the query type;
+//! - [`reply`]: the replies as types, shared by the daemon (which answers with them) and the
+//!   CLI (which reads them back);
+//! - [`openapi`]: replies checked against `docs/openapi.json`, for the tests;
 //! - [`routes`]: the handlers, their validation and their errors;
 //! - [`auth`]: who is asking ([`Caller`]) and who may change things ([`Access`]);
 //! - [`serve`]: the Unix and TCP listeners;
@@ -17,6 +20,8 @@
 pub mod auth;
 pub mod exposition;
 pub mod limits;
+pub mod openapi;
+pub mod reply;
 pub mod routes;
 pub mod serve;
 pub mod view;

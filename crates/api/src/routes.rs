@@ -1,6 +1,6 @@
-//! The routes: JSON under `/v1`, `/metrics` in OpenMetrics text. Every error is JSON,
-//! `{"error": "..."}`, with a message that says what to do; a malformed request is a 4xx, never
-//! a panic or a 500.
+//! The routes: JSON under `/v1`, `/metrics` in OpenMetrics text. Every reply is one of
+//! [`crate::reply`]'s types; every error is JSON, `{"error": "..."}` ([`ErrorBody`]), with a
+//! message that says what to do; a malformed request is a 4xx, never a panic or a 500.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,10 +15,10 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use vfguard_model::{Bdf, OperatorRequest};
 
 use crate::auth::{Access, Caller, Reloadable};
+use crate::reply::{ActionList, ErrorBody, IncidentDetail, IncidentList, OperatorAccepted, Status};
 use crate::view::{AgentView, IncidentQuery, Refusal, ViewError};
 
 /// Every route, as (method, path): the OpenAPI document (`docs/openapi.json`) is checked
@@ -63,7 +63,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -115,12 +121,14 @@ pub fn router(view: Arc<dyn AgentView>, access: impl Into<Reloadable<Access>>) -
         })
 }
 
-async fn status(State(s): State<Shared>) -> Json<Value> {
+async fn status(State(s): State<Shared>) -> Json<Status> {
     Json(s.view.status())
 }
 
-async fn topology(State(s): State<Shared>) -> Json<Value> {
-    Json(s.view.topology())
+/// The map is shared with the loop ([`std::sync::Arc`]): serialised from it, never copied.
+async fn topology(State(s): State<Shared>) -> Response {
+    let t = s.view.topology();
+    Json(t.as_deref()).into_response()
 }
 
 /// Unknown keys are refused rather than ignored: a typo must not silently widen a filter.
@@ -137,7 +145,7 @@ fn only_keys(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiErr
 async fn incidents(
     State(s): State<Shared>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IncidentList>, ApiError> {
     only_keys(&q, &["open", "owner", "pf"])?;
     let open = match q.get("open").map(String::as_str) {
         None | Some("false" | "0") => false,
@@ -187,7 +195,7 @@ fn segment(p: Result<UrlPath<String>, PathRejection>) -> Result<String, ApiError
 async fn incident(
     State(s): State<Shared>,
     id: Result<UrlPath<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IncidentDetail>, ApiError> {
     let id = segment(id)?;
     let n: u64 = id.parse().map_err(|_| {
         ApiError::bad_request(format!(
@@ -207,7 +215,7 @@ async fn incident(
 async fn actions(
     State(s): State<Shared>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ActionList>, ApiError> {
     only_keys(&q, &["limit"])?;
     let limit = match q.get("limit") {
         None => 100,
@@ -287,7 +295,7 @@ fn body<T: DeserializeOwned>(
         .map_err(|e| ApiError::bad_request(format!("body: {e}; expected JSON like {example}")))
 }
 
-async fn submit(s: &Shared, req: OperatorRequest) -> Result<Json<Value>, ApiError> {
+async fn submit(s: &Shared, req: OperatorRequest) -> Result<Json<OperatorAccepted>, ApiError> {
     let rx = s.view.submit(req)?;
     match tokio::time::timeout(ANSWER_WITHIN, rx).await {
         Ok(Ok(Ok(v))) => Ok(Json(v)),
@@ -318,7 +326,7 @@ async fn quarantine(
     caller: Option<Extension<Caller>>,
     bdf: Result<UrlPath<String>, PathRejection>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OperatorAccepted>, ApiError> {
     let by = authorise(&s, caller.as_deref())?;
     let function = function(&segment(bdf)?)?;
     let b: QuarantineBody = body(raw, r#"{"reason": "tenant reported a compromised guest"}"#)?;
@@ -353,7 +361,7 @@ async fn release(
     caller: Option<Extension<Caller>>,
     bdf: Result<UrlPath<String>, PathRejection>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OperatorAccepted>, ApiError> {
     let by = authorise(&s, caller.as_deref())?;
     let function = function(&segment(bdf)?)?;
     let ReleaseBody {} = body(raw, "{}")?;
@@ -370,7 +378,7 @@ async fn set_mode(
     State(s): State<Shared>,
     caller: Option<Extension<Caller>>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OperatorAccepted>, ApiError> {
     let by = authorise(&s, caller.as_deref())?;
     let b: ModeBody = body(raw, r#"{"mode": "observe"}"#)?;
     let Some(mode) = b.mode.as_deref().and_then(vfguard_model::Mode::parse) else {

@@ -1,9 +1,12 @@
 //! What the API asks of the running agent: [`AgentView`] to show, and operator requests to
 //! hand to the loop.
 
-use serde_json::Value;
+use std::sync::Arc;
+
 use tokio::sync::oneshot;
-use vfguard_model::{Bdf, OperatorRequest};
+use vfguard_model::{Bdf, OperatorRequest, Topology};
+
+use crate::reply::{ActionList, IncidentDetail, IncidentList, OperatorAccepted, Status};
 
 /// Which incidents to list (`GET /v1/incidents?open=true&owner=vm:web-7&pf=0000:3b:00.0`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,22 +38,23 @@ pub enum Refusal {
     Unprocessable(String),
 }
 
-/// The loop's answer to an operator request: what it decided (JSON), or why not.
-pub type Reply = Result<Value, Refusal>;
+/// The loop's answer to an operator request: what it decided, or why not.
+pub type Reply = Result<OperatorAccepted, Refusal>;
 
-/// What the running agent can show and be asked. Values are JSON already in their documented
-/// shape.
+/// What the running agent can show and be asked, as the typed replies of [`crate::reply`]
+/// (the routes serialise them in their documented shape).
 pub trait AgentView: Send + Sync + 'static {
     /// `GET /v1/status`: version, mode, records read and lost, topology version, open incidents.
-    fn status(&self) -> Value;
-    /// `GET /v1/topology`: the host map in use (the shape of `vfguard inventory --json`).
-    fn topology(&self) -> Value;
+    fn status(&self) -> Status;
+    /// `GET /v1/topology`: the host map in use (the shape of `vfguard inventory --json`);
+    /// `None` (`null`) until the loop has published one.
+    fn topology(&self) -> Option<Arc<Topology>>;
     /// `GET /v1/incidents`.
-    fn incidents(&self, q: &IncidentQuery) -> Result<Value, ViewError>;
+    fn incidents(&self, q: &IncidentQuery) -> Result<IncidentList, ViewError>;
     /// `GET /v1/incidents/{id}`: with its evidence chain (the shape of `vfguard explain --json`).
-    fn incident(&self, id: u64) -> Result<Option<Value>, ViewError>;
+    fn incident(&self, id: u64) -> Result<Option<IncidentDetail>, ViewError>;
     /// `GET /v1/actions?limit=N`: the latest actions, newest last.
-    fn actions(&self, limit: usize) -> Result<Value, ViewError>;
+    fn actions(&self, limit: usize) -> Result<ActionList, ViewError>;
     /// `GET /metrics`: the OpenMetrics text exposition (the route converts it for scrapers that
     /// want the classic format).
     fn metrics(&self) -> String;

@@ -9,15 +9,48 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
+use vfguard_api::reply::{
+    ActionList, IncidentDetail, IncidentList, IncidentSummary, OperatorAccepted, RunningStatus,
+    Status,
+};
 use vfguard_api::{Access, Caller, Limits};
 use vfguard_api::{AgentView, IncidentQuery, Refusal, Reply, ViewError};
-use vfguard_model::OperatorRequest;
+use vfguard_model::{IncidentId, IncidentState, Mode, OperatorRequest, Topology};
 
 #[derive(Default)]
 struct Fake {
     asked: Mutex<Vec<IncidentQuery>>,
+    limits: Mutex<Vec<usize>>,
     requests: Mutex<Vec<OperatorRequest>>,
     broken: bool,
+}
+
+fn running() -> Status {
+    Status::Running(RunningStatus {
+        version: "0.1.0".into(),
+        mode: Mode::Enforce,
+        now_ms: 5000,
+        records: 12,
+        lost: 0,
+        history_skipped: 0,
+        topology_version: 3,
+        topology_stale: false,
+        pfs: 1,
+        vfs: 4,
+        incidents: [(IncidentState::Contained, 1)].into(),
+    })
+}
+
+fn summary() -> IncidentSummary {
+    IncidentSummary {
+        id: IncidentId(1),
+        function: "0000:3b:02.1".parse().unwrap(),
+        pf: Some("0000:3b:00.0".parse().unwrap()),
+        state: IncidentState::Contained,
+        owner: None,
+        opened_ms: 1000,
+        updated_ms: 2000,
+    }
 }
 
 /// Root and uid 1000 may change things.
@@ -34,24 +67,36 @@ fn unix(uid: u32) -> Caller {
 }
 
 impl AgentView for Fake {
-    fn status(&self) -> Value {
-        json!({"records": 12, "lost": 0})
+    fn status(&self) -> Status {
+        running()
     }
-    fn topology(&self) -> Value {
-        json!({"pfs": []})
+    fn topology(&self) -> Option<Arc<Topology>> {
+        Some(Arc::new(Topology::default()))
     }
-    fn incidents(&self, q: &IncidentQuery) -> Result<Value, ViewError> {
+    fn incidents(&self, q: &IncidentQuery) -> Result<IncidentList, ViewError> {
         if self.broken {
             return Err(ViewError("journal /x.db: disk I/O error".into()));
         }
         self.asked.lock().unwrap().push(q.clone());
-        Ok(json!([{"id": 1, "state": "contained"}]))
+        Ok(vec![summary()])
     }
-    fn incident(&self, id: u64) -> Result<Option<Value>, ViewError> {
-        Ok((id == 1).then(|| json!({"id": 1, "observations": []})))
+    fn incident(&self, id: u64) -> Result<Option<IncidentDetail>, ViewError> {
+        let s = summary();
+        Ok((id == 1).then(|| IncidentDetail {
+            id: s.id,
+            function: s.function,
+            pf: s.pf,
+            state: s.state,
+            owner: s.owner,
+            opened_ms: s.opened_ms,
+            observations: Vec::new(),
+            decisions: Vec::new(),
+            actions: Vec::new(),
+        }))
     }
-    fn actions(&self, limit: usize) -> Result<Value, ViewError> {
-        Ok(json!({"limit": limit}))
+    fn actions(&self, limit: usize) -> Result<ActionList, ViewError> {
+        self.limits.lock().unwrap().push(limit);
+        Ok(Vec::new())
     }
     fn metrics(&self) -> String {
         "# TYPE vfguard_up gauge\nvfguard_up 1\n# EOF\n".into()
@@ -72,7 +117,11 @@ impl AgentView for Fake {
             OperatorRequest::Release { function, .. } => Err(Refusal::Conflict(format!(
                 "nothing to release: no open incident on {function}"
             ))),
-            r => Ok(json!({"accepted": serde_json::to_value(r).unwrap()})),
+            _ => Ok(OperatorAccepted {
+                at_ms: 7000,
+                decisions: Vec::new(),
+                outcomes: Vec::new(),
+            }),
         };
         self.requests.lock().unwrap().push(req);
         let _ = tx.send(reply);
@@ -124,23 +173,43 @@ fn routes_answer_in_their_shapes() {
         let v = Arc::new(Fake::default());
         assert_eq!(
             get(v.clone(), "/v1/status").await,
-            (StatusCode::OK, json!({"records": 12, "lost": 0}))
+            (
+                StatusCode::OK,
+                json!({
+                    "state": "running", "version": "0.1.0", "mode": "enforce", "now_ms": 5000,
+                    "records": 12, "lost": 0, "history_skipped": 0, "topology_version": 3,
+                    "topology_stale": false, "pfs": 1, "vfs": 4, "incidents": {"contained": 1}
+                })
+            )
         );
-        assert_eq!(get(v.clone(), "/v1/topology").await.1, json!({"pfs": []}));
-        assert_eq!(get(v.clone(), "/v1/incidents/1").await.1["id"], 1);
-        assert_eq!(get(v.clone(), "/v1/actions").await.1, json!({"limit": 100}));
         assert_eq!(
-            get(v.clone(), "/v1/actions?limit=5").await.1,
-            json!({"limit": 5})
+            get(v.clone(), "/v1/topology").await.1,
+            json!({"version": 0, "pfs": [], "warnings": []})
         );
+        assert_eq!(
+            get(v.clone(), "/v1/incidents/1").await.1,
+            json!({
+                "id": 1, "function": "0000:3b:02.1", "pf": "0000:3b:00.0", "state": "contained",
+                "owner": null, "opened_ms": 1000, "observations": [], "decisions": [], "actions": []
+            })
+        );
+        assert_eq!(get(v.clone(), "/v1/actions").await.1, json!([]));
+        assert_eq!(get(v.clone(), "/v1/actions?limit=5").await.1, json!([]));
+        assert_eq!(v.limits.lock().unwrap().clone(), [100, 5]);
         let (s, body) = get(
             v.clone(),
             "/v1/incidents?open=true&owner=vm:web-7&pf=0000:3b:00.0",
         )
         .await;
         assert_eq!(
-            (s, body[0]["state"].as_str()),
-            (StatusCode::OK, Some("contained"))
+            (s, body),
+            (
+                StatusCode::OK,
+                json!([{
+                    "id": 1, "function": "0000:3b:02.1", "pf": "0000:3b:00.0", "state": "contained",
+                    "owner": null, "opened_ms": 1000, "updated_ms": 2000
+                }])
+            )
         );
         let asked = v.asked.lock().unwrap().clone();
         assert_eq!(
@@ -264,7 +333,7 @@ fn serves_on_a_unix_socket_with_mode_0660_and_refuses_a_second_server() {
         })
         .unwrap();
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-    assert!(body.ends_with(r#"{"lost":0,"records":12}"#), "{body}");
+    assert!(body.ends_with(r#""incidents":{"contained":1}}"#), "{body}");
     let second = rt.block_on(vfguard_api::serve_unix(
         &sock,
         None,

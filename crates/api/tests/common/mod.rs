@@ -7,29 +7,29 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
 use tokio::sync::oneshot;
+use vfguard_api::reply::{ActionList, IncidentDetail, IncidentList, Status};
 use vfguard_api::{Access, AgentView, IncidentQuery, Limits, Reply, ViewError};
-use vfguard_model::OperatorRequest;
+use vfguard_model::{OperatorRequest, Topology};
 
 /// Answers every read the same way; refuses every request.
 pub struct Still;
 
 impl AgentView for Still {
-    fn status(&self) -> Value {
-        json!({"records": 12})
+    fn status(&self) -> Status {
+        Status::Starting
     }
-    fn topology(&self) -> Value {
-        json!({"pfs": []})
+    fn topology(&self) -> Option<Arc<Topology>> {
+        None
     }
-    fn incidents(&self, _: &IncidentQuery) -> Result<Value, ViewError> {
-        Ok(json!([]))
+    fn incidents(&self, _: &IncidentQuery) -> Result<IncidentList, ViewError> {
+        Ok(Vec::new())
     }
-    fn incident(&self, _: u64) -> Result<Option<Value>, ViewError> {
+    fn incident(&self, _: u64) -> Result<Option<IncidentDetail>, ViewError> {
         Ok(None)
     }
-    fn actions(&self, _: usize) -> Result<Value, ViewError> {
-        Ok(json!([]))
+    fn actions(&self, _: usize) -> Result<ActionList, ViewError> {
+        Ok(Vec::new())
     }
     fn metrics(&self) -> String {
         "# EOF\n".into()

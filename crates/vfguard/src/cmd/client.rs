@@ -1,4 +1,5 @@
-//! The CLI's side of the API: one HTTP/1.1 request on the daemon's Unix socket.
+//! The CLI's side of the API: one HTTP/1.1 request on the daemon's Unix socket, its answer read
+//! as the API's reply types ([`vfguard_api::reply`]).
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
@@ -6,7 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use vfguard_api::reply::ErrorBody;
 
 /// `method path` with an optional JSON body on the daemon's socket: the status code and the JSON
 /// body. A missing socket or a refused connection means no daemon, said in words an operator can
@@ -60,13 +63,21 @@ pub fn get(socket: &Path, path: &str) -> anyhow::Result<(u16, Value)> {
     request(socket, "GET", path, None)
 }
 
+/// The reason in an error's body (`{"error": "..."}`).
+pub fn reason(v: &Value) -> String {
+    <ErrorBody as serde::Deserialize>::deserialize(v)
+        .map_or_else(|_| "no reason given".to_owned(), |e| e.error)
+}
+
 /// The body of a 2xx answer, or the daemon's reason as the error.
 pub fn ok(code: u16, v: Value) -> anyhow::Result<Value> {
     if (200..300).contains(&code) {
         return Ok(v);
     }
-    anyhow::bail!(
-        "the daemon refused ({code}): {}",
-        v["error"].as_str().unwrap_or("no reason given")
-    )
+    anyhow::bail!("the daemon refused ({code}): {}", reason(&v))
+}
+
+/// A 2xx answer's body read as the reply `T` (`what` names it in the error).
+pub fn read<T: DeserializeOwned>(v: Value, what: &str) -> anyhow::Result<T> {
+    serde_json::from_value(v).with_context(|| format!("reading the daemon's {what}"))
 }

@@ -5,11 +5,9 @@ use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use serde::Deserialize;
+use vfguard_api::reply::IncidentDetail as Detail;
 use vfguard_journal::Journal;
-use vfguard_model::{
-    Action, ActionOutcome, Bdf, Decision, IncidentId, Observation, Owner, Printable,
-};
+use vfguard_model::{Decision, IncidentId, Observation, Owner};
 
 use crate::cli::ExplainArgs;
 use vfguard_agent::timefmt::at as secs;
@@ -25,40 +23,8 @@ pub(super) fn open_journal(path: &std::path::Path) -> anyhow::Result<Journal> {
     Journal::open_read_only(path).with_context(|| format!("opening {}", path.display()))
 }
 
-/// `GET /v1/incidents/{id}` and `vfguard explain --json`, read back.
-#[derive(Deserialize)]
-struct Detail {
-    id: u64,
-    function: Bdf,
-    pf: Option<Bdf>,
-    state: String,
-    owner: Option<Owner>,
-    opened_ms: u64,
-    observations: Vec<AtObservation>,
-    decisions: Vec<AtDecision>,
-    actions: Vec<ActionWithOutcome>,
-}
-
-#[derive(Deserialize)]
-struct AtObservation {
-    at_ms: u64,
-    observation: Observation,
-}
-
-#[derive(Deserialize)]
-struct AtDecision {
-    at_ms: u64,
-    decision: Decision,
-}
-
-#[derive(Deserialize)]
-struct ActionWithOutcome {
-    action: Action,
-    outcome: Option<ActionOutcome>,
-}
-
 pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
-    let (v, source) = match &args.journal {
+    let (d, source) = match &args.journal {
         Some(path) => {
             let journal = open_journal(path)?;
             let d = journal.incident(IncidentId(args.incident))?;
@@ -70,15 +36,21 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         None => {
             let (code, v) =
                 super::client::get(&args.socket, &format!("/v1/incidents/{}", args.incident))?;
-            let v = if code == 404 {
+            let d = if code == 404 {
                 None
             } else {
-                Some(super::client::ok(code, v)?)
+                let v = super::client::ok(code, v)?;
+                if args.json {
+                    // The API's JSON as is.
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Some(super::client::read::<Detail>(v, "incident")?)
             };
-            (v, "the daemon's journal".to_owned())
+            (d, "the daemon's journal".to_owned())
         }
     };
-    let Some(v) = v else {
+    let Some(d) = d else {
         eprintln!(
             "vfguard: no incident {} in {source} (list them with `vfguard incidents`)",
             args.incident
@@ -87,12 +59,11 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &v)?;
+        serde_json::to_writer_pretty(&mut out, &d)?;
         writeln!(out)?;
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
-    let d: Detail = serde_json::from_value(v).context("reading the incident's detail")?;
     render(&d, &mut out)?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -115,17 +86,17 @@ fn render(d: &Detail, out: &mut impl Write) -> anyhow::Result<()> {
     writeln!(
         out,
         "incident {} on {}{}: owner {}, {}, opened at {}",
-        d.id,
+        d.id.0,
         d.function,
         d.pf.filter(|p| *p != d.function)
             .map(|p| format!(" (PF {p})"))
             .unwrap_or_default(),
-        Printable(
+        vfguard_model::Printable(
             &d.owner
                 .as_ref()
                 .map_or_else(|| "unknown".to_owned(), Owner::label)
         ),
-        Printable(&d.state),
+        d.state,
         secs(d.opened_ms).trim()
     )?;
     writeln!(out, "\nwhat the kernel said:")?;
@@ -147,14 +118,14 @@ fn render(d: &Detail, out: &mut impl Write) -> anyhow::Result<()> {
                 secs(o.at_ms),
                 e.kind.as_str(),
                 e.catalog_id,
-                Printable(e.message.lines().next().unwrap_or(""))
+                vfguard_model::Printable(e.message.lines().next().unwrap_or(""))
             )?;
         } else {
             writeln!(
                 out,
                 "{}  {}",
                 secs(o.at_ms),
-                Printable(&serde_json::to_string(&o.observation)?)
+                vfguard_model::Printable(&serde_json::to_string(&o.observation)?)
             )?;
         }
     }
@@ -188,7 +159,12 @@ fn render(d: &Detail, out: &mut impl Write) -> anyhow::Result<()> {
             Decision::ModeChanged { from, to, by } => format!("mode {from} -> {to} by {by}"),
         };
         // Evidence, reasons, rule names and errors come from outside: escaped.
-        writeln!(out, "{}  {}", secs(r.at_ms), Printable(&line))?;
+        writeln!(
+            out,
+            "{}  {}",
+            secs(r.at_ms),
+            vfguard_model::Printable(&line)
+        )?;
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use serde_json::Value;
+use vfguard_api::reply::IncidentList;
 use vfguard_journal::IncidentFilter;
 
 use super::explain::open_journal;
@@ -44,7 +44,7 @@ fn encode(s: &str) -> String {
 }
 
 pub fn run(args: &IncidentsArgs) -> anyhow::Result<ExitCode> {
-    let rows: Vec<Value> = match &args.journal {
+    let rows: IncidentList = match &args.journal {
         Some(path) => {
             let journal = open_journal(path)?;
             let filter = IncidentFilter {
@@ -62,10 +62,16 @@ pub fn run(args: &IncidentsArgs) -> anyhow::Result<ExitCode> {
         None => {
             let (code, v) =
                 super::client::get(&args.socket, &format!("/v1/incidents{}", query(args)))?;
-            match super::client::ok(code, v)? {
-                Value::Array(rows) => rows,
-                other => anyhow::bail!("the daemon's answer is not a list: {other:.200}"),
+            let v = super::client::ok(code, v)?;
+            if !v.is_array() {
+                anyhow::bail!("the daemon's answer is not a list: {v:.200}");
             }
+            if args.json {
+                // The API's JSON as is.
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            super::client::read(v, "incidents")?
         }
     };
     let mut out = BufWriter::new(io::stdout().lock());
@@ -81,17 +87,19 @@ pub fn run(args: &IncidentsArgs) -> anyhow::Result<ExitCode> {
             "id", "function", "pf", "state", "owner"
         )?;
         for i in &rows {
-            let owner = serde_json::from_value::<vfguard_model::Owner>(i["owner"].clone())
-                .map_or_else(|_| "unknown".to_owned(), |o| o.label());
+            let owner = i
+                .owner
+                .as_ref()
+                .map_or_else(|| "unknown".to_owned(), vfguard_model::Owner::label);
             writeln!(
                 out,
                 "{:>5}  {:<12}  {:<12}  {:<10}  {:<24}  {}",
-                i["id"].as_u64().unwrap_or(0),
-                i["function"].as_str().unwrap_or("-"),
-                i["pf"].as_str().unwrap_or("-"),
-                i["state"].as_str().unwrap_or("?"),
+                i.id.0,
+                i.function.to_string(),
+                i.pf.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+                i.state.as_str(),
                 vfguard_model::Printable(&owner),
-                secs(i["opened_ms"].as_u64().unwrap_or(0)).trim()
+                secs(i.opened_ms).trim()
             )?;
         }
         writeln!(

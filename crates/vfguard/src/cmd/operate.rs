@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use serde_json::{json, Value};
+use vfguard_api::reply::OperatorAccepted;
 
 use super::client;
 use crate::cli::{ModeArgs, QuarantineArgs, ReleaseArgs};
@@ -16,7 +17,7 @@ fn print(code: u16, v: &Value, json: bool) -> anyhow::Result<ExitCode> {
         }
         eprintln!(
             "vfguard: the daemon refused ({code}): {}",
-            vfguard_model::Printable(v["error"].as_str().unwrap_or("no reason given"))
+            vfguard_model::Printable(&client::reason(v))
         );
         return Ok(ExitCode::from(1));
     }
@@ -24,25 +25,29 @@ fn print(code: u16, v: &Value, json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(v)?);
         return Ok(ExitCode::SUCCESS);
     }
+    // Done, whatever the answer says: a reply this build cannot read is said, not an error.
+    let r: OperatorAccepted = match serde_json::from_value(v.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("done (the daemon's answer could not be read: {e}; `vfguard incidents` shows the state)");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let mut any = false;
     let mut owners = std::collections::BTreeMap::new();
-    for d in v["decisions"].as_array().into_iter().flatten() {
-        let Ok(d) = serde_json::from_value::<vfguard_model::Decision>(d.clone()) else {
-            continue;
-        };
-        let at = v["at_ms"].as_u64().unwrap_or(0);
-        if let Some(line) = vfguard_agent::simrun::describe(at, &d, &mut owners) {
+    for d in &r.decisions {
+        if let Some(line) = vfguard_agent::simrun::describe(r.at_ms, d, &mut owners) {
             println!("{}", vfguard_model::Printable(line.trim_start()));
             any = true;
         }
     }
-    for o in v["outcomes"].as_array().into_iter().flatten() {
-        match o["error"].as_str() {
-            None => println!("action {}: ok", o["id"]),
+    for o in &r.outcomes {
+        match &o.error {
+            None => println!("action {}: ok", o.id.0),
             Some(e) => println!(
                 "action {}: failed: {}",
-                o["id"],
-                vfguard_model::Printable(e)
+                o.id.0,
+                vfguard_model::Printable(&e.to_string())
             ),
         }
     }
