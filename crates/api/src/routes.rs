@@ -75,6 +75,8 @@ impl IntoResponse for ApiError {
 
 impl From<ViewError> for ApiError {
     fn from(e: ViewError) -> ApiError {
+        // The answer says "see the daemon's log": the log must say it.
+        tracing::error!(error = %e, "an API request failed inside the daemon");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("{e} (see the daemon's log)"),
@@ -178,6 +180,7 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
+        tracing::error!(error = %e, "an API journal read failed");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the journal read failed: {e} (see the daemon's log)"),
@@ -202,6 +205,13 @@ async fn incident(
             "incident id `{id}` is not a number; list them with GET /v1/incidents"
         ))
     })?;
+    if i64::try_from(n).is_err() {
+        // The journal numbers incidents with SQLite integers: none is this large.
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no incident {n}; list them with GET /v1/incidents"),
+        ));
+    }
     let view = s.view.clone();
     match blocking(move || view.incident(n)).await?? {
         Some(d) => Ok(Json(d)),

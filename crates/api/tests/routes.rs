@@ -229,6 +229,12 @@ fn malformed_requests_get_4xx_with_a_reason() {
         let v = Arc::new(Fake::default());
         for (uri, status, says) in [
             ("/v1/incidents/abc", StatusCode::BAD_REQUEST, "not a number"),
+            // Issue 13: past i64::MAX the journal lookup failed with a 500.
+            (
+                "/v1/incidents/18446744073709551615",
+                StatusCode::NOT_FOUND,
+                "no incident 18446744073709551615",
+            ),
             ("/v1/incidents/7", StatusCode::NOT_FOUND, "no incident 7"),
             (
                 "/v1/incidents?pf=3b:00",
