@@ -74,13 +74,10 @@ fn two_pfs_in_one_step_each_keep_their_own_evidence() {
 
 #[test]
 fn no_scenario_of_the_suite_files_evidence_under_another_function() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/scenarios");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
+    let files = vfguard_sim::scenario::files_in(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/scenarios"),
+    )
+    .unwrap();
     for f in files {
         let (foreign, _) = foreign_links(&f);
         assert!(foreign.is_empty(), "{}: {foreign:#?}", f.display());

@@ -21,14 +21,10 @@ use vfguard_sim::scenario::Scenario;
 use vfguard_sim::SimHost;
 
 fn scenarios() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/scenarios");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    files
+    vfguard_sim::scenario::files_in(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/scenarios"),
+    )
+    .unwrap()
 }
 
 /// Runs `file` with the agent over a journal, comparing the states after every step; returns

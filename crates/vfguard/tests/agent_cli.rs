@@ -179,12 +179,10 @@ fn a_journalled_run_is_explained_from_the_journal() {
 
 #[test]
 fn every_scenario_passes_with_the_agent_acting() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/scenarios");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
+    let files = vfguard_sim::scenario::files_in(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/scenarios"),
+    )
+    .unwrap();
     let mut n = 0;
     let mut failed = Vec::new();
     for f in files
