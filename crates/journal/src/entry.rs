@@ -1,9 +1,10 @@
 //! What goes into the journal (a [`Batch`], an intent, an outcome) and what comes back out
 //! ([`Entry`] in commit order, and the row types of the queries).
 //!
-//! Bodies are stored as the model types' own serde JSON, so the journal holds exactly what the
-//! engine saw and said; the few columns beside the body (`type`, `function`, `incident`) are
-//! derived here, once, for indexing and for operators' `sqlite3` queries.
+//! Bodies are stored as the model types' own serde JSON (split into a shared and an own part by
+//! `body.rs`), so the journal holds exactly what the engine saw and said; the few columns beside
+//! the body (`type`, `function`, `incident`) are derived here, once, for indexing and for
+//! operators' `sqlite3` queries.
 
 use vfguard_model::{Action, ActionOutcome, Bdf, Decision, IncidentId, Millis, Observation};
 

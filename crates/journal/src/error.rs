@@ -126,6 +126,21 @@ pub enum JournalErrorKind {
         /// The mode SQLite reported.
         mode: String,
     },
+    /// Another writer (a vfguard daemon) holds the journal: there is one writer per journal.
+    #[error("in use by another vfguard{}; stop it first", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    InUse {
+        /// The holder's pid, when its lock file says it.
+        pid: Option<u32>,
+    },
+    /// The writer lock (`<journal>.lock`) could not be opened or taken.
+    #[error("cannot take the writer lock {}", lock.display())]
+    Lock {
+        /// The lock file.
+        lock: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// An intent with this action id is already in the journal.
     #[error("action {0} already has an intent")]
     DuplicateIntent(u64),
@@ -135,4 +150,21 @@ pub enum JournalErrorKind {
     /// The action already has an outcome.
     #[error("action {0} already has an outcome")]
     DuplicateOutcome(u64),
+}
+
+impl JournalErrorKind {
+    /// Whether SQLite refused for lack of write access where a reader needs some: a read-only
+    /// connection to a WAL journal must open (or create) the `-shm` file beside it, and says
+    /// "attempt to write a readonly database" (`SQLITE_READONLY_DIRECTORY`) or "unable to open
+    /// database file" when it may not.
+    pub(crate) fn lacks_write_access(&self) -> bool {
+        matches!(
+            self,
+            JournalErrorKind::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen
+                )
+        )
+    }
 }

@@ -60,6 +60,9 @@ pub struct IncidentFilter {
 }
 
 /// One incident with everything journalled about it, each list in commit order.
+///
+/// Unbounded: an incident in a storm has millions of observations. Readers that show an
+/// incident use [`IncidentPage`] (and the streams of [`crate::Journal`] for everything).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncidentDetail {
     /// The incident.
@@ -70,6 +73,53 @@ pub struct IncidentDetail {
     pub decisions: Vec<DecisionRow>,
     /// Its actions, with their outcomes.
     pub actions: Vec<ActionRow>,
+}
+
+/// The first and last rows of a list that may be long (an incident's evidence in a storm),
+/// with how many there are: what a reader shows without holding the whole list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The first rows, in commit order.
+    pub first: Vec<T>,
+    /// The last rows, in commit order; none of them is also in `first`.
+    pub last: Vec<T>,
+    /// How many rows the journal holds (`first`, `last` and those between).
+    pub total: u64,
+    /// How many rows retention deleted (counted from schema version 4 on).
+    pub dropped: u64,
+}
+
+impl<T> Page<T> {
+    /// How many stored rows lie between `first` and `last` and are not in the page.
+    pub fn omitted(&self) -> u64 {
+        let shown = (self.first.len() + self.last.len()) as u64;
+        self.total.saturating_sub(shown)
+    }
+
+    /// Whether the page holds every stored row (nothing omitted).
+    pub fn is_complete(&self) -> bool {
+        self.omitted() == 0
+    }
+
+    /// The rows of the page in commit order (`first`, then `last`).
+    pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        self.first.iter().chain(self.last.iter())
+    }
+}
+
+/// One incident with the ends of everything journalled about it: what
+/// [`crate::Journal::incident_page`] returns, in memory bounded by the page size whatever the
+/// incident's length.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentPage {
+    /// The incident.
+    pub incident: IncidentRow,
+    /// Its evidence (observations attached to it, ticks left out).
+    pub observations: Page<ObservationRow>,
+    /// The decisions about it.
+    pub decisions: Page<DecisionRow>,
+    /// Its actions, with their outcomes (never deleted: `dropped` is 0).
+    pub actions: Page<ActionRow>,
 }
 
 const OPEN: &str = "

@@ -8,24 +8,27 @@
 //!
 //! # Design
 //!
-//! Every statement is an insert or a primary-key/index lookup: the cost of a commit depends on
-//! the size of the batch, not on the size of the journal. Validation that can fail without
+//! Every statement is an insert or a primary-key/index lookup (interning a shared body is a
+//! lookup of its hash, and an insert when it is new; the tables' triggers update rows by primary
+//! key): the cost of a commit depends on the size of the batch, not on the size of the journal. Validation that can fail without
 //! touching the database (non-finite numbers, out-of-range integers) happens before the
 //! transaction starts or before anything is written in it.
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use vfguard_model::{Action, ActionOutcome, Decision, Observation};
 
+use crate::body;
 use crate::codec::{finite, int, json};
 use crate::entry::{decision_type, observation_function, observation_pf, observation_type, Batch};
 use crate::error::JournalErrorKind;
 use crate::incident;
 
 pub(crate) const INSERT_OBSERVATION: &str =
-    "INSERT INTO observations (id, at_ms, type, function, incident, body)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    "INSERT INTO observation_rows (id, at_ms, type, function, incident, shared, body)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 pub(crate) const INSERT_DECISION: &str =
-    "INSERT INTO decisions (id, at_ms, type, incident, body) VALUES (?1, ?2, ?3, ?4, ?5)";
+    "INSERT INTO decision_rows (id, at_ms, type, incident, shared, body)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 pub(crate) const UPSERT_CURSOR: &str = "INSERT INTO cursors (source, seq) VALUES (?1, ?2)
      ON CONFLICT (source) DO UPDATE SET seq = excluded.seq";
 pub(crate) const RESERVE: &str =
@@ -69,37 +72,43 @@ pub(crate) fn batch(conn: &mut Connection, batch: &Batch) -> Result<(), JournalE
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let n = (batch.observations.len() + batch.decisions.len()) as u64;
     if n > 0 {
+        // Decisions first: an observation may belong to an incident this very batch opens, and
+        // the row must be there when the observation goes in (its insert trigger counts it).
+        for d in &batch.decisions {
+            incident::apply_decision(&tx, batch.at, d)?;
+        }
         let mut seq = reserve(&tx, n)?;
         let mut insert = tx.prepare_cached(INSERT_OBSERVATION)?;
         for (o, incident) in &batch.observations {
+            let stored = body::observation(o)?;
+            let shared = stored.shared.map(|s| body::intern(&tx, &s)).transpose()?;
             insert.execute(params![
                 int(seq, "sequence number")?,
                 at,
                 observation_type(o),
                 observation_function(o).map(|b| b.to_string()),
                 incident.map(|i| int(i.0, "incident id")).transpose()?,
-                json(o, "observation")?
+                shared,
+                stored.own
             ])?;
             seq += 1;
         }
         drop(insert);
         let mut insert = tx.prepare_cached(INSERT_DECISION)?;
         for d in &batch.decisions {
+            let stored = body::decision(d)?;
+            let shared = stored.shared.map(|s| body::intern(&tx, &s)).transpose()?;
             insert.execute(params![
                 int(seq, "sequence number")?,
                 at,
                 decision_type(d),
                 d.incident().map(|i| int(i.0, "incident id")).transpose()?,
-                json(d, "decision")?
+                shared,
+                stored.own
             ])?;
             seq += 1;
         }
         drop(insert);
-        // Decisions before observations: an observation may belong to an incident this very
-        // batch opens.
-        for d in &batch.decisions {
-            incident::apply_decision(&tx, batch.at, d)?;
-        }
         for (o, inc) in &batch.observations {
             if let Some(inc) = inc {
                 incident::touch(&tx, *inc, batch.at, observation_pf(o))?;

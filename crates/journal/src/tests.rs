@@ -105,7 +105,7 @@ fn open_creates_the_latest_schema_in_wal_mode_with_full_sync() {
         j.schema_version().unwrap(),
         Journal::latest_schema_version()
     );
-    assert_eq!(Journal::latest_schema_version(), 3);
+    assert_eq!(Journal::latest_schema_version(), 4);
     let mode: String = j
         .conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -120,11 +120,12 @@ fn open_creates_the_latest_schema_in_wal_mode_with_full_sync() {
         schema::tables(&j.conn).unwrap(),
         [
             "actions",
+            "bodies",
             "counters",
             "cursors",
-            "decisions",
+            "decision_rows",
             "incidents",
-            "observations",
+            "observation_rows",
             "schema_migrations"
         ]
     );
@@ -154,8 +155,44 @@ fn reopening_keeps_data_and_applies_no_migration_twice() {
         .conn
         .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(n, 3);
+    assert_eq!(n, 4);
     assert_eq!(j.replay().unwrap().len(), 1);
+}
+
+#[test]
+fn a_second_writer_in_the_same_process_is_refused_at_once_and_a_reader_is_not() {
+    let (_dir, path) = temp();
+    let mut w = Journal::open(&path).unwrap();
+    assert_eq!(w.access(), Access::Writer);
+    w.record_batch(&Batch {
+        cursor: Some(("kmsg".to_owned(), 3)),
+        ..Batch::default()
+    })
+    .unwrap();
+    // flock belongs to the open file description: a second open in this process conflicts.
+    let err = Journal::open(&path).unwrap_err();
+    assert!(
+        matches!(err.kind(), JournalErrorKind::InUse { pid: Some(p) } if *p == std::process::id()),
+        "{err:?}"
+    );
+    assert_eq!(err.operation(), "opening");
+    assert_eq!(err.path(), path);
+    assert_eq!(
+        err.kind().to_string(),
+        format!(
+            "in use by another vfguard (pid {}); stop it first",
+            std::process::id()
+        )
+    );
+    let r = Journal::open_read_only(&path).unwrap();
+    assert_eq!(r.access(), Access::ReadOnly);
+    assert_eq!(r.cursor("kmsg").unwrap(), Some(3));
+    // Closed (or dropped), the journal is free again.
+    w.close().unwrap();
+    drop(Journal::open(&path).unwrap());
+    let again = Journal::open(&path).unwrap();
+    assert_eq!(again.cursor("kmsg").unwrap(), Some(3));
+    assert_eq!(r.cursor("kmsg").unwrap(), Some(3));
 }
 
 #[test]
@@ -168,7 +205,7 @@ fn a_newer_schema_is_refused_untouched() {
     j.close().unwrap();
     let err = Journal::open(&path).unwrap_err();
     assert!(
-        matches!(err.kind(), JournalErrorKind::TooNew { found: 9, known: 3 }),
+        matches!(err.kind(), JournalErrorKind::TooNew { found: 9, known: 4 }),
         "{err:?}"
     );
     assert_eq!(err.operation(), "migrating the schema");
@@ -1041,6 +1078,208 @@ fn incident_detail_holds_only_its_own_records_in_commit_order() {
     assert!(j.incident(IncidentId(77)).unwrap().is_none());
 }
 
+// --- incident_page and the streams (bounded reads) ---
+
+/// An incident (1) with `faults` faults, a tick after every fourth, the attribution of each
+/// fault, an action every tenth (with its outcome), and another incident (2) beside it. Returns
+/// the journal.
+fn long_incident(faults: u64) -> Journal {
+    let mut j = Journal::open_in_memory().unwrap();
+    let (one, two) = (IncidentId(1), IncidentId(2));
+    j.record_batch(&batch(
+        1,
+        vec![],
+        vec![decisions(one)[0].clone(), decisions(two)[0].clone()],
+    ))
+    .unwrap();
+    for i in 0..faults {
+        let (o, d) = crate::testdata::storm_step(1, i, one);
+        let mut obs = vec![(o, Some(one))];
+        if i % 4 == 3 {
+            obs.push((Observation::Tick, Some(one)));
+        }
+        obs.push((Observation::Fault(fault(2, i)), Some(two)));
+        j.record_batch(&batch(10 + i, obs, vec![d])).unwrap();
+        if i % 10 == 9 {
+            let a = action(i, one, 10 + i);
+            j.record_intent(&a).unwrap();
+            j.record_outcome(&outcome(&a, 11 + i, None)).unwrap();
+        }
+    }
+    j
+}
+
+#[test]
+fn an_incident_page_holds_its_first_and_last_rows_and_how_many_there_are() {
+    let j = long_incident(40);
+    let one = IncidentId(1);
+    let whole = j.incident(one).unwrap().unwrap();
+    assert_eq!(whole.observations.len(), 40);
+    let page = j.incident_page(one, 3, 2).unwrap().unwrap();
+    assert_eq!(page.incident, whole.incident);
+    let seqs = |rows: &[ObservationRow]| rows.iter().map(|o| o.seq).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(&page.observations.first),
+        seqs(&whole.observations[..3])
+    );
+    assert_eq!(
+        seqs(&page.observations.last),
+        seqs(&whole.observations[38..])
+    );
+    assert_eq!(page.observations.first[..], whole.observations[..3]);
+    assert_eq!(page.observations.last[..], whole.observations[38..]);
+    assert_eq!(
+        (
+            page.observations.total,
+            page.observations.dropped,
+            page.observations.omitted()
+        ),
+        (40, 0, 35)
+    );
+    // Decisions: opened, then 40 attributions.
+    assert_eq!(page.decisions.total, 41);
+    assert_eq!(page.decisions.first[..], whole.decisions[..3]);
+    assert_eq!(page.decisions.last[..], whole.decisions[39..]);
+    assert_eq!(page.actions.total, 4);
+    assert_eq!(page.actions.first[..], whole.actions[..3]);
+    assert_eq!(page.actions.last[..], whole.actions[3..]);
+    assert!(page.actions.is_complete());
+    // A page larger than the incident holds it all, once.
+    let all = j.incident_page(one, 100, 100).unwrap().unwrap();
+    assert_eq!(
+        all.observations.iter().cloned().collect::<Vec<_>>(),
+        whole.observations
+    );
+    assert!(all.observations.last.is_empty() && all.observations.is_complete());
+    // Only the last rows, or none.
+    let tail = j.incident_page(one, 0, 1).unwrap().unwrap();
+    assert!(tail.observations.first.is_empty());
+    assert_eq!(tail.observations.last[..], whole.observations[39..]);
+    let none = j.incident_page(one, 0, 0).unwrap().unwrap();
+    assert_eq!(
+        (none.observations.iter().count(), none.observations.total),
+        (0, 40)
+    );
+    assert!(j.incident_page(IncidentId(77), 5, 5).unwrap().is_none());
+}
+
+#[test]
+fn the_streams_read_in_chunks_what_the_unbounded_reads_return() {
+    let faults = query::CHUNK as u64 * 2 + 7;
+    let j = long_incident(faults);
+    let one = IncidentId(1);
+    let whole = j.incident(one).unwrap().unwrap();
+    assert_eq!(whole.observations.len() as u64, faults);
+    let streamed: Vec<_> = j.incident_observations(one).map(Result::unwrap).collect();
+    assert_eq!(streamed, whole.observations);
+    let streamed: Vec<_> = j.incident_decisions(one).map(Result::unwrap).collect();
+    assert_eq!(streamed, whole.decisions);
+    let streamed: Vec<_> = j.incident_actions(one).map(Result::unwrap).collect();
+    assert_eq!(streamed, whole.actions);
+    let replayed: Vec<_> = j.replay_stream().map(Result::unwrap).collect();
+    assert_eq!(replayed, j.replay().unwrap());
+    assert!(replayed.windows(2).all(|w| w[0].seq() < w[1].seq()));
+    // An incident the journal does not have streams nothing.
+    assert_eq!(j.incident_observations(IncidentId(77)).count(), 0);
+    assert_eq!(j.incident_decisions(IncidentId(77)).count(), 0);
+}
+
+#[test]
+fn a_stream_reads_one_snapshot_while_the_daemon_writes_on() {
+    let (_dir, path) = temp();
+    let one = IncidentId(1);
+    let mut w = Journal::open(&path).unwrap();
+    let write = |w: &mut Journal, from: u64, n: u64| {
+        let mut b = batch(5, vec![], vec![]);
+        for i in from..from + n {
+            b.observations
+                .push((crate::testdata::storm_step(1, i, one).0, Some(one)));
+        }
+        w.record_batch(&b).unwrap();
+    };
+    w.record_batch(&batch(1, vec![], vec![decisions(one)[0].clone()]))
+        .unwrap();
+    let n = query::CHUNK as u64 + 10;
+    write(&mut w, 0, n);
+    let r = Journal::open_read_only(&path).unwrap();
+    let mut stream = r.incident_observations(one);
+    assert!(stream.next().unwrap().is_ok());
+    // The daemon goes on writing (and checkpoints) while the reader is in its first chunk.
+    write(&mut w, n, n);
+    let rest = stream.map(Result::unwrap).count() as u64;
+    assert_eq!(
+        rest,
+        n - 1,
+        "the stream's snapshot is the journal as of its first read"
+    );
+    // The reader's connection is free again: a new stream sees everything.
+    assert_eq!(r.incident_observations(one).count() as u64, 2 * n);
+    w.close().unwrap();
+}
+
+#[test]
+fn a_corrupted_row_ends_a_stream_with_an_error_naming_it() {
+    let j = long_incident(3);
+    j.conn
+        .execute(
+            "UPDATE observation_rows SET body = '{\"nope\":1}' WHERE id = (SELECT min(id) FROM observation_rows WHERE incident = 1)",
+            [],
+        )
+        .unwrap();
+    let mut stream = j.incident_observations(IncidentId(1));
+    let err = stream.next().unwrap().unwrap_err();
+    assert_eq!(err.operation(), "reading an incident");
+    assert!(matches!(
+        err.kind(),
+        JournalErrorKind::Decode {
+            table: "observations",
+            column: "body",
+            ..
+        }
+    ));
+    assert!(stream.next().is_none(), "a stream ends after an error");
+    assert!(j.replay_stream().any(|e| e.is_err()));
+}
+
+#[test]
+fn operators_read_whole_bodies_through_the_views() {
+    let j = long_incident(3);
+    let whole = j.incident(IncidentId(1)).unwrap().unwrap();
+    let mut stmt = j
+        .conn
+        .prepare("SELECT body FROM observations WHERE incident = 1 AND type != 'tick' ORDER BY id")
+        .unwrap();
+    let bodies: Vec<serde_json::Value> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|b| serde_json::from_str(&b.unwrap()).unwrap())
+        .collect();
+    let want: Vec<serde_json::Value> = whole
+        .observations
+        .iter()
+        .map(|o| serde_json::to_value(&o.observation).unwrap())
+        .collect();
+    assert_eq!(bodies, want);
+    let attributed: String = j
+        .conn
+        .query_row(
+            "SELECT body FROM decisions WHERE type = 'attributed' ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Decision>(&attributed).unwrap(),
+        whole.decisions[1].decision
+    );
+    // What a storm repeats is stored once.
+    let shared: i64 = j
+        .conn
+        .query_row("SELECT count(*) FROM bodies", [], |r| r.get(0))
+        .unwrap();
+    assert!(shared <= 4, "{shared} shared bodies");
+}
+
 // --- actions ---
 
 #[test]
@@ -1107,7 +1346,10 @@ fn a_corrupted_body_is_an_error_naming_table_row_and_column() {
     j.record_batch(&batch(1, vec![(Observation::Tick, None)], vec![]))
         .unwrap();
     j.conn
-        .execute("UPDATE observations SET body = '{\"type\":\"nope\"}'", [])
+        .execute(
+            "UPDATE observation_rows SET body = '{\"type\":\"nope\"}'",
+            [],
+        )
         .unwrap();
     let err = j.replay().unwrap_err();
     match err.kind() {
@@ -1121,7 +1363,7 @@ fn a_corrupted_body_is_an_error_naming_table_row_and_column() {
     assert_eq!(err.operation(), "replaying");
     j.conn
         .execute(
-            "UPDATE observations SET body = '{\"type\":\"tick\"}', at_ms = -5",
+            "UPDATE observation_rows SET body = '{\"type\":\"tick\"}', at_ms = -5",
             [],
         )
         .unwrap();
@@ -1207,6 +1449,99 @@ fn retention_by_rows_drops_the_oldest_observations_first() {
 }
 
 #[test]
+fn retention_keeps_the_ends_of_an_open_incidents_storm_and_counts_the_rest() {
+    let j = long_incident(20);
+    let mut j = j;
+    let one = IncidentId(1);
+    let before = j.incident(one).unwrap().unwrap();
+    // Faults of incident 1 are at 10..30 (one per ms); the cutoff 25 makes those before 25
+    // old. Kept: the first and last 3 of each kind, and whatever is younger than the cutoff.
+    let r = Retention {
+        max_age_ms: 5,
+        max_rows: 1_000_000,
+        open_incident_ends: 3,
+    };
+    let deleted = j.retain(30, &r).unwrap();
+    let after = j.incident(one).unwrap().unwrap();
+    let kept: Vec<u64> = after.observations.iter().map(|o| o.at).collect();
+    assert_eq!(kept, [10, 11, 12, 25, 26, 27, 28, 29]);
+    let page = j.incident_page(one, 100, 100).unwrap().unwrap();
+    assert_eq!(
+        (page.observations.total, page.observations.dropped),
+        (8, 12)
+    );
+    // Attributions are bounded the same way; the opening decision is always kept.
+    assert!(matches!(
+        after.decisions[0].decision,
+        Decision::IncidentOpened { .. }
+    ));
+    let attributed: Vec<u64> = after.decisions[1..].iter().map(|d| d.at).collect();
+    assert_eq!(attributed, [10, 11, 12, 25, 26, 27, 28, 29]);
+    assert_eq!((page.decisions.total, page.decisions.dropped), (9, 12));
+    // Ticks too: 5 of them (at 13, 17, 21, 25, 29); the first 3 and last 3 cover them all.
+    let ticks = j
+        .replay()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, Entry::Observation(o) if o.observation == Observation::Tick))
+        .count();
+    assert_eq!(ticks, 5);
+    // Actions are never deleted.
+    assert_eq!(after.actions, before.actions);
+    // The other incident (open too) lost the same middle; nothing else went.
+    let two = j.incident_page(IncidentId(2), 0, 0).unwrap().unwrap();
+    assert_eq!((two.observations.total, two.observations.dropped), (8, 12));
+    assert_eq!(deleted, 12 + 12 + 12);
+    // Again: nothing more to drop.
+    assert_eq!(j.retain(30, &r).unwrap(), 0);
+}
+
+#[test]
+fn retention_deletes_shared_bodies_no_row_references() {
+    let mut j = long_incident(5);
+    let count = |j: &Journal| -> i64 {
+        j.conn
+            .query_row("SELECT count(*) FROM bodies", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert!(count(&j) > 0);
+    // Close both incidents; everything goes by age, and the shared bodies with it.
+    let mut close = Vec::new();
+    for id in [IncidentId(1), IncidentId(2)] {
+        close.push(moved(id, IncidentState::Open, Cause::Closed));
+        close.push(Decision::Closed {
+            incident: id,
+            reason: "quiet".into(),
+        });
+    }
+    j.record_batch(&batch(100, vec![], close)).unwrap();
+    j.apply_retention(1_000, 10, 1_000).unwrap();
+    assert_eq!(count(&j), 0);
+    let refs: i64 = j
+        .conn
+        .query_row("SELECT count(*) FROM bodies WHERE refs != 0", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(refs, 0);
+    // A new storm interns its bodies again.
+    j.record_batch(&batch(
+        2_000,
+        vec![(Observation::Fault(fault(1, 1)), None)],
+        vec![],
+    ))
+    .unwrap();
+    assert_eq!(count(&j), 1);
+    assert!(matches!(
+        &j.replay().unwrap()[..],
+        [Entry::Observation(ObservationRow {
+            observation: Observation::Fault(_),
+            ..
+        })]
+    ));
+}
+
+#[test]
 fn sequence_numbers_are_never_reused_after_retention() {
     let (_dir, path) = temp();
     let mut j = Journal::open(&path).unwrap();
@@ -1246,7 +1581,9 @@ fn record_batch_never_scans() {
         record::SET_OUTCOME,
     ]
     .into_iter()
-    .chain(incident::STATEMENTS);
+    .chain(incident::STATEMENTS)
+    .chain(body::STATEMENTS)
+    .chain(TRIGGER_STATEMENTS);
     for sql in statements {
         let plan = plan(&j.conn, sql);
         assert!(
@@ -1256,15 +1593,54 @@ fn record_batch_never_scans() {
     }
 }
 
+/// What the tables' triggers run on every insert and delete (`schema.rs`, version 4), with
+/// parameters for `new.*` and `old.*`: EXPLAIN QUERY PLAN does not show trigger programs.
+const TRIGGER_STATEMENTS: [&str; 4] = [
+    "UPDATE bodies SET refs = refs + 1 WHERE id = ?1",
+    "UPDATE incidents SET evidence_count = evidence_count + 1 WHERE id = ?1 AND ?2 != 'tick'",
+    "UPDATE incidents SET evidence_count = max(evidence_count - 1, 0),
+     evidence_dropped = evidence_dropped + 1 WHERE id = ?1 AND ?2 != 'tick'",
+    "UPDATE incidents SET decision_count = max(decision_count - 1, 0),
+     decision_dropped = decision_dropped + 1 WHERE id = ?1",
+];
+
+#[test]
+fn paged_and_streamed_reads_are_index_ranges_without_a_sort() {
+    let j = Journal::open_in_memory().unwrap();
+    // The check sees a sort when there is one.
+    assert!(plan(
+        &j.conn,
+        "SELECT id FROM observation_rows WHERE incident = ?1 ORDER BY type"
+    )
+    .iter()
+    .any(|s| s.contains("TEMP B-TREE")));
+    for sql in query::READS.into_iter().chain(query::STREAMS) {
+        let plan = plan(&j.conn, sql);
+        assert!(
+            plan.iter()
+                .all(|step| !step.starts_with("SCAN") && !step.contains("TEMP B-TREE")),
+            "{sql}\n{plan:#?}"
+        );
+    }
+}
+
 // --- migrations ---
 
-/// What a build with only migration 1 wrote: the rows and the cursor, no `incidents` table.
+/// The inserts of schema versions 1 to 3 (whole bodies in `observations` and `decisions`).
+const INSERT_OBSERVATION_V3: &str =
+    "INSERT INTO observations (id, at_ms, type, function, incident, body)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const INSERT_DECISION_V3: &str =
+    "INSERT INTO decisions (id, at_ms, type, incident, body) VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// What a build with only migration 1 wrote: the rows and the cursor, no `incidents` table (the
+/// rows as schema versions 1 to 3 held them).
 fn write_v1(conn: &Connection, b: &Batch) {
     let n = (b.observations.len() + b.decisions.len()) as u64;
     let mut seq = record::reserve(conn, n).unwrap();
     for (o, inc) in &b.observations {
         conn.execute(
-            record::INSERT_OBSERVATION,
+            INSERT_OBSERVATION_V3,
             rusqlite::params![
                 seq as i64,
                 b.at as i64,
@@ -1279,7 +1655,7 @@ fn write_v1(conn: &Connection, b: &Batch) {
     }
     for d in &b.decisions {
         conn.execute(
-            record::INSERT_DECISION,
+            INSERT_DECISION_V3,
             rusqlite::params![
                 seq as i64,
                 b.at as i64,
@@ -1295,6 +1671,23 @@ fn write_v1(conn: &Connection, b: &Batch) {
         conn.execute(record::UPSERT_CURSOR, rusqlite::params![source, *s as i64])
             .unwrap();
     }
+}
+
+/// `record_batch` as a build of schema version 2 or 3 did it: the rows (whole bodies) and the
+/// incidents maintained from them, in one transaction.
+fn record_v3(conn: &mut Connection, b: &Batch) -> Result<(), JournalErrorKind> {
+    let tx = conn.transaction()?;
+    write_v1(&tx, b);
+    for d in &b.decisions {
+        incident::apply_decision(&tx, b.at, d)?;
+    }
+    for (o, inc) in &b.observations {
+        if let Some(inc) = inc {
+            incident::touch(&tx, *inc, b.at, entry::observation_pf(o))?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 fn history() -> Vec<Batch> {
@@ -1349,8 +1742,8 @@ fn a_version_1_journal_is_migrated_with_its_incidents_derived_from_its_decisions
     j.close().unwrap();
 
     let migrated = Journal::open(&path).unwrap();
-    assert_eq!(migrated.schema_version().unwrap(), 3);
-    for v in 1..=3 {
+    assert_eq!(migrated.schema_version().unwrap(), 4);
+    for v in 1..=4 {
         assert!(schema::applied(&migrated.conn, v).unwrap(), "version {v}");
     }
     let still: i64 = migrated
@@ -1468,7 +1861,7 @@ fn a_version_1_journal_is_migrated_with_the_rules_of_its_time() {
     j.close().unwrap();
 
     let migrated = Journal::open(&path).unwrap();
-    assert_eq!(migrated.schema_version().unwrap(), 3);
+    assert_eq!(migrated.schema_version().unwrap(), 4);
     let rows: Vec<_> = migrated
         .incidents(&all())
         .unwrap()
@@ -1524,39 +1917,45 @@ fn a_version_2_journal_is_migrated_keeping_its_incidents_and_indices_and_takes_u
     let id = IncidentId;
     let ds = |n: u64| decisions(id(n));
     // One incident in each state version 2 knows; one on an unowned function, PF unknown.
-    j.record_batch(&batch(
-        10,
-        vec![(Observation::Fault(fault(1, 1)), Some(id(1)))],
-        vec![
-            ds(1)[0].clone(),
-            ds(2)[0].clone(),
-            ds(3)[0].clone(),
-            ds(4)[0].clone(),
-            ds(5)[0].clone(),
-            Decision::IncidentOpened {
-                incident: id(6),
-                function: vf(4),
-                owner: None,
-            },
-            moved(id(2), IncidentState::Open, Cause::Escalated),
-            ds(2)[3].clone(),
-            moved(id(3), IncidentState::Open, Cause::Contained),
-            ds(3)[5].clone(),
-            moved(id(4), IncidentState::Open, Cause::Contained),
-            ds(4)[5].clone(),
-        ],
-    ))
+    record_v3(
+        &mut j.conn,
+        &batch(
+            10,
+            vec![(Observation::Fault(fault(1, 1)), Some(id(1)))],
+            vec![
+                ds(1)[0].clone(),
+                ds(2)[0].clone(),
+                ds(3)[0].clone(),
+                ds(4)[0].clone(),
+                ds(5)[0].clone(),
+                Decision::IncidentOpened {
+                    incident: id(6),
+                    function: vf(4),
+                    owner: None,
+                },
+                moved(id(2), IncidentState::Open, Cause::Escalated),
+                ds(2)[3].clone(),
+                moved(id(3), IncidentState::Open, Cause::Contained),
+                ds(3)[5].clone(),
+                moved(id(4), IncidentState::Open, Cause::Contained),
+                ds(4)[5].clone(),
+            ],
+        ),
+    )
     .unwrap();
-    j.record_batch(&batch(
-        20,
-        vec![],
-        vec![
-            moved(id(4), IncidentState::Contained, Cause::Restored),
-            ds(4)[6].clone(),
-            moved(id(5), IncidentState::Open, Cause::Closed),
-            ds(5)[7].clone(),
-        ],
-    ))
+    record_v3(
+        &mut j.conn,
+        &batch(
+            20,
+            vec![],
+            vec![
+                moved(id(4), IncidentState::Contained, Cause::Restored),
+                ds(4)[6].clone(),
+                moved(id(5), IncidentState::Open, Cause::Closed),
+                ds(5)[7].clone(),
+            ],
+        ),
+    )
     .unwrap();
     let before = incident_rows(&j.conn);
     let states: Vec<_> = before
@@ -1592,22 +1991,36 @@ fn a_version_2_journal_is_migrated_keeping_its_incidents_and_indices_and_takes_u
             ds(2)[1].clone(),
         ],
     );
-    let err = j.record_batch(&exhausted).unwrap_err();
-    assert!(matches!(err.kind(), JournalErrorKind::Sqlite(_)), "{err:?}");
+    let err = record_v3(&mut j.conn, &exhausted).unwrap_err();
+    assert!(matches!(err, JournalErrorKind::Sqlite(_)), "{err:?}");
     assert_eq!(incident_rows(&j.conn), before);
-    let seqs = j.replay().unwrap().len();
+    let seqs: i64 = j
+        .conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM observations) + (SELECT count(*) FROM decisions)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     j.close().unwrap();
 
     let mut migrated = Journal::open(&path).unwrap();
-    assert_eq!(migrated.schema_version().unwrap(), 3);
+    assert_eq!(migrated.schema_version().unwrap(), 4);
     assert!(schema::applied(&migrated.conn, 3).unwrap());
+    assert!(schema::applied(&migrated.conn, 4).unwrap());
     assert_eq!(incident_rows(&migrated.conn), before);
-    assert_eq!(schema_objects(&migrated.conn, "index"), indices);
-    assert_eq!(migrated.replay().unwrap().len(), seqs);
+    let on_incidents = |objects: Vec<(String, String, Option<String>)>| -> Vec<_> {
+        objects.into_iter().filter(|o| o.1 == "incidents").collect()
+    };
+    assert_eq!(
+        on_incidents(schema_objects(&migrated.conn, "index")),
+        on_incidents(indices)
+    );
+    assert_eq!(migrated.replay().unwrap().len() as i64, seqs);
     // The file now has the schema a new journal has.
     let (_dir2, new) = temp();
     let fresh = Journal::open(&new).unwrap();
-    for kind in ["table", "index"] {
+    for kind in ["table", "index", "view", "trigger"] {
         assert_eq!(
             schema_objects(&migrated.conn, kind),
             schema_objects(&fresh.conn, kind),
@@ -1651,6 +2064,81 @@ fn a_version_2_journal_is_migrated_keeping_its_incidents_and_indices_and_takes_u
 }
 
 #[test]
+fn a_version_3_journal_is_compacted_keeping_every_body_and_counting_rows() {
+    let (_dir, path) = temp();
+    let mut j = Journal::open_with(&path, &MIGRATIONS[..3]).unwrap();
+    assert_eq!(j.schema_version().unwrap(), 3);
+    let one = IncidentId(1);
+    let mut steps = vec![];
+    for i in 0..5 {
+        steps.push(crate::testdata::storm_step(1, i, one));
+    }
+    record_v3(
+        &mut j.conn,
+        &batch(
+            1,
+            steps
+                .iter()
+                .map(|(o, _)| (o.clone(), Some(one)))
+                .chain([(Observation::Tick, Some(one)), (Observation::Tick, None)])
+                .collect(),
+            std::iter::once(decisions(one)[0].clone())
+                .chain(steps.iter().map(|(_, d)| d.clone()))
+                .collect(),
+        ),
+    )
+    .unwrap();
+    // A row this build would not write so: an unknown field, kept as it is.
+    let odd = r#"{"type":"tick","from":"an older build"}"#;
+    j.conn
+        .execute(
+            "INSERT INTO observations (id, at_ms, type, function, incident, body)
+             VALUES (100, 2, 'tick', NULL, 1, ?1)",
+            [odd],
+        )
+        .unwrap();
+    let rows = |conn: &Connection, table: &str| -> Vec<(i64, serde_json::Value)> {
+        conn.prepare(&format!("SELECT id, body FROM {table} ORDER BY id"))
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, String>(1)?)))
+            .unwrap()
+            .map(|r| {
+                let (id, body) = r.unwrap();
+                (id, serde_json::from_str(&body).unwrap())
+            })
+            .collect()
+    };
+    let observations = rows(&j.conn, "observations");
+    let decisions_before = rows(&j.conn, "decisions");
+    j.close().unwrap();
+
+    let migrated = Journal::open(&path).unwrap();
+    assert_eq!(migrated.schema_version().unwrap(), 4);
+    // The views show every body as it was.
+    assert_eq!(rows(&migrated.conn, "observations"), observations);
+    assert_eq!(rows(&migrated.conn, "decisions"), decisions_before);
+    let kept: String = migrated
+        .conn
+        .query_row(
+            "SELECT body FROM observation_rows WHERE id = 100",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kept, odd);
+    // The faults and attributions share their bodies.
+    let shared: i64 = migrated
+        .conn
+        .query_row("SELECT count(*) FROM bodies", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(shared, 2);
+    // Counts: 5 faults (ticks are no evidence), 6 decisions.
+    let page = migrated.incident_page(one, 1, 1).unwrap().unwrap();
+    assert_eq!((page.observations.total, page.decisions.total), (5, 6));
+    assert_eq!(page.observations.last[0].observation, steps[4].0);
+}
+
+#[test]
 fn a_failing_migration_leaves_the_previous_version_intact() {
     let (_dir, path) = temp();
     Journal::open(&path).unwrap().close().unwrap();
@@ -1659,19 +2147,21 @@ fn a_failing_migration_leaves_the_previous_version_intact() {
         name: m.name,
         sql: m.sql,
         backfill: m.backfill,
+        finish: m.finish,
     };
     let mut broken: Vec<Migration> = MIGRATIONS.iter().map(real).collect();
-    assert_eq!(broken.len(), 3);
+    assert_eq!(broken.len(), 4);
     broken.push(Migration {
-        version: 4,
+        version: 5,
         name: "broken",
         sql: "CREATE TABLE half (x INTEGER); INSERT INTO no_such_table VALUES (1);",
         backfill: None,
+        finish: "",
     });
     let err = Journal::open_with(&path, &broken).unwrap_err();
     assert_eq!(err.operation(), "migrating the schema");
     let j = Journal::open(&path).unwrap();
-    assert_eq!(j.schema_version().unwrap(), 3);
+    assert_eq!(j.schema_version().unwrap(), 4);
     assert!(!schema::tables(&j.conn)
         .unwrap()
         .contains(&"half".to_owned()));
@@ -1713,7 +2203,7 @@ fn read_only_opening_reads_writes_nothing_and_refuses_other_schemas() {
         ),
         "{err}"
     );
-    assert_eq!(Journal::open(&old).unwrap().schema_version().unwrap(), 3);
+    assert_eq!(Journal::open(&old).unwrap().schema_version().unwrap(), 4);
     // A missing file is an error naming it, not a new empty journal.
     let missing = old.with_file_name("missing.db");
     assert!(Journal::open_read_only(&missing).is_err());

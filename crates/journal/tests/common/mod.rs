@@ -64,6 +64,44 @@ pub fn fault(n: u8, seq: u64) -> FaultEvent {
     }
 }
 
+/// A fault as the agent journals it in a storm: an i40e MDD line on VF `n`, resolved against
+/// the host map (owner with its evidence), the kind of ~1 KB body the journal's size is about.
+/// Only `seq` and the timestamp change from one record to the next.
+pub fn storm_fault(n: u8, seq: u64) -> FaultEvent {
+    let mut ev = fault(n, seq);
+    ev.details.insert("pf_number".to_owned(), "0x00".to_owned());
+    ev.details
+        .insert("vf_number".to_owned(), format!("0x{n:02x}"));
+    ev.details.insert("queue".to_owned(), "3".to_owned());
+    ev.details
+        .insert("event_name".to_owned(), "TX_DESC_BAD".to_owned());
+    ev.timestamp = Some(86_400.0 + seq as f64 / 1_000.0);
+    if let Some(owner) = ev.owner.as_mut() {
+        owner.evidence = vec![
+            format!("/run/libvirt/qemu/web-{n}.xml: <hostdev> 0000:3b:02.{n} (vfio)"),
+            "/proc/4242/cmdline: qemu-system-x86_64 -name guest=web,debug-threads=on".to_owned(),
+            format!("/sys/bus/pci/devices/0000:3b:02.{n}/iommu_group -> 5{n}"),
+        ];
+    }
+    ev
+}
+
+/// One engine step of a storm on VF `n`: the fault attached to `incident`, and the
+/// attribution the engine journals with every fault.
+pub fn storm_step(n: u8, seq: u64, incident: IncidentId) -> (Observation, Decision) {
+    (
+        Observation::Fault(storm_fault(n, seq)),
+        Decision::Attributed {
+            incident,
+            method: Method::Direct,
+            confidence: 1.0,
+            evidence: format!(
+                "i40e.mdd.vf_tx_events names PF 0000:3b:00.0 VF {n}; owner vm:web-{n}"
+            ),
+        },
+    )
+}
+
 /// One observation of each kind.
 pub fn observations() -> Vec<Observation> {
     vec![
