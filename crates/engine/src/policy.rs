@@ -492,7 +492,6 @@ mod tests {
         assert!(parse_duration("x", "5 parsecs").is_err());
     }
 
-    #[test]
     /// Issue 13: duplicate and empty rule names and duplicate rungs were accepted.
     #[test]
     fn rule_names_are_unique_and_not_empty_and_rungs_are_climbed_once() {

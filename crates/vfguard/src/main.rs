@@ -1,10 +1,6 @@
 //! `vfguard`: the one binary: the command line and its subcommands; the agent itself is the
 //! `vfguard-agent` library (`crates/agent`).
 
-// `cmd/scan.rs` still names the agent library by the binary's former library name
-// (`vfguard::host`); this alias keeps it building until it says `vfguard_agent`.
-extern crate vfguard_agent as vfguard;
-
 mod cli;
 mod cmd;
 mod textlog;

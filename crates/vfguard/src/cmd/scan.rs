@@ -39,7 +39,7 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<ExitCode> {
             root.display()
         ),
         Some(root) => {
-            let t = vfguard::host::topology_reader(root).read();
+            let t = vfguard_agent::host::topology_reader(root).read();
             for w in &t.warnings {
                 eprintln!("vfguard: warning: topology: {}", Printable(w));
             }
