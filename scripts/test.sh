@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README): everything `cargo test` covers, then the metrics, alert
-# rules and dashboard against Prometheus's promtool (tests/prometheus/run.sh), then the end-to-end
+# rules and dashboard against Prometheus's promtool (tests/prometheus/run.sh), then issue 13's
+# attacks replayed against a running daemon (tests/abuse/run.sh), then the end-to-end
 # test against the real igb/igbvf drivers in a QEMU guest (tests/qemu/run.sh). Both install what
 # they need (Debian's prometheus; QEMU and a guest kernel) on a fresh machine, which needs root.
 # Anything a test needs is installed here, never by hand.
@@ -18,6 +19,8 @@ else
     echo "test.sh: the promtool test was not run: it needs root to install Debian's prometheus;" \
         "run: sudo tests/prometheus/run.sh" >&2
 fi
+echo "== tests/abuse/run.sh"
+tests/abuse/run.sh
 if [ "${VFGUARD_NO_QEMU:-0}" = 1 ]; then
     echo "test.sh: the QEMU test was not run (VFGUARD_NO_QEMU=1)"
 elif [ "$(id -u)" != 0 ]; then
