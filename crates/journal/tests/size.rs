@@ -1,7 +1,7 @@
 //! The journal's size in a storm (issue 13 item 2): one culprit VF faulting over and over, each
 //! kernel record journalled as the agent does (the fault attached to the incident, and the
 //! engine's attribution beside it), must cost at most 300 bytes of file per observation.
-//! Before schema version 4 (whole JSON bodies in every row) it cost ~1.4 KB.
+//! Before schema version 4 (whole JSON bodies in every row) it cost ~1.25 KB.
 //!
 //! The figure is the growth of the file, checkpointed and closed, over an empty journal, divided
 //! by the number of observations; `cargo bench -p vfguard-journal --bench big_incident` prints the
