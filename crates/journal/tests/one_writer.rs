@@ -35,13 +35,14 @@ fn writer_child() {
     j.close().unwrap();
 }
 
-#[test]
-fn a_second_daemon_is_refused_at_once_naming_the_holder_and_readers_still_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("journal.db");
+/// The child's standard output, kept open for as long as it runs (libtest still writes to it).
+type ChildOut = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// Starts `writer_child` holding the journal at `path`; returns once it says it holds it.
+fn spawn_writer(path: &std::path::Path) -> (std::process::Child, ChildOut) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["writer_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_JOURNAL, &path)
+        .env(CHILD_JOURNAL, path)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -56,6 +57,14 @@ fn a_second_daemon_is_refused_at_once_naming_the_holder_and_readers_still_read()
             .any(|l| l.ends_with("locked")),
         "the child never took the journal"
     );
+    (child, lines)
+}
+
+#[test]
+fn a_second_daemon_is_refused_at_once_naming_the_holder_and_readers_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let (mut child, _out) = spawn_writer(&path);
 
     // The second writer: refused at once, with the holder's pid.
     let started = std::time::Instant::now();
@@ -100,19 +109,7 @@ fn a_second_daemon_is_refused_at_once_naming_the_holder_and_readers_still_read()
 fn a_killed_daemon_leaves_no_stale_lock() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.db");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["writer_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_JOURNAL, &path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert!(lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l.ends_with("locked")));
+    let (mut child, _out) = spawn_writer(&path);
     assert!(Journal::open(&path).is_err());
     child.kill().unwrap(); // SIGKILL: the kernel releases the lock with the process
     child.wait().unwrap();
