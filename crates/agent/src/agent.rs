@@ -213,13 +213,14 @@ impl Agent {
         let mut replay_diverged = 0;
         if let Some(j) = &journal {
             cursor = j.cursor(&cursor_key)?;
-            let history = j.replay()?.into_iter().map(journalled).collect();
             let used = UsedIds {
                 action: j.max_action_id()?,
                 incident: j.max_incident_id()?,
             };
+            // Streamed, twice: a journal of millions of observations is never held in memory.
+            let history = || j.replay_stream().map(|e| e.map(journalled));
             replay_diverged =
-                restart::rebuild(&mut engine, history, &topo, &cfg.policy, used).diverged;
+                restart::rebuild(&mut engine, history, &topo, &cfg.policy, used)?.diverged;
         }
         let mut cfg = cfg;
         match cursor {

@@ -10,7 +10,8 @@
 //! is never repeated blindly: [`reconcile`] compares it with the function's state read back from
 //! the host and turns it into an outcome.
 //!
-//! [`rebuild`] is the one call a restart makes: given what the journal holds, in commit order, it
+//! [`rebuild`] is the one call a restart makes: given what the journal holds, in commit order (read
+//! twice, streamed: never held in memory), it
 //! replays it with the journal's ids, against the host map as it was before the agent's own
 //! actions, abandons what only the replay decided, puts the configured policy back and reserves
 //! every id the journal used.
@@ -123,63 +124,68 @@ fn action_key(a: &Action) -> ActionKey {
     (a.id, a.kind.name(), a.function)
 }
 
-/// Rebuilds `engine` (a new one) from the journal's `history`, so that it is the engine that
+/// Rebuilds `engine` (a new one) from the journal's history, so that it is the engine that
 /// ran: the ids the journal gave (in order: retention may have deleted older incidents), each
 /// VF's knobs as before the agent's first action on it, mode switches as they happened, then
 /// the configured `policy` (a switch lasts until a restart). Ids in `used` are never given
 /// again, whatever the replay decided.
-pub fn rebuild(
+///
+/// `history` starts a new pass over the journal in commit order each time it is called; it is
+/// called twice. The first pass gathers ids, intents and the VFs' first states (memory grows
+/// with incidents and actions, not with observations); the second replays the observations one
+/// at a time. So a journal of millions of observations is never held in memory. The first error
+/// a pass yields stops the rebuild and is returned (the engine is then half-built: drop it).
+pub fn rebuild<I, E>(
     engine: &mut Engine,
-    history: Vec<Journalled>,
+    mut history: impl FnMut() -> I,
     t: &Topology,
     policy: &Policy,
     used: UsedIds,
-) -> RebuildReport {
-    let before = first_states(&history);
-    let opened: Vec<IncidentId> = history
-        .iter()
-        .filter_map(|e| match e {
-            Journalled::Decision(Decision::IncidentOpened { incident, .. }) => Some(*incident),
-            _ => None,
-        })
-        .collect();
-    let surviving: HashSet<IncidentId> = opened.iter().copied().collect();
-    let intents: Vec<&Action> = history
-        .iter()
-        .filter_map(|e| match e {
-            Journalled::Intent(a) => Some(a),
-            _ => None,
-        })
-        .collect();
+) -> Result<RebuildReport, E>
+where
+    I: IntoIterator<Item = Result<Journalled, E>>,
+{
+    let mut ids = JournalIds::default();
+    for e in history() {
+        ids.note(&e?);
+    }
+    let surviving: HashSet<IncidentId> = ids.opened.iter().copied().collect();
     // Every intent journalled, and those the replay should decide again (their incidents' rows
     // survive retention).
-    let known: HashSet<ActionKey> = intents.iter().map(|a| action_key(a)).collect();
-    let expected: HashSet<ActionKey> = intents
+    let known: HashSet<ActionKey> = ids.intents.iter().map(|(k, _)| k.clone()).collect();
+    let expected: HashSet<ActionKey> = ids
+        .intents
         .iter()
-        .filter(|a| surviving.contains(&a.incident))
-        .map(|a| action_key(a))
+        .filter(|(_, incident)| surviving.contains(incident))
+        .map(|(k, _)| k.clone())
         .collect();
-    let acted = intents
+    let acted = ids
+        .intents
         .iter()
-        .filter(|a| surviving.contains(&a.incident))
-        .map(|a| a.id)
+        .filter(|(_, incident)| surviving.contains(incident))
+        .map(|(k, _)| k.0)
         .collect();
-    engine.replay_ids(opened, acted);
-    let observations: Vec<(Millis, Observation)> = history
-        .into_iter()
-        .filter_map(|e| match e {
-            Journalled::Observation(at, o) => Some((at, o)),
-            Journalled::Outcome(o) => Some((o.at, Observation::Outcome(o))),
-            _ => None,
-        })
-        .collect();
-    let decided: HashSet<ActionKey> = replay(engine, &observations, &for_replay(t, &before))
-        .iter()
-        .filter_map(|d| match d {
+    engine.replay_ids(ids.opened, acted);
+    let replay_map = for_replay(t, &ids.first_states);
+    // Mode switches replay too, so that the history decides what it decided then (and the ids
+    // come out the same); the policy is put back afterwards.
+    let mut replayed = 0;
+    let mut decided: HashSet<ActionKey> = HashSet::new();
+    for e in history() {
+        let decisions = match e? {
+            Journalled::Observation(at, o) => engine.observe(&o, &replay_map, at),
+            Journalled::Outcome(o) => {
+                let at = o.at;
+                engine.observe(&Observation::Outcome(o), &replay_map, at)
+            }
+            Journalled::Decision(_) | Journalled::Intent(_) => continue,
+        };
+        replayed += 1;
+        decided.extend(decisions.iter().filter_map(|d| match d {
             Decision::Act(a) => Some(action_key(a)),
             _ => None,
-        })
-        .collect();
+        }));
+    }
     engine.end_replay();
     // Actions only the replay decided (none when it rebuilt the engine that ran) were never
     // carried out: they must not be taken for interrupted ones and retried.
@@ -189,34 +195,49 @@ pub fn rebuild(
     // Should the replay still have gone elsewhere than the live run, the ids already journalled
     // are never reused.
     engine.reserve_ids(used.action, used.incident);
-    RebuildReport {
-        replayed: observations.len(),
+    Ok(RebuildReport {
+        replayed,
         diverged: decided.symmetric_difference(&expected).count(),
         abandoned,
-    }
+    })
 }
 
-/// Each VF's state as the journal saw it before the agent's first action on it (the `before`
-/// of its earliest outcome), by PF and VF index.
-fn first_states(history: &[Journalled]) -> HashMap<(Bdf, u16), VfState> {
-    let mut target = HashMap::new();
-    let mut first = HashMap::new();
-    for e in history {
+/// What the first pass of [`rebuild`] gathers: everything but the observations.
+#[derive(Default)]
+struct JournalIds {
+    /// The incidents opened, in order.
+    opened: Vec<IncidentId>,
+    /// Every intent: its key and its incident.
+    intents: Vec<(ActionKey, IncidentId)>,
+    /// The VF each intent was about, by action id (for `first_states`).
+    target: HashMap<ActionId, (Bdf, u16)>,
+    /// Each VF's state as the journal saw it before the agent's first action on it (the
+    /// `before` of its earliest outcome), by PF and VF index.
+    first_states: HashMap<(Bdf, u16), VfState>,
+}
+
+impl JournalIds {
+    fn note(&mut self, e: &Journalled) {
         match e {
+            Journalled::Decision(Decision::IncidentOpened { incident, .. }) => {
+                self.opened.push(*incident);
+            }
             Journalled::Intent(action) => {
+                self.intents.push((action_key(action), action.incident));
                 if let (Some(pf), Some(vf)) = (action.pf, action.vf) {
-                    target.insert(action.id, (pf, vf.0));
+                    self.target.insert(action.id, (pf, vf.0));
                 }
             }
             Journalled::Outcome(outcome) => {
-                if let (Some(key), Some(state)) = (target.get(&outcome.id), &outcome.before) {
-                    first.entry(*key).or_insert_with(|| state.clone());
+                if let (Some(key), Some(state)) = (self.target.get(&outcome.id), &outcome.before) {
+                    self.first_states
+                        .entry(*key)
+                        .or_insert_with(|| state.clone());
                 }
             }
-            _ => {}
+            Journalled::Decision(_) | Journalled::Observation(..) => {}
         }
     }
-    first
 }
 
 /// The host map as a replay must see it: the VF knobs the agent's own actions change (link

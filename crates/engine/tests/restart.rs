@@ -196,7 +196,13 @@ fn rebuild_brings_back_the_engine_that_ran_and_never_reuses_an_id() {
         action: Some(1000),
         incident: None,
     };
-    let r = rebuild(&mut restarted, journal, &t, &p, used);
+    let history = || {
+        journal
+            .iter()
+            .cloned()
+            .map(Ok::<_, std::convert::Infallible>)
+    };
+    let Ok(r) = rebuild(&mut restarted, history, &t, &p, used);
     assert!(r.replayed > 0);
     assert_eq!((r.diverged, r.abandoned), (0, 0), "{r:?}");
     let summary = |e: &Engine| {
@@ -222,4 +228,42 @@ fn rebuild_brings_back_the_engine_that_ran_and_never_reuses_an_id() {
         !ids.is_empty() && ids.iter().all(|id| *id > 1000),
         "{ids:?}"
     );
+}
+
+/// `rebuild` reads the journal in two passes, one record at a time; a read that fails in
+/// either pass stops it with that error (the agent then refuses to start on a journal it cannot
+/// read, rather than run an engine rebuilt from half of it).
+#[test]
+fn rebuild_takes_two_passes_and_stops_at_a_read_error() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let p = policy("hold_down = \"500ms\"");
+    let journal = [Journalled::Observation(
+        1000,
+        fault("ixgbe 0000:08:00.0 ens3f0: Malicious event on VF 1 tx:2 rx:0"),
+    )];
+    for failing_pass in 1..=2 {
+        let mut pass = 0;
+        let history = || {
+            pass += 1;
+            let fail = pass == failing_pass;
+            journal
+                .iter()
+                .cloned()
+                .map(Ok)
+                .chain(fail.then_some(Err("disk I/O error")))
+        };
+        let mut e = Engine::new(p.clone());
+        let r = rebuild(&mut e, history, &t, &p, UsedIds::default());
+        assert_eq!(r, Err("disk I/O error"), "pass {failing_pass}");
+    }
+    let mut passes = 0;
+    let history = || {
+        passes += 1;
+        journal.iter().cloned().map(Ok::<_, &str>)
+    };
+    let mut e = Engine::new(p.clone());
+    let r = rebuild(&mut e, history, &t, &p, UsedIds::default());
+    assert_eq!(r.map(|r| r.replayed), Ok(1));
+    assert_eq!(passes, 2);
 }
