@@ -3,7 +3,7 @@
 //! The loop feeds them after each step ([`Metrics::record_step`] from the step's report,
 //! [`Metrics::publish_counts`] and [`Metrics::publish_vfs`] from the agent's state); a scrape encodes them. Every label is
 //! bounded: fault kinds and action names are fixed sets, PFs, VFs and owners are the host's,
-//! results are `ok`, `dry_run` or an errno name. The list, with alert rules and a dashboard over
+//! results are `ok`, `dry_run`, an errno name or `other`. The list, with alert rules and a dashboard over
 //! it, is in `docs/metrics.md`.
 //!
 //! # Design
@@ -127,7 +127,7 @@ impl Metrics {
         let actions = Family::<Labels, Counter>::default();
         r.register(
             "actions",
-            "Actions carried out, by action and result (ok, dry_run, or the errno name)",
+            "Actions carried out, by action and result (ok, dry_run, the errno name, or other)",
             actions.clone(),
         );
         let action_duration: Family<Labels, Histogram, fn() -> Histogram> =
@@ -271,6 +271,9 @@ impl Metrics {
                 .remove(&o.id)
                 .unwrap_or_else(|| ("unknown".to_owned(), false));
             let result = match (&o.error, dry) {
+                // An error without a number carries free text (a helper's stderr): `other`, so
+                // the label's values stay few.
+                (Some(e), _) if e.code().is_none() => "other".into(),
                 (Some(e), _) => e.name(),
                 (None, true) => "dry_run".into(),
                 (None, false) => "ok".into(),

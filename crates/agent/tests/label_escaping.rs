@@ -367,3 +367,68 @@ proptest! {
         prop_assert!(families.iter().all(|n| n.starts_with("vfguard_")), "{:?}", families);
     }
 }
+
+/// An action's error without a number carries free text (a helper's stderr, a webhook's
+/// reply): as a `result` label it would make a series per message. It counts as `other`; an
+/// errno keeps its name.
+#[test]
+fn an_error_without_a_number_is_counted_as_other() {
+    use vfguard_agent::agent::StepReport;
+    use vfguard_model::{
+        Action, ActionId, ActionKind, ActionOutcome, Decision, Errno, IncidentId, RuleRef,
+    };
+    let metrics = Metrics::new();
+    let mut report = StepReport::default();
+    let texts = [
+        "virsh: error: failed to get domain 'web \"7\"'\nsecond line",
+        "webhook answered 502",
+    ];
+    for (i, error) in [
+        Errno::EBUSY,
+        Errno::from_name(texts[0]),
+        Errno::from_name(texts[1]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = ActionId(i as u64 + 1);
+        report.decisions.push((
+            1000,
+            Decision::Act(Action {
+                id,
+                incident: IncidentId(1),
+                kind: ActionKind::Detach,
+                function: "0000:08:00.1".parse().unwrap(),
+                pf: None,
+                pf_netdev: None,
+                vf: None,
+                owner: None,
+                rule: RuleRef::Rule("detach_rule".into()),
+                dry_run: false,
+                at: 1000,
+            }),
+        ));
+        report.outcomes.push(ActionOutcome {
+            id,
+            error: Some(error),
+            before: None,
+            at: 1000,
+        });
+    }
+    metrics.record_step(&report);
+    let e = both(&metrics);
+    let results: BTreeMap<String, usize> = e
+        .samples
+        .iter()
+        .filter(|(name, _)| name == "vfguard_actions_total")
+        .filter_map(|(_, labels)| labels.get("result").cloned())
+        .fold(BTreeMap::new(), |mut m, r| {
+            *m.entry(r).or_default() += 1;
+            m
+        });
+    assert_eq!(
+        results.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["EBUSY", "other"],
+        "{results:?}"
+    );
+}
