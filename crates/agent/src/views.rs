@@ -8,12 +8,13 @@ use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
 use tokio::sync::oneshot;
 use vfguard_api::reply::{
-    ActionEntry, ActionList, DecisionAt, IncidentDetail as DetailReply, IncidentList,
-    IncidentSummary, ObservationAt, OperatorAccepted, RunningStatus, Status,
+    ActionEntry, ActionList, DecisionAt, EvidenceCounts, EvidencePage,
+    IncidentDetail as DetailReply, IncidentList, IncidentSummary, ObservationAt, OperatorAccepted,
+    RunningStatus, Status,
 };
 use vfguard_api::{AgentView, IncidentQuery, Reply, ViewError};
 use vfguard_engine::Policy;
-use vfguard_model::{IncidentState, Millis, OperatorRequest, Topology};
+use vfguard_model::{IncidentId, IncidentState, Millis, OperatorRequest, Topology};
 
 use crate::agent::{Agent, StepReport};
 use crate::metrics::Metrics;
@@ -27,7 +28,9 @@ pub enum Control {
     /// An operator's request; the loop answers on the sender once decided and journalled.
     Operator(OperatorRequest, oneshot::Sender<Reply>),
 }
-use vfguard_journal::{ActionRow, IncidentDetail, IncidentFilter, IncidentRow, Journal};
+use vfguard_journal::{
+    ActionRow, DecisionRow, IncidentFilter, IncidentPage, IncidentRow, Journal, ObservationRow,
+};
 
 /// One incident in a list (`vfguard incidents --json`, `GET /v1/incidents`).
 pub fn incident_row(i: &IncidentRow) -> IncidentSummary {
@@ -50,33 +53,70 @@ pub fn action_row(a: &ActionRow) -> ActionEntry {
     }
 }
 
-/// One incident with its evidence chain (`vfguard explain --json`, `GET /v1/incidents/{id}`).
-pub fn incident_detail(d: &IncidentDetail) -> DetailReply {
-    DetailReply {
-        id: d.incident.id,
-        function: d.incident.function,
-        pf: d.incident.pf,
-        state: d.incident.state,
-        owner: d.incident.owner.clone(),
-        opened_ms: d.incident.opened_at,
-        observations: d
-            .observations
-            .iter()
-            .map(|o| ObservationAt {
-                at_ms: o.at,
-                observation: o.observation.clone(),
-            })
-            .collect(),
-        decisions: d
-            .decisions
-            .iter()
-            .map(|r| DecisionAt {
-                at_ms: r.at,
-                decision: r.decision.clone(),
-            })
-            .collect(),
-        actions: d.actions.iter().map(action_row).collect(),
+/// One observation as the API shows it.
+pub fn observation_at(o: &ObservationRow) -> ObservationAt {
+    ObservationAt {
+        at_ms: o.at,
+        observation: o.observation.clone(),
     }
+}
+
+/// One decision as the API shows it.
+pub fn decision_at(r: &DecisionRow) -> DecisionAt {
+    DecisionAt {
+        at_ms: r.at,
+        decision: r.decision.clone(),
+    }
+}
+
+/// One incident with the ends of its evidence chain, as `page` asked, and the counts of what
+/// lies between (`vfguard explain --json`, `GET /v1/incidents/{id}`).
+pub fn incident_detail(d: &IncidentPage, page: EvidencePage) -> DetailReply {
+    DetailReply {
+        counts: EvidenceCounts {
+            page: Some(page),
+            observations_total: d.observations.total,
+            observations_omitted: d.observations.omitted(),
+            observations_dropped: d.observations.dropped,
+            decisions_total: d.decisions.total,
+            decisions_omitted: d.decisions.omitted(),
+            decisions_dropped: d.decisions.dropped,
+            actions_total: d.actions.total,
+            actions_omitted: d.actions.omitted(),
+        },
+        observations: d.observations.iter().map(observation_at).collect(),
+        decisions: d.decisions.iter().map(decision_at).collect(),
+        actions: d.actions.iter().map(action_row).collect(),
+        ..incident_head(&d.incident)
+    }
+}
+
+/// An incident's own fields, with empty lists: what `vfguard explain --all` writes before it
+/// streams the lists.
+pub fn incident_head(i: &IncidentRow) -> DetailReply {
+    DetailReply {
+        id: i.id,
+        function: i.function,
+        pf: i.pf,
+        state: i.state,
+        owner: i.owner.clone(),
+        opened_ms: i.opened_at,
+        observations: Vec::new(),
+        decisions: Vec::new(),
+        actions: Vec::new(),
+        counts: EvidenceCounts::default(),
+    }
+}
+
+/// An incident's page, read from the journal: the first and last entries of each list as
+/// `page` asks; `None` when the journal has no such incident.
+pub fn read_incident(
+    journal: &Journal,
+    id: IncidentId,
+    page: EvidencePage,
+) -> Result<Option<DetailReply>, vfguard_journal::JournalError> {
+    let d = journal.incident_page(id, page.first as usize, page.last as usize)?;
+    Ok(d.as_ref().map(|d| incident_detail(d, page)))
 }
 
 /// `GET /v1/status` of the running loop at `now`; `incidents`: its
@@ -185,12 +225,8 @@ impl AgentView for LiveView {
         Ok(rows.iter().map(incident_row).collect())
     }
 
-    fn incident(&self, id: u64) -> Result<Option<DetailReply>, ViewError> {
-        let d = self
-            .journal()?
-            .incident(vfguard_model::IncidentId(id))
-            .map_err(|e| ViewError(e.to_string()))?;
-        Ok(d.as_ref().map(incident_detail))
+    fn incident(&self, id: u64, page: EvidencePage) -> Result<Option<DetailReply>, ViewError> {
+        read_incident(&self.journal()?, IncidentId(id), page).map_err(|e| ViewError(e.to_string()))
     }
 
     fn actions(&self, limit: usize) -> Result<ActionList, ViewError> {

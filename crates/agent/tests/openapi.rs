@@ -29,8 +29,9 @@ use vfguard_agent::metrics::Metrics;
 use vfguard_agent::views::{Control, LiveView};
 use vfguard_api::openapi::{Coverage, Document};
 use vfguard_api::reply::{
-    ActionEntry, ActionList, DecisionAt, ErrorBody, IncidentDetail, IncidentList, IncidentSummary,
-    ObservationAt, OperatorAccepted, RunningStatus, Status, TopologyReply,
+    ActionEntry, ActionList, DecisionAt, ErrorBody, EvidenceCounts, EvidencePage, IncidentDetail,
+    IncidentList, IncidentSummary, ObservationAt, OperatorAccepted, RunningStatus, Status,
+    TopologyReply,
 };
 use vfguard_api::{Access, AgentView as _, Limits};
 use vfguard_model::{
@@ -305,11 +306,48 @@ fn live(check: &mut Check) -> Seen {
     }
     let (code, body) = get(&format!("/v1/incidents/{}", incidents[0].id.0));
     check.reply::<IncidentDetail>("GET", "/v1/incidents/{id}", code, &body);
+    // A page of one entry at each end: the rest is counted.
+    let (code, body) = get(&format!(
+        "/v1/incidents/{}?first=1&last=1",
+        incidents[0].id.0
+    ));
+    let page = check
+        .reply::<IncidentDetail>("GET", "/v1/incidents/{id}", code, &body)
+        .expect("the incident");
+    let c = &page.counts;
+    assert_eq!(c.page, Some(EvidencePage { first: 1, last: 1 }));
+    assert!(
+        page.observations.len() <= 2 && page.decisions.len() == 2,
+        "{body}"
+    );
+    assert!(c.decisions_omitted > 0, "{body}");
+    assert_eq!(
+        c.decisions_total,
+        page.decisions.len() as u64 + c.decisions_omitted
+    );
+    assert_eq!(
+        c.observations_total,
+        page.observations.len() as u64 + c.observations_omitted
+    );
 
     // Errors: each status documented for its route, each body an ErrorBody.
     for (method, path, route, body, want) in [
         ("GET", "/v1/incidents/999999", "/v1/incidents/{id}", "", 404),
         ("GET", "/v1/incidents/x", "/v1/incidents/{id}", "", 400),
+        (
+            "GET",
+            "/v1/incidents/1?first=10001",
+            "/v1/incidents/{id}",
+            "",
+            400,
+        ),
+        (
+            "GET",
+            "/v1/incidents/1?frist=1",
+            "/v1/incidents/{id}",
+            "",
+            400,
+        ),
         ("GET", "/v1/incidents?onwer=x", "/v1/incidents", "", 400),
         ("GET", "/v1/actions?limit=0", "/v1/actions", "", 400),
         (
@@ -771,6 +809,17 @@ fn fixtures(check: &mut Check, seen: Seen) {
                 decision,
             })
             .collect(),
+        counts: EvidenceCounts {
+            page: Some(EvidencePage::default()),
+            observations_total: 1_000_000,
+            observations_omitted: 999_900,
+            observations_dropped: 7,
+            decisions_total: 3,
+            decisions_omitted: 0,
+            decisions_dropped: 0,
+            actions_total: actions.len() as u64,
+            actions_omitted: 0,
+        },
         actions,
     };
     check.fixture("GET", "/v1/incidents/{id}", &detail);
@@ -782,6 +831,8 @@ fn fixtures(check: &mut Check, seen: Seen) {
         observations: Vec::new(),
         decisions: Vec::new(),
         actions: Vec::new(),
+        // As `vfguard explain --all --json` writes it: the lists whole.
+        counts: EvidenceCounts::whole(0, 0, 0),
         ..detail
     };
     check.fixture("GET", "/v1/incidents/{id}", &pf_level);

@@ -108,6 +108,73 @@ pub struct IncidentDetail {
     pub decisions: Vec<DecisionAt>,
     /// Its actions with their outcomes, in commit order.
     pub actions: Vec<ActionEntry>,
+    /// How much of each list is shown: an incident in a storm has millions of observations,
+    /// and a reply holds only the ends of each list.
+    #[serde(flatten)]
+    pub counts: EvidenceCounts,
+}
+
+/// The size of an [`IncidentDetail`]'s lists: the first and last entries of each list are
+/// shown (`page`); the rows between them are counted, not sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceCounts {
+    /// Which entries of each list are shown: the first `first` and the last `last` (the rows
+    /// omitted lie between them); `null` when the lists are whole (`vfguard explain --all`).
+    pub page: Option<EvidencePage>,
+    /// Observations the journal holds for the incident (shown and omitted).
+    pub observations_total: u64,
+    /// Observations not shown: they lie after the first `page.first` entries of `observations`.
+    pub observations_omitted: u64,
+    /// Observations retention deleted (counted from journal schema 4 on).
+    pub observations_dropped: u64,
+    /// Decisions the journal holds about the incident.
+    pub decisions_total: u64,
+    /// Decisions not shown (after the first `page.first`).
+    pub decisions_omitted: u64,
+    /// Decisions retention deleted.
+    pub decisions_dropped: u64,
+    /// Actions the journal holds for the incident (never deleted).
+    pub actions_total: u64,
+    /// Actions not shown (after the first `page.first`).
+    pub actions_omitted: u64,
+}
+
+impl EvidenceCounts {
+    /// The counts of lists shown whole, of these lengths, with nothing dropped.
+    pub fn whole(observations: usize, decisions: usize, actions: usize) -> EvidenceCounts {
+        EvidenceCounts {
+            page: None,
+            observations_total: observations as u64,
+            decisions_total: decisions as u64,
+            actions_total: actions as u64,
+            ..EvidenceCounts::default()
+        }
+    }
+}
+
+/// How many entries of each of an incident's lists to show: the first `first` and the last
+/// `last` (`GET /v1/incidents/{id}?first=50&last=50`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidencePage {
+    /// Entries from the start of each list.
+    pub first: u32,
+    /// Entries from its end.
+    pub last: u32,
+}
+
+impl EvidencePage {
+    /// The most entries a request may ask for at either end of a list.
+    pub const MAX: u32 = 10_000;
+}
+
+impl Default for EvidencePage {
+    /// 50 at each end: the start of the story and where it stands.
+    fn default() -> EvidencePage {
+        EvidencePage {
+            first: 50,
+            last: 50,
+        }
+    }
 }
 
 /// An observation with the time it was journalled.

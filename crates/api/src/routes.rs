@@ -18,7 +18,9 @@ use serde::Deserialize;
 use vfguard_model::{Bdf, OperatorRequest};
 
 use crate::auth::{Access, Caller, Reloadable};
-use crate::reply::{ActionList, ErrorBody, IncidentDetail, IncidentList, OperatorAccepted, Status};
+use crate::reply::{
+    ActionList, ErrorBody, EvidencePage, IncidentDetail, IncidentList, OperatorAccepted, Status,
+};
 use crate::view::{AgentView, IncidentQuery, Refusal, ViewError};
 
 /// Every route, as (method, path): the OpenAPI document (`docs/openapi.json`) is checked
@@ -195,10 +197,31 @@ fn segment(p: Result<UrlPath<String>, PathRejection>) -> Result<String, ApiError
     })
 }
 
+/// `first=N` or `last=N`: from 0 to [`EvidencePage::MAX`], else a 400 that says so.
+fn page_end(q: &HashMap<String, String>, key: &str, default: u32) -> Result<u32, ApiError> {
+    match q.get(key) {
+        None => Ok(default),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if n <= EvidencePage::MAX => Ok(n),
+            _ => Err(ApiError::bad_request(format!(
+                "{key}={v}: expected a number from 0 to {}",
+                EvidencePage::MAX
+            ))),
+        },
+    }
+}
+
 async fn incident(
     State(s): State<Shared>,
     id: Result<UrlPath<String>, PathRejection>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<IncidentDetail>, ApiError> {
+    only_keys(&q, &["first", "last"])?;
+    let default = EvidencePage::default();
+    let page = EvidencePage {
+        first: page_end(&q, "first", default.first)?,
+        last: page_end(&q, "last", default.last)?,
+    };
     let id = segment(id)?;
     let n: u64 = id.parse().map_err(|_| {
         ApiError::bad_request(format!(
@@ -213,7 +236,7 @@ async fn incident(
         ));
     }
     let view = s.view.clone();
-    match blocking(move || view.incident(n)).await?? {
+    match blocking(move || view.incident(n, page)).await?? {
         Some(d) => Ok(Json(d)),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,

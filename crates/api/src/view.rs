@@ -6,7 +6,9 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use vfguard_model::{Bdf, OperatorRequest, Topology};
 
-use crate::reply::{ActionList, IncidentDetail, IncidentList, OperatorAccepted, Status};
+use crate::reply::{
+    ActionList, EvidencePage, IncidentDetail, IncidentList, OperatorAccepted, Status,
+};
 
 /// Which incidents to list (`GET /v1/incidents?open=true&owner=vm:web-7&pf=0000:3b:00.0`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,8 +53,9 @@ pub trait AgentView: Send + Sync + 'static {
     fn topology(&self) -> Option<Arc<Topology>>;
     /// `GET /v1/incidents`.
     fn incidents(&self, q: &IncidentQuery) -> Result<IncidentList, ViewError>;
-    /// `GET /v1/incidents/{id}`: with its evidence chain (the shape of `vfguard explain --json`).
-    fn incident(&self, id: u64) -> Result<Option<IncidentDetail>, ViewError>;
+    /// `GET /v1/incidents/{id}?first=N&last=N`: with its evidence chain (the shape of `vfguard
+    /// explain --json`), the first and last entries of each list as `page` asks, with counts.
+    fn incident(&self, id: u64, page: EvidencePage) -> Result<Option<IncidentDetail>, ViewError>;
     /// `GET /v1/actions?limit=N`: the latest actions, newest last.
     fn actions(&self, limit: usize) -> Result<ActionList, ViewError>;
     /// `GET /metrics`: the OpenMetrics text exposition (the route converts it for scrapers that

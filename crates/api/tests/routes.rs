@@ -10,8 +10,8 @@ use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 use vfguard_api::reply::{
-    ActionList, IncidentDetail, IncidentList, IncidentSummary, OperatorAccepted, RunningStatus,
-    Status,
+    ActionList, EvidenceCounts, EvidencePage, IncidentDetail, IncidentList, IncidentSummary,
+    OperatorAccepted, RunningStatus, Status,
 };
 use vfguard_api::{Access, Caller, Limits};
 use vfguard_api::{AgentView, IncidentQuery, Refusal, Reply, ViewError};
@@ -21,6 +21,7 @@ use vfguard_model::{IncidentId, IncidentState, Mode, OperatorRequest, Topology};
 struct Fake {
     asked: Mutex<Vec<IncidentQuery>>,
     limits: Mutex<Vec<usize>>,
+    pages: Mutex<Vec<EvidencePage>>,
     requests: Mutex<Vec<OperatorRequest>>,
     broken: bool,
 }
@@ -80,7 +81,8 @@ impl AgentView for Fake {
         self.asked.lock().unwrap().push(q.clone());
         Ok(vec![summary()])
     }
-    fn incident(&self, id: u64) -> Result<Option<IncidentDetail>, ViewError> {
+    fn incident(&self, id: u64, page: EvidencePage) -> Result<Option<IncidentDetail>, ViewError> {
+        self.pages.lock().unwrap().push(page);
         let s = summary();
         Ok((id == 1).then(|| IncidentDetail {
             id: s.id,
@@ -92,6 +94,12 @@ impl AgentView for Fake {
             observations: Vec::new(),
             decisions: Vec::new(),
             actions: Vec::new(),
+            counts: EvidenceCounts {
+                page: Some(page),
+                observations_total: 2_000_000,
+                observations_omitted: 2_000_000,
+                ..EvidenceCounts::default()
+            },
         }))
     }
     fn actions(&self, limit: usize) -> Result<ActionList, ViewError> {
@@ -190,8 +198,25 @@ fn routes_answer_in_their_shapes() {
             get(v.clone(), "/v1/incidents/1").await.1,
             json!({
                 "id": 1, "function": "0000:3b:02.1", "pf": "0000:3b:00.0", "state": "contained",
-                "owner": null, "opened_ms": 1000, "observations": [], "decisions": [], "actions": []
+                "owner": null, "opened_ms": 1000, "observations": [], "decisions": [], "actions": [],
+                "page": {"first": 50, "last": 50},
+                "observations_total": 2_000_000, "observations_omitted": 2_000_000,
+                "observations_dropped": 0, "decisions_total": 0, "decisions_omitted": 0,
+                "decisions_dropped": 0, "actions_total": 0, "actions_omitted": 0
             })
+        );
+        let (s, body) = get(v.clone(), "/v1/incidents/1?first=0&last=10000").await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(body["page"], json!({"first": 0, "last": 10000}));
+        assert_eq!(
+            v.pages.lock().unwrap().clone(),
+            [
+                EvidencePage::default(),
+                EvidencePage {
+                    first: 0,
+                    last: 10_000
+                }
+            ]
         );
         assert_eq!(get(v.clone(), "/v1/actions").await.1, json!([]));
         assert_eq!(get(v.clone(), "/v1/actions?limit=5").await.1, json!([]));
@@ -236,6 +261,21 @@ fn malformed_requests_get_4xx_with_a_reason() {
                 "no incident 18446744073709551615",
             ),
             ("/v1/incidents/7", StatusCode::NOT_FOUND, "no incident 7"),
+            (
+                "/v1/incidents/1?first=10001",
+                StatusCode::BAD_REQUEST,
+                "first=10001: expected a number from 0 to 10000",
+            ),
+            (
+                "/v1/incidents/1?last=-1",
+                StatusCode::BAD_REQUEST,
+                "last=-1: expected a number from 0 to 10000",
+            ),
+            (
+                "/v1/incidents/1?frist=1",
+                StatusCode::BAD_REQUEST,
+                "unknown query parameter `frist`; this route takes: first, last",
+            ),
             (
                 "/v1/incidents?pf=3b:00",
                 StatusCode::BAD_REQUEST,

@@ -385,8 +385,8 @@ impl Journal {
     /// commit order; `None` if the journal has no such incident.
     ///
     /// Unbounded: an incident in a storm holds millions of observations, all read into memory.
-    /// Readers use [`Journal::incident_page`] and the `incident_*` streams instead; this stays
-    /// for callers that have not moved to them.
+    /// The daemon and the CLI use [`Journal::incident_page`] and the `incident_*` streams; this
+    /// is for tests and small journals.
     pub fn incident(&self, id: IncidentId) -> Result<Option<IncidentDetail>, JournalError> {
         let Some(page) = self.incident_page(id, 0, 0)? else {
             return Ok(None);
@@ -414,7 +414,7 @@ impl Journal {
     /// Everything in commit order, collected.
     ///
     /// Unbounded: the whole journal in memory. A restart uses [`Journal::replay_stream`]; this
-    /// stays for callers that have not moved to it (and for tests).
+    /// is for tests and small journals.
     pub fn replay(&self) -> Result<Vec<Entry>, JournalError> {
         query::replay(&self.conn).map_err(self.err("replaying"))
     }

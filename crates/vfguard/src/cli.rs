@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use vfguard_api::reply::EvidencePage;
 
 /// Detect, attribute and contain faults of SR-IOV VFs and passed-through NICs.
 ///
@@ -98,6 +99,16 @@ pub enum Command {
     /// Show an incident's evidence chain from the journal: what the kernel said, how each line
     /// was attributed and with what confidence, each decision and the rule that made it, each
     /// action and its outcome. Asks the daemon; --journal FILE reads a journal file instead.
+    ///
+    /// Shows the first and last 50 entries of each list and counts the rest (an incident in a
+    /// storm holds millions); --first/--last choose how many, --all (with --journal) streams
+    /// every one.
+    ///
+    /// Examples:
+    ///   vfguard explain 4
+    ///   vfguard explain 4 --first 10 --last 500
+    ///   vfguard explain --journal /var/lib/vfguard/journal.db 4 --all --json
+    #[command(verbatim_doc_comment)]
     Explain(ExplainArgs),
     /// Ask the running daemon how it is: mode, records read and lost, the host map's version,
     /// incidents by state. Says so clearly when no daemon answers on the socket.
@@ -237,6 +248,20 @@ pub struct ExplainArgs {
     /// One JSON object (the shape of `GET /v1/incidents/{id}`).
     #[arg(short = 'j', long)]
     pub json: bool,
+    /// Show the first N entries of each list (observations, decisions, actions); what lies
+    /// between the first and the last is counted, not shown.
+    #[arg(long, value_name = "N", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(EvidencePage::MAX)))]
+    pub first: u32,
+    /// Show the last N entries of each list.
+    #[arg(long, value_name = "N", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(EvidencePage::MAX)))]
+    pub last: u32,
+    /// Show every entry, streamed from the journal file (needs --journal): for an incident of
+    /// millions of observations, in memory that does not grow with it. With --json, one object
+    /// whose lists hold one entry per line.
+    #[arg(long, conflicts_with_all = ["first", "last"])]
+    pub all: bool,
 }
 
 /// `vfguard incidents` options.

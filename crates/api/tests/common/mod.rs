@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
-use vfguard_api::reply::{ActionList, IncidentDetail, IncidentList, Status};
+use vfguard_api::reply::{ActionList, EvidencePage, IncidentDetail, IncidentList, Status};
 use vfguard_api::{Access, AgentView, IncidentQuery, Limits, Reply, ViewError};
 use vfguard_model::{OperatorRequest, Topology};
 
@@ -25,7 +25,7 @@ impl AgentView for Still {
     fn incidents(&self, _: &IncidentQuery) -> Result<IncidentList, ViewError> {
         Ok(Vec::new())
     }
-    fn incident(&self, _: u64) -> Result<Option<IncidentDetail>, ViewError> {
+    fn incident(&self, _: u64, _: EvidencePage) -> Result<Option<IncidentDetail>, ViewError> {
         Ok(None)
     }
     fn actions(&self, _: usize) -> Result<ActionList, ViewError> {
