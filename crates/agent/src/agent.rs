@@ -647,6 +647,8 @@ impl Agent {
                     self.aer_absent.insert(f);
                     continue;
                 }
+                // Out of descriptors, or a file not in the kernel's format: asked again at
+                // the next sample (the counters are cumulative, so nothing is lost meanwhile).
                 Err(_) => continue,
             };
             let logged = self.aer_logged.remove(&f).unwrap_or(0);

@@ -8,6 +8,17 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+/// `EMFILE` and `ENFILE` (include/uapi/asm-generic/errno-base.h): the process's, or the
+/// system's, file table is full.
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
+
+/// Whether `e` says file descriptors ran out (`EMFILE`, `ENFILE`): the read failed for want of
+/// a descriptor, and says nothing of the file; a reader must not take it for an absent file.
+pub fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(EMFILE | ENFILE))
+}
+
 /// Read access (and the few writes actuators need) to the host's pseudo-filesystems.
 pub trait HostFs: Send + Sync {
     /// Reads a whole file (sysfs attributes are small).

@@ -55,8 +55,27 @@ pub fn parse_counter_file(
     Ok((bits, total))
 }
 
+/// Why a function's AER counters could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum AerReadError {
+    /// A counter file is not in the kernel's format.
+    #[error(transparent)]
+    Parse(#[from] AerParseError),
+    /// File descriptors ran out (`EMFILE`, `ENFILE`): the files may well be there; ask again
+    /// later rather than take the function for one without AER.
+    #[error("{path}: {source}")]
+    Exhausted {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
 /// Reads a function's AER counters; `None` when it has no AER capability (no files: many VFs).
-pub fn read_counters(fs: &dyn HostFs, bdf: Bdf) -> Result<Option<AerCounters>, AerParseError> {
+/// A read that failed for want of a file descriptor is an error, never `None`: before, a host
+/// out of descriptors took every function for one without AER, and stopped reading them.
+pub fn read_counters(fs: &dyn HostFs, bdf: Bdf) -> Result<Option<AerCounters>, AerReadError> {
     let mut c = AerCounters::default();
     let mut any = false;
     for (name, bits, total) in [
@@ -69,7 +88,16 @@ pub fn read_counters(fs: &dyn HostFs, bdf: Bdf) -> Result<Option<AerCounters>, A
         ("aer_dev_fatal", &mut c.fatal, &mut c.total_fatal),
     ] {
         let path = PathBuf::from(format!("/sys/bus/pci/devices/{bdf}/{name}"));
-        let Ok(text) = fs.read(&path) else { continue };
+        let text = match fs.read(&path) {
+            Ok(text) => text,
+            Err(e) if vfguard_host::fs::is_fd_exhaustion(&e) => {
+                return Err(AerReadError::Exhausted {
+                    path: path.display().to_string(),
+                    source: e,
+                })
+            }
+            Err(_) => continue,
+        };
         any = true;
         let (b, t) = parse_counter_file(&path.display().to_string(), &text)?;
         *total = t.unwrap_or_else(|| b.values().fold(0u64, |a, &v| a.saturating_add(v)));
@@ -167,6 +195,45 @@ mod tests {
         assert_eq!(old["Receiver Error"], 2);
         let err = parse_counter_file("aer_dev_fatal", "Undefined 0\ngarbage\n").unwrap_err();
         assert_eq!(err.line, 2);
+    }
+
+    /// A host whose reads of files under `/sys` fail with this errno (or, for `None`, are
+    /// not there).
+    struct Failing(Option<i32>);
+
+    impl HostFs for Failing {
+        fn read(&self, _: &std::path::Path) -> std::io::Result<String> {
+            Err(match self.0 {
+                Some(code) => std::io::Error::from_raw_os_error(code),
+                None => std::io::ErrorKind::NotFound.into(),
+            })
+        }
+        fn read_link(&self, p: &std::path::Path) -> std::io::Result<PathBuf> {
+            self.read(p).map(PathBuf::from)
+        }
+        fn list(&self, p: &std::path::Path) -> std::io::Result<Vec<String>> {
+            self.read(p).map(|s| vec![s])
+        }
+        fn inode(&self, p: &std::path::Path) -> std::io::Result<u64> {
+            self.read(p).map(|_| 0)
+        }
+        fn write(&self, p: &std::path::Path, _: &str) -> std::io::Result<()> {
+            self.read(p).map(drop)
+        }
+    }
+
+    #[test]
+    fn a_function_is_without_aer_only_when_its_files_are_not_there() {
+        let bdf: Bdf = "0000:3b:02.1".parse().unwrap();
+        // No files (ENOENT), or files this process may not read (EACCES): no AER to follow.
+        assert!(matches!(read_counters(&Failing(None), bdf), Ok(None)));
+        assert!(matches!(read_counters(&Failing(Some(13)), bdf), Ok(None)));
+        // Out of file descriptors (EMFILE, ENFILE): an error, never "no AER" (issue 13).
+        for code in [24, 23] {
+            let e = read_counters(&Failing(Some(code)), bdf).unwrap_err();
+            assert!(matches!(e, AerReadError::Exhausted { .. }), "{e}");
+            assert!(e.to_string().contains("aer_dev_correctable"), "{e}");
+        }
     }
 
     fn counters(cor: u64, bit: u64) -> AerCounters {

@@ -12,17 +12,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+pub use vfguard_host::fs::is_fd_exhaustion;
 use vfguard_host::HostFs;
-
-/// `EMFILE` and `ENFILE` (include/uapi/asm-generic/errno-base.h): the process's, or the
-/// system's, file table is full.
-const EMFILE: i32 = 24;
-const ENFILE: i32 = 23;
-
-/// Whether `e` says file descriptors ran out (`EMFILE`, `ENFILE`).
-pub fn is_fd_exhaustion(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(EMFILE | ENFILE))
-}
 
 /// A read of the host that failed as a whole.
 #[derive(Debug, thiserror::Error)]
