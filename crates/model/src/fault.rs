@@ -52,11 +52,16 @@ pub enum FaultKind {
     Admin,
     /// A kernel oops, BUG or WARNING whose location names a NIC driver.
     Oops,
+    /// A receive queue error (mlx5's `rx` health reporter: CQE errors, a stuck RQ).
+    RxError,
+    /// The adapter's firmware reported a fault or failed a command (mlx5 health syndromes,
+    /// command timeouts, page allocation; devlink `fw`, `fw_fatal`): device-wide, no tenant's.
+    FwFault,
 }
 
 impl FaultKind {
     /// Every kind, in declaration order.
-    pub const ALL: [FaultKind; 18] = [
+    pub const ALL: [FaultKind; 20] = [
         FaultKind::MddTx,
         FaultKind::MddRx,
         FaultKind::Mdd,
@@ -75,6 +80,8 @@ impl FaultKind {
         FaultKind::IommuFault,
         FaultKind::Admin,
         FaultKind::Oops,
+        FaultKind::RxError,
+        FaultKind::FwFault,
     ];
 
     /// Whether the kind is the function's own misbehaviour (what a tenant's driver did), as
@@ -118,6 +125,8 @@ impl FaultKind {
             FaultKind::IommuFault => "iommu_fault",
             FaultKind::Admin => "admin",
             FaultKind::Oops => "oops",
+            FaultKind::RxError => "rx_error",
+            FaultKind::FwFault => "fw_fault",
         }
     }
 
@@ -312,6 +321,11 @@ pub struct FaultEvent {
     /// the first one's line, sequence number and timestamp.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub repeats: u64,
+    /// Printed by a VF's own driver about what befell it (iavf "Failed to communicate with
+    /// PF", ixgbevf "PF still resetting"): its owner suffered the fault, so the event is never,
+    /// on its own, evidence against that owner.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub victim: bool,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference

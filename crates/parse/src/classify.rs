@@ -241,6 +241,7 @@ fn new_event(
         details: BTreeMap::new(),
         owner: None,
         repeats: 0,
+        victim: e.victim,
     }
 }
 

@@ -379,5 +379,6 @@ fn aer_event(function: Bdf, kind: FaultKind, n: u64) -> FaultEvent {
         details: Default::default(),
         owner: None,
         repeats: 0,
+        victim: false,
     }
 }

@@ -61,6 +61,7 @@ pub fn fault(n: u8, seq: u64) -> FaultEvent {
         details,
         owner: Some(vm(&format!("web-{n}"))),
         repeats: 0,
+        victim: false,
     }
 }
 

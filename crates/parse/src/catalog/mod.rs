@@ -121,6 +121,9 @@ pub struct Entry {
     pub group: Option<Group>,
     /// Whether `vf`-like numbers in it are device-absolute (global MDD registers).
     pub absolute: bool,
+    /// Whether a VF's own driver prints it about what befell the VF (the victim's side):
+    /// never, on its own, evidence against the VF's owner ([`vfguard_model::FaultEvent::victim`]).
+    pub victim: bool,
     /// The kernels that print it, and where.
     pub since: &'static str,
     /// One line exactly as the kernel prints it (device prefix included, no log prefix).
@@ -142,6 +145,7 @@ impl Entry {
         role: Role::Head,
         group: None,
         absolute: false,
+        victim: false,
         since: "",
         example: "",
     };

@@ -422,7 +422,8 @@ fn weight(k: FaultKind) -> u8 {
         | FaultKind::Mdd
         | FaultKind::VfDisabled
         | FaultKind::IommuFault => 4,
-        FaultKind::TxHang | FaultKind::AerNonfatal => 3,
+        FaultKind::TxHang | FaultKind::AerNonfatal | FaultKind::FwFault => 3,
+        FaultKind::RxError => 2,
         FaultKind::Spoof
         | FaultKind::MacOverride
         | FaultKind::VlanOverride
@@ -452,5 +453,7 @@ fn meaning(k: FaultKind) -> &'static str {
         FaultKind::IommuFault => "DMA to an address the IOMMU does not map",
         FaultKind::Oops => "the kernel crashed or warned inside a NIC driver",
         FaultKind::Admin => "administrator changes",
+        FaultKind::RxError => "a receive queue failed",
+        FaultKind::FwFault => "the adapter's firmware reported a fault or failed a command",
     }
 }
