@@ -153,7 +153,7 @@ impl Classifier {
     fn flush(&mut self, out: &mut Vec<FaultEvent>) {
         if let Some(p) = self.pending.take() {
             if let Some(event) = finalize(self.cat, p) {
-                out.push(event);
+                push_split(event, out);
             }
         }
     }
@@ -213,7 +213,7 @@ fn new_event(
     let kind = match e.kind {
         KindRule::Fixed(k) => k,
         KindRule::AerSeverity => FaultKind::AerCorrectable,
-        KindRule::MddDirection => FaultKind::Mdd,
+        KindRule::MddDirection | KindRule::MddMasks => FaultKind::Mdd,
         KindRule::Oops => FaultKind::Oops,
     };
     FaultEvent {
@@ -489,6 +489,7 @@ fn finalize(cat: &Catalog, p: Pending) -> Option<FaultEvent> {
                 _ => Severity::Warning,
             };
         }
+        KindRule::MddMasks => mdd_masks_kind(&mut ev),
         KindRule::Fixed(_) | KindRule::MddDirection => {}
     }
     if p.group == Some(Group::AerFirmware) {
@@ -530,6 +531,53 @@ fn finalize(cat: &Catalog, p: Pending) -> Option<FaultEvent> {
         }
     }
     Some(ev)
+}
+
+/// The direction of an MDD event from its cause registers (ixgbe `LVMMC_TX`/`LVMMC_RX`, printed
+/// `%x`): a non-zero register is an event in that direction. Both non-zero is marked
+/// [`BOTH_DIRECTIONS`] here and split in two by [`push_split`]; neither leaves `mdd`, since the
+/// driver still saw a malicious VF.
+fn mdd_masks_kind(ev: &mut FaultEvent) {
+    let nonzero = |name: &str| {
+        ev.details
+            .get(name)
+            .and_then(|s| hex(s))
+            .is_some_and(|n| n != 0)
+    };
+    let (tx, rx) = (nonzero("tx_mask"), nonzero("rx_mask"));
+    let (kind, direction) = match (tx, rx) {
+        (true, true) => (FaultKind::MddTx, BOTH_DIRECTIONS),
+        (true, false) => (FaultKind::MddTx, "tx"),
+        (false, true) => (FaultKind::MddRx, "rx"),
+        (false, false) => return,
+    };
+    ev.kind = kind;
+    ev.details
+        .insert(DIRECTION.to_owned(), direction.to_owned());
+}
+
+/// The detail that tells the two events of one line apart (`tx`, `rx`).
+pub const DIRECTION: &str = "direction";
+
+/// The transient `direction` of a line that reported both directions, before the split.
+const BOTH_DIRECTIONS: &str = "tx+rx";
+
+/// Emits an event, or the two it stands for: one line that reported an MDD in both directions
+/// (ixgbe `tx:4 rx:2`) is an mdd_tx and an mdd_rx event, so that each direction's rule and count
+/// sees it. The two share the line, sequence number and text; `details.direction` tells them
+/// apart.
+fn push_split(mut ev: FaultEvent, out: &mut Vec<FaultEvent>) {
+    if ev.details.get(DIRECTION).map(String::as_str) != Some(BOTH_DIRECTIONS) {
+        out.push(ev);
+        return;
+    }
+    let mut rx = ev.clone();
+    ev.kind = FaultKind::MddTx;
+    ev.details.insert(DIRECTION.to_owned(), "tx".to_owned());
+    rx.kind = FaultKind::MddRx;
+    rx.details.insert(DIRECTION.to_owned(), "rx".to_owned());
+    out.push(ev);
+    out.push(rx);
 }
 
 fn hex(s: &str) -> Option<u64> {

@@ -10,9 +10,11 @@
 //! # What may fold
 //! Only a record that the classifier took in alone: it was idle before the record and is idle
 //! after it (so the record neither continued an open event nor opened one that waits for detail
-//! lines), and the record made at most one event. A record that makes no event folds too (benign
-//! chatter costs a lookup). The first record's line, sequence number and timestamp stay on the
-//! event; the order of events within the batch is that of their first records.
+//! lines); every event it made is then its own. A repeat adds one to each of them: a line that
+//! is two events (ixgbe's `Malicious event on VF 2 tx:4 rx:2`, an mdd_tx and an mdd_rx) counts
+//! a repeat on both, and never on an event of another text. A record that makes no event folds
+//! too (benign chatter costs a lookup). The first record's line, sequence number and timestamp
+//! stay on the event; the order of events within the batch is that of their first records.
 
 use std::collections::HashMap;
 
@@ -29,8 +31,9 @@ const MAX_DISTINCT: usize = 4096;
 pub struct FoldingClassifier {
     classifier: Classifier,
     events: Vec<FaultEvent>,
-    /// Key → the index in `events` of the event it made, or `None` when it made none.
-    seen: HashMap<String, Option<usize>>,
+    /// Key → the indices in `events` of the events it made (`start..end`; empty when it made
+    /// none).
+    seen: HashMap<String, std::ops::Range<usize>>,
     key: String,
     folded: u64,
     /// When false every record is classified on its own (a baseline to measure folding by).
@@ -60,27 +63,22 @@ impl FoldingClassifier {
             self.key.push_str(rec.device.as_deref().unwrap_or(""));
             self.key.push('\0');
             self.key.push_str(&rec.text);
-            match self.seen.get(self.key.as_str()) {
-                Some(Some(i)) => {
-                    if let Some(e) = self.events.get_mut(*i) {
+            if let Some(made) = self.seen.get(self.key.as_str()) {
+                if let Some(events) = self.events.get_mut(made.clone()) {
+                    for e in events {
                         e.repeats = e.repeats.saturating_add(1);
-                        self.folded += 1;
-                        return;
                     }
-                }
-                Some(None) => {
                     self.folded += 1;
                     return;
                 }
-                None => {}
             }
         }
         let before = self.events.len();
         self.classifier.push(&kmsg_line(rec), &mut self.events);
-        let made = self.events.len() - before;
-        if idle && !self.classifier.is_pending() && made <= 1 && self.seen.len() < MAX_DISTINCT {
-            let at = (made == 1).then_some(before);
-            self.seen.insert(self.key.clone(), at);
+        let after = self.events.len();
+        // Idle before and after: every event made since `before` came from this record alone.
+        if idle && !self.classifier.is_pending() && self.seen.len() < MAX_DISTINCT {
+            self.seen.insert(self.key.clone(), before..after);
         }
     }
 
@@ -136,6 +134,58 @@ mod tests {
         assert_eq!(events[1].seq, Some(100));
         assert_eq!(events[1].repeats, 4);
         assert_eq!(f.folded(), 8);
+    }
+
+    #[test]
+    fn a_line_of_two_events_folds_its_repeats_into_both_and_no_other() {
+        // Issue 14: "tx:4 rx:2" is an mdd_tx and an mdd_rx event from one record; its repeats
+        // count on both, the Tx-only line beside it keeps its own count.
+        let both = MDD.replace("tx:0 rx:0", "tx:4 rx:2");
+        let tx_only = MDD.replace("tx:0 rx:0", "tx:4 rx:0");
+        let mut f = FoldingClassifier::new();
+        for seq in 0..3 {
+            f.push(&rec(seq, 0, &both));
+            f.push(&rec(10 + seq, 0, &tx_only));
+        }
+        f.push(&rec(20, 0, &both));
+        let events: Vec<FaultEvent> = f.finish().collect();
+        let got: Vec<_> = events
+            .iter()
+            .map(|e| {
+                (
+                    e.kind,
+                    e.seq,
+                    e.repeats,
+                    e.details.get("direction").map(String::as_str),
+                )
+            })
+            .collect();
+        use vfguard_model::FaultKind::{MddRx, MddTx};
+        assert_eq!(
+            got,
+            [
+                (MddTx, Some(0), 3, Some("tx")),
+                (MddRx, Some(0), 3, Some("rx")),
+                (MddTx, Some(10), 2, Some("tx")),
+            ]
+        );
+        assert_eq!(f.folded(), 5);
+        // Folded or not, the same records make the same events with the same counts.
+        let mut plain = FoldingClassifier::unfolded();
+        for seq in 0..3 {
+            plain.push(&rec(seq, 0, &both));
+            plain.push(&rec(10 + seq, 0, &tx_only));
+        }
+        plain.push(&rec(20, 0, &both));
+        let unfolded: Vec<FaultEvent> = plain.finish().collect();
+        let count = |evs: &[FaultEvent], k| {
+            evs.iter()
+                .filter(|e| e.kind == k)
+                .map(FaultEvent::records)
+                .sum::<u64>()
+        };
+        assert_eq!(count(&events, MddTx), count(&unfolded, MddTx));
+        assert_eq!(count(&events, MddRx), count(&unfolded, MddRx));
     }
 
     #[test]

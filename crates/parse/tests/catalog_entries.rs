@@ -133,6 +133,9 @@ fn every_fault_kind_has_an_entry() {
             vfguard_parse::catalog::KindRule::MddDirection => {
                 matches!(kind, FaultKind::MddTx | FaultKind::MddRx)
             }
+            vfguard_parse::catalog::KindRule::MddMasks => {
+                matches!(kind, FaultKind::MddTx | FaultKind::MddRx | FaultKind::Mdd)
+            }
             vfguard_parse::catalog::KindRule::Oops => kind == FaultKind::Oops,
         });
         assert!(found, "no catalog entry yields {kind}");

@@ -626,9 +626,9 @@ pub static ENTRIES: &[Entry] = &[
         source: IXGBE,
         format: "Malicious event on VF %d tx:%x rx:%x\n",
         fields: &["vf", "tx_mask", "rx_mask"],
-        kind: R::Fixed(K::Mdd),
+        kind: R::MddMasks,
         severity: S::Error,
-        since: "ixgbe_sriov.c ixgbe_check_mdd_event(), v6.17+ (X550/E610); queue re-enabled",
+        since: "ixgbe_sriov.c ixgbe_check_mdd_event(), v6.17+ (X550/E610; tx/rx are the LVMMC_TX/LVMMC_RX cause registers: mdd_tx, mdd_rx, both, or mdd when both read 0); queue re-enabled",
         example: "ixgbe 0000:01:00.0: Malicious event on VF 2 tx:4 rx:0",
         ..D
     },

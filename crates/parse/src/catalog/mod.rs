@@ -10,7 +10,8 @@
 //! Conversions are named by the entry's `fields`. Names with a meaning of their own:
 //! `vf` (PF-relative VF index), `vf_abs` (device-absolute VF number), `queue`, `count`, `mac`,
 //! `seg`/`bus`/`dev`/`fn` (the function the line names), `rid` (a 16-bit requester ID),
-//! `sev` (an AER severity word), `dir` (a direction word: TX/RX), `netdev`, `driver`,
+//! `sev` (an AER severity word), `dir` (a direction word: TX/RX), `tx_mask`/`rx_mask` (MDD
+//! cause registers, read by [`KindRule::MddMasks`]), `netdev`, `driver`,
 //! `client` (an SMMU master name), `symbol` (an oops location). Any other name lands in the
 //! event's `details`; a name starting with `_` is matched and dropped.
 
@@ -76,6 +77,10 @@ pub enum KindRule {
     AerSeverity,
     /// From the direction word in field `dir` (TX... → mdd_tx, RX... → mdd_rx).
     MddDirection,
+    /// From the per-direction cause registers in fields `tx_mask` and `rx_mask` (ixgbe's
+    /// `LVMMC_TX`/`LVMMC_RX`): mdd_tx when only Tx is non-zero, mdd_rx when only Rx is, one
+    /// event of each (details `direction` = `tx`/`rx`) when both are, mdd when neither is.
+    MddMasks,
     /// An oops/BUG/WARNING: an event only when its location names a NIC driver.
     Oops,
 }

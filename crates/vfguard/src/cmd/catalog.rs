@@ -42,6 +42,7 @@ pub fn run(args: &CatalogArgs) -> anyhow::Result<ExitCode> {
             KindRule::Fixed(k) => k.to_string(),
             KindRule::AerSeverity => "aer_* (by severity)".to_owned(),
             KindRule::MddDirection => "mdd_tx|mdd_rx (by source)".to_owned(),
+            KindRule::MddMasks => "mdd_tx|mdd_rx|both|mdd (by tx/rx cause)".to_owned(),
             KindRule::Oops => "oops (in NIC drivers)".to_owned(),
         };
         let role = match e.role {
