@@ -853,6 +853,7 @@ pub static ENTRIES: &[Entry] = &[
         format: "Reset indication received from the PF\n",
         kind: R::Fixed(K::VfReset),
         scope: Scope::Own,
+        victim: true,
         since: "iavf_virtchnl.c iavf_virtchnl_completion() VIRTCHNL_EVENT_RESET_IMPENDING, v6.x",
         example: "iavf 0000:ca:01.0: Reset indication received from the PF",
         ..D
@@ -863,6 +864,7 @@ pub static ENTRIES: &[Entry] = &[
         format: "Reset warning received from the PF\n",
         kind: R::Fixed(K::VfReset),
         scope: Scope::Own,
+        victim: true,
         since: "iavf_virtchnl.c / i40evf, up to about v5.x",
         example: "iavf 0000:ca:01.0: Reset warning received from the PF",
         ..D
@@ -873,6 +875,7 @@ pub static ENTRIES: &[Entry] = &[
         format: "Hardware reset detected\n",
         kind: R::Fixed(K::VfReset),
         scope: Scope::Own,
+        victim: true,
         since: "iavf_main.c iavf_watchdog_task()",
         example: "iavf 0000:ca:01.0: Hardware reset detected",
         ..D
@@ -884,6 +887,7 @@ pub static ENTRIES: &[Entry] = &[
         kind: R::Fixed(K::VfReset),
         severity: S::Info,
         scope: Scope::Own,
+        victim: true,
         since: "iavf_main.c, about v5.1x: the VF driver lets go of the function (unbind or reset-driven remove)",
         example: "iavf 0000:8a:05.0: Removing device",
         ..D
@@ -896,6 +900,7 @@ pub static ENTRIES: &[Entry] = &[
         kind: R::Fixed(K::VfReset),
         severity: S::Error,
         scope: Scope::Own,
+        victim: true,
         since: "iavf_main.c iavf_reset_task(); the VF disables itself next",
         example: "iavf 0000:ca:01.0: Reset never finished (0)",
         ..D
@@ -907,6 +912,7 @@ pub static ENTRIES: &[Entry] = &[
         kind: R::Fixed(K::VfDisabled),
         severity: S::Error,
         scope: Scope::Own,
+        victim: true,
         since: "iavf_main.c iavf_disable_vf()",
         example: "iavf 0000:ca:01.0: Reset task did not complete, VF disabled",
         ..D
@@ -918,6 +924,7 @@ pub static ENTRIES: &[Entry] = &[
         kind: R::Fixed(K::VfDisabled),
         severity: S::Error,
         scope: Scope::Own,
+        victim: true,
         since: "iavf_main.c iavf_init_get_resources() (the PF disabled the VF)",
         example: "iavf 0000:ca:01.0: Unable to get VF config due to PF error condition, not retrying",
         ..D
@@ -928,6 +935,7 @@ pub static ENTRIES: &[Entry] = &[
         format: "Failed to communicate with PF; waiting before retry\n",
         severity: S::Error,
         scope: Scope::Own,
+        victim: true,
         since: "iavf_main.c iavf_watchdog_task()",
         example: "iavf 0000:ca:01.0: Failed to communicate with PF; waiting before retry",
         ..D
@@ -939,6 +947,7 @@ pub static ENTRIES: &[Entry] = &[
         fields: &["error", "error_name", "opcode"],
         patterns: &[("error_name", r"[A-Z0-9_]+")],
         scope: Scope::Own,
+        victim: true,
         since: "iavf_virtchnl.c iavf_virtchnl_completion()",
         example: "iavf 0000:8a:05.0: PF returned error -5 (IAVF_ERR_PARAM) to our request 53",
         ..D
@@ -949,6 +958,7 @@ pub static ENTRIES: &[Entry] = &[
         format: "Failed to add MAC filter, error %s\n",
         fields: &["error_name"],
         scope: Scope::Own,
+        victim: true,
         since: "iavf_virtchnl.c",
         example: "iavf 0000:ec:01.1: Failed to add MAC filter, error IAVF_NOT_SUPPORTED",
         ..D
@@ -959,6 +969,7 @@ pub static ENTRIES: &[Entry] = &[
         format: "Failed to delete MAC filter, error %s\n",
         fields: &["error_name"],
         scope: Scope::Own,
+        victim: true,
         since: "iavf_virtchnl.c",
         example: "iavf 0000:ca:01.0: Failed to delete MAC filter, error IAVF_NOT_SUPPORTED",
         ..D
@@ -969,6 +980,7 @@ pub static ENTRIES: &[Entry] = &[
         format: "Failed to add VLAN filter, error %s\n",
         fields: &["error_name"],
         scope: Scope::Own,
+        victim: true,
         since: "iavf_virtchnl.c",
         example: "iavf 0000:ca:01.0: Failed to add VLAN filter, error IAVF_ERR_PARAM",
         ..D
@@ -979,6 +991,7 @@ pub static ENTRIES: &[Entry] = &[
         format: "Failed to delete VLAN filter, error %s\n",
         fields: &["error_name"],
         scope: Scope::Own,
+        victim: true,
         since: "iavf_virtchnl.c",
         example: "iavf 0000:ca:01.0: Failed to delete VLAN filter, error IAVF_ERR_PARAM",
         ..D
@@ -989,6 +1002,7 @@ pub static ENTRIES: &[Entry] = &[
         format: "Expected response %d from PF, received %d\n",
         fields: &["expected", "opcode"],
         scope: Scope::Own,
+        victim: true,
         since: "iavf_virtchnl.c iavf_virtchnl_completion()",
         example: "iavf 0000:ca:01.0: Expected response 6 from PF, received 7",
         ..D
@@ -999,6 +1013,7 @@ pub static ENTRIES: &[Entry] = &[
         format: "Invalid message %d from PF\n",
         fields: &["opcode"],
         scope: Scope::Own,
+        victim: true,
         since: "iavf_virtchnl.c",
         example: "iavf 0000:ca:01.0: Invalid message 45 from PF",
         ..D
@@ -1008,6 +1023,7 @@ pub static ENTRIES: &[Entry] = &[
         source: IAVF,
         format: "ARQ Overflow Error detected\n",
         scope: Scope::Own,
+        victim: true,
         since: "iavf_main.c iavf_adminq_task()",
         example: "iavf 0000:ca:01.0: ARQ Overflow Error detected",
         ..D
@@ -1018,6 +1034,7 @@ pub static ENTRIES: &[Entry] = &[
         format: "ARQ Critical Error detected\n",
         severity: S::Error,
         scope: Scope::Own,
+        victim: true,
         since: "iavf_main.c iavf_adminq_task()",
         example: "iavf 0000:ca:01.0: ARQ Critical Error detected",
         ..D
@@ -1027,6 +1044,7 @@ pub static ENTRIES: &[Entry] = &[
         source: IAVF,
         format: "ARQ VF Error detected\n",
         scope: Scope::Own,
+        victim: true,
         since: "iavf_main.c iavf_adminq_task()",
         example: "iavf 0000:ca:01.0: ARQ VF Error detected",
         ..D
@@ -1036,6 +1054,7 @@ pub static ENTRIES: &[Entry] = &[
         source: IAVF,
         format: "ASQ Overflow Error detected\n",
         scope: Scope::Own,
+        victim: true,
         since: "iavf_main.c iavf_adminq_task()",
         example: "iavf 0000:ca:01.0: ASQ Overflow Error detected",
         ..D
@@ -1046,6 +1065,7 @@ pub static ENTRIES: &[Entry] = &[
         format: "ASQ Critical Error detected\n",
         severity: S::Error,
         scope: Scope::Own,
+        victim: true,
         since: "iavf_main.c iavf_adminq_task()",
         example: "iavf 0000:ca:01.0: ASQ Critical Error detected",
         ..D
@@ -1055,8 +1075,127 @@ pub static ENTRIES: &[Entry] = &[
         source: IAVF,
         format: "ASQ VF Error detected\n",
         scope: Scope::Own,
+        victim: true,
         since: "iavf_main.c iavf_adminq_task()",
         example: "iavf 0000:ca:01.0: ASQ VF Error detected",
+        ..D
+    },
+    Entry {
+        id: "iavf.mbx.adminq_reinit_failed",
+        source: IAVF,
+        format: "Failed to init adminq: %d\n",
+        fields: &["status"],
+        severity: S::Error,
+        scope: Scope::Own,
+        victim: true,
+        since: "iavf_main.c iavf_reset_task() (i40evf_reset_task() before v5.0), dev_info: the mailbox to the PF did not come back after a VF reset; the VF is disabled next",
+        example: "iavf 0000:82:01.0: Failed to init adminq: -53",
+        ..D
+    },
+    Entry {
+        id: "iavf.mbx.adminq_init_failed",
+        source: IAVF,
+        format: "Failed to init Admin Queue (%d)\n",
+        fields: &["status"],
+        severity: S::Error,
+        scope: Scope::Own,
+        victim: true,
+        since: "iavf_main.c iavf_startup() (iavf_init_task()/i40evf_init_task() before v5.10)",
+        example: "iavf 0000:ca:01.0: Failed to init Admin Queue (-53)",
+        ..D
+    },
+    Entry {
+        id: "iavf.mbx.send_failed",
+        source: IAVF,
+        format: "Unable to send to PF (%d)\n",
+        fields: &["status"],
+        severity: S::Error,
+        scope: Scope::Own,
+        victim: true,
+        since: "iavf_main.c iavf_startup() (init task before v5.10): the API version request could not be sent",
+        example: "iavf 0000:ca:01.0: Unable to send to PF (-53)",
+        ..D
+    },
+    Entry {
+        id: "iavf.mbx.never_completed",
+        source: IAVF,
+        format: "Admin queue command never completed\n",
+        severity: S::Error,
+        scope: Scope::Own,
+        victim: true,
+        since: "iavf_main.c iavf_init_version_check() (init task before v5.10)",
+        example: "iavf 0000:ca:01.0: Admin queue command never completed",
+        ..D
+    },
+    Entry {
+        id: "iavf.mbx.api_version",
+        source: IAVF,
+        format: "Unsupported PF API version %d.%d, expected %d.%d\n",
+        fields: &["pf_major", "pf_minor", "major", "minor"],
+        severity: S::Error,
+        scope: Scope::Own,
+        victim: true,
+        since: "iavf_main.c iavf_init_version_check(), i40evf before v5.0",
+        example: "iavf 0000:ca:01.0: Unsupported PF API version 0.0, expected 1.1",
+        ..D
+    },
+    Entry {
+        id: "iavf.mbx.config_request_failed",
+        source: IAVF,
+        format: "Unable to send config request (%d)\n",
+        fields: &["status"],
+        severity: S::Error,
+        scope: Scope::Own,
+        victim: true,
+        since: "iavf_main.c iavf_init_version_check() (init task before v5.10)",
+        example: "iavf 0000:ca:01.0: Unable to send config request (-53)",
+        ..D
+    },
+    Entry {
+        id: "iavf.mbx.get_config_failed",
+        source: IAVF,
+        format: "Unable to get VF config (%d)\n",
+        fields: &["status"],
+        severity: S::Error,
+        scope: Scope::Own,
+        victim: true,
+        since: "iavf_main.c iavf_init_get_resources() (init task before v5.10)",
+        example: "iavf 0000:ca:01.0: Unable to get VF config (-5)",
+        ..D
+    },
+    Entry {
+        id: "iavf.mbx.parse_resources_failed",
+        source: IAVF,
+        format: "Failed to parse VF resource message from PF (%d)\n",
+        fields: &["status"],
+        severity: S::Error,
+        scope: Scope::Own,
+        victim: true,
+        since: "iavf_main.c iavf_init_get_resources(), about v5.10+",
+        example: "iavf 0000:ca:01.0: Failed to parse VF resource message from PF (-19)",
+        ..D
+    },
+    Entry {
+        id: "iavf.reset.came_out",
+        source: IAVF,
+        format: "Hardware came out of reset. Attempting reinit.\n",
+        kind: R::Fixed(K::VfReset),
+        scope: Scope::Own,
+        victim: true,
+        since: "iavf_main.c iavf_watchdog_task() __IAVF_COMM_FAILED (i40evf before v5.0), dev_err: the PF answered again after a communication failure",
+        example: "iavf 0000:ca:01.0: Hardware came out of reset. Attempting reinit.",
+        ..D
+    },
+    Entry {
+        id: "iavf.reset.reinit_failed",
+        source: IAVF,
+        format: "failed to allocate resources during reinit\n",
+        kind: R::Fixed(K::VfReset),
+        severity: S::Error,
+        scope: Scope::Own,
+        victim: true,
+        since: "iavf_main.c iavf_reset_task() reset_err, after iavf_disable_vf()",
+        example: "iavf 0000:ca:01.0: failed to allocate resources during reinit",
         ..D
     },
     Entry {
@@ -1068,6 +1207,7 @@ pub static ENTRIES: &[Entry] = &[
         kind: R::Fixed(K::TxHang),
         severity: S::Error,
         scope: Scope::Own,
+        victim: true,
         since: "ixgbevf_main.c ixgbevf_clean_tx_irq()",
         example: "ixgbevf 0000:01:10.3: Detected Tx Unit Hang\n  Tx Queue             <0>\n  TDH, TDT             <10>, <14>\n  next_to_use          <14>\n  next_to_clean        <10>\ntx_buffer_info[next_to_clean]\n  next_to_watch        <0000000012345678>\n  eop_desc->wb.status  <0>\n  time_stamp           <1000a0000>\n  jiffies              <1000a0400>",
         ..D
@@ -1079,6 +1219,7 @@ pub static ENTRIES: &[Entry] = &[
         kind: R::Fixed(K::VfDisabled),
         severity: S::Error,
         scope: Scope::Own,
+        victim: true,
         since: "ixgbevf_main.c ixgbevf_remove_adapter() (registers read all-ones)",
         example: "ixgbevf 0000:01:10.3: Adapter removed",
         ..D
@@ -1089,6 +1230,7 @@ pub static ENTRIES: &[Entry] = &[
         format: "Failed to set MTU at %d\n",
         fields: &["mtu"],
         scope: Scope::Own,
+        victim: true,
         since: "ixgbevf_main.c ixgbevf_configure_rx() (set_rlpml mailbox request refused)",
         example: "ixgbevf 0000:01:10.3: Failed to set MTU at 9000",
         ..D
@@ -1102,8 +1244,20 @@ pub static ENTRIES: &[Entry] = &[
         // evidence against the tenant, so it does not count towards an incident.
         severity: S::Info,
         scope: Scope::Own,
+        victim: true,
         since: "igbvf netdev.c igbvf_reset() (dev_err); ixgbevf prints it at debug level",
         example: "igbvf 0000:03:10.0: PF still resetting",
+        ..D
+    },
+    Entry {
+        id: "ixgbevf.mbx.vlan_failed",
+        source: IXGBEVF,
+        format: "VF could not set VLAN %d\n",
+        fields: &["vlan"],
+        scope: Scope::Own,
+        victim: true,
+        since: "ixgbevf_main.c ixgbevf_vlan_rx_add_vid(), netdev_err, about v4.11+: the PF refused the VLAN filter request",
+        example: "ixgbevf 0000:01:10.3 eth1: VF could not set VLAN 100",
         ..D
     },
     Entry {
@@ -1112,6 +1266,7 @@ pub static ENTRIES: &[Entry] = &[
         format: "Failed to add vlan id %d\n",
         fields: &["vlan"],
         scope: Scope::Own,
+        victim: true,
         since: "igbvf netdev.c igbvf_vlan_rx_add_vid()",
         example: "igbvf 0000:03:10.0: Failed to add vlan id 100",
         ..D
@@ -1122,6 +1277,7 @@ pub static ENTRIES: &[Entry] = &[
         format: "Failed to remove vlan id %d\n",
         fields: &["vlan"],
         scope: Scope::Own,
+        victim: true,
         since: "igbvf netdev.c igbvf_vlan_rx_kill_vid()",
         example: "igbvf 0000:03:10.0: Failed to remove vlan id 100",
         ..D
