@@ -411,6 +411,26 @@ impl Journal {
         Replay::new(&self.conn, &self.path)
     }
 
+    /// The decisions, intents and outcomes committed after sequence number `after`, in commit
+    /// order, streamed in chunks (observations left out): a fleet outbox reads what it has not
+    /// yet published, from the cursor it keeps with [`Journal::set_cursor`].
+    pub fn outbox_after(&self, after: u64) -> Replay<'_> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        Replay::of(
+            &self.conn,
+            &self.path,
+            query::Merge::outbox(&self.conn, after),
+        )
+    }
+
+    /// Sets a source's cursor (`fleet`: the last sequence number the fleet acknowledged) in a
+    /// transaction of its own; never moves it back.
+    pub fn set_cursor(&mut self, source: &str, seq: u64) -> Result<(), JournalError> {
+        let path = &self.path;
+        record::cursor(&mut self.conn, source, seq)
+            .map_err(|kind| JournalError::new(path, "setting a cursor", kind))
+    }
+
     /// Everything in commit order, collected.
     ///
     /// Unbounded: the whole journal in memory. A restart uses [`Journal::replay_stream`]; this

@@ -426,10 +426,15 @@ pub(crate) struct Chunks<'c> {
 
 impl<'c> Chunks<'c> {
     pub(crate) fn new(conn: &'c Connection, source: Source) -> Chunks<'c> {
+        Chunks::after(conn, source, i64::MIN)
+    }
+
+    /// A stream of the rows whose key is greater than `after`.
+    pub(crate) fn after(conn: &'c Connection, source: Source, after: i64) -> Chunks<'c> {
         Chunks {
             decoder: Decoder::new(conn),
             source,
-            after: i64::MIN,
+            after,
             buf: VecDeque::new(),
             done: false,
         }
@@ -511,19 +516,31 @@ pub(crate) fn replay(conn: &Connection) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
-/// The replay's merge of its four streams by commit order.
+/// The replay's merge of its streams by commit order.
 pub(crate) struct Merge<'c> {
-    streams: [Chunks<'c>; 4],
+    streams: Vec<Chunks<'c>>,
 }
 
 impl<'c> Merge<'c> {
     pub(crate) fn new(conn: &'c Connection) -> Merge<'c> {
         Merge {
-            streams: [
+            streams: vec![
                 Chunks::new(conn, Source::Observations),
                 Chunks::new(conn, Source::Decisions),
                 Chunks::new(conn, Source::Intents),
                 Chunks::new(conn, Source::Outcomes),
+            ],
+        }
+    }
+
+    /// Decisions, intents and outcomes committed after `after` (observations left out: a
+    /// storm's millions are not read): what a fleet outbox publishes.
+    pub(crate) fn outbox(conn: &'c Connection, after: i64) -> Merge<'c> {
+        Merge {
+            streams: vec![
+                Chunks::after(conn, Source::Decisions, after),
+                Chunks::after(conn, Source::Intents, after),
+                Chunks::after(conn, Source::Outcomes, after),
             ],
         }
     }

@@ -123,6 +123,21 @@ pub(crate) fn batch(conn: &mut Connection, batch: &Batch) -> Result<(), JournalE
     Ok(())
 }
 
+/// Moves a source's cursor forward to `seq` (never back), in a transaction of its own.
+pub(crate) fn cursor(
+    conn: &mut Connection,
+    source: &str,
+    seq: u64,
+) -> Result<(), JournalErrorKind> {
+    const FORWARD: &str = "INSERT INTO cursors (source, seq) VALUES (?1, ?2)
+     ON CONFLICT (source) DO UPDATE SET seq = max(seq, excluded.seq)";
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.prepare_cached(FORWARD)?
+        .execute(params![source, int(seq, "cursor")?])?;
+    tx.commit()?;
+    Ok(())
+}
+
 /// Intents, in one transaction (one commit for a round of actions).
 pub(crate) fn intents(conn: &mut Connection, actions: &[Action]) -> Result<(), JournalErrorKind> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

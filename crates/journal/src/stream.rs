@@ -166,8 +166,12 @@ pub struct Replay<'j> {
 
 impl<'j> Replay<'j> {
     pub(crate) fn new(conn: &'j Connection, path: &'j Path) -> Replay<'j> {
+        Replay::of(conn, path, Merge::new(conn))
+    }
+
+    pub(crate) fn of(conn: &'j Connection, path: &'j Path, merge: Merge<'j>) -> Replay<'j> {
         Replay {
-            merge: Merge::new(conn),
+            merge,
             snapshot: Snapshot::new(conn),
             path,
             ended: false,

@@ -2229,3 +2229,49 @@ fn a_round_of_intents_or_outcomes_is_recorded_whole_or_not_at_all() {
         .unwrap();
     assert!(j.pending_intents().unwrap().is_empty());
 }
+
+/// The fleet's outbox: decisions, intents and outcomes after a sequence number, in commit order,
+/// observations left out; its cursor only moves forward.
+#[test]
+fn the_outbox_reads_what_follows_its_cursor_and_the_cursor_never_goes_back() {
+    let mut j = Journal::open_in_memory().unwrap();
+    let (a, b) = (IncidentId(1), IncidentId(2));
+    for (i, incident) in [a, b].into_iter().enumerate() {
+        j.record_batch(&Batch {
+            at: 10 * (i as u64 + 1),
+            observations: vec![(Observation::Tick, Some(incident))],
+            decisions: vec![Decision::IncidentOpened {
+                incident,
+                function: vf(i as u8),
+                owner: None,
+            }],
+            cursor: None,
+        })
+        .unwrap();
+        let act = action(i as u64 + 1, incident, 10);
+        j.record_intent(&act).unwrap();
+        j.record_outcome(&outcome(&act, 11, None)).unwrap();
+    }
+    let all: Vec<Entry> = j.outbox_after(0).collect::<Result<_, _>>().unwrap();
+    let kinds: Vec<&str> = all
+        .iter()
+        .map(|e| match e {
+            Entry::Observation(_) => "observation",
+            Entry::Decision(_) => "decision",
+            Entry::Intent { .. } => "intent",
+            Entry::Outcome { .. } => "outcome",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["decision", "intent", "outcome", "decision", "intent", "outcome"]
+    );
+    let seqs: Vec<u64> = all.iter().map(Entry::seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    // After the first incident's outcome: the second's three.
+    let rest: Vec<u64> = j.outbox_after(seqs[2]).map(|e| e.unwrap().seq()).collect();
+    assert_eq!(rest, seqs[3..]);
+    j.set_cursor("fleet", seqs[4]).unwrap();
+    j.set_cursor("fleet", seqs[1]).unwrap();
+    assert_eq!(j.cursor("fleet").unwrap(), Some(seqs[4]));
+}
