@@ -2236,19 +2236,19 @@ fn a_round_of_intents_or_outcomes_is_recorded_whole_or_not_at_all() {
 fn the_outbox_reads_what_follows_its_cursor_and_the_cursor_never_goes_back() {
     let mut j = Journal::open_in_memory().unwrap();
     let (a, b) = (IncidentId(1), IncidentId(2));
-    for (i, incident) in [a, b].into_iter().enumerate() {
+    for (i, incident) in [(0u8, a), (1, b)] {
         j.record_batch(&Batch {
-            at: 10 * (i as u64 + 1),
+            at: 10 * (u64::from(i) + 1),
             observations: vec![(Observation::Tick, Some(incident))],
             decisions: vec![Decision::IncidentOpened {
                 incident,
-                function: vf(i as u8),
+                function: vf(i),
                 owner: None,
             }],
             cursor: None,
         })
         .unwrap();
-        let act = action(i as u64 + 1, incident, 10);
+        let act = action(u64::from(i) + 1, incident, 10);
         j.record_intent(&act).unwrap();
         j.record_outcome(&outcome(&act, 11, None)).unwrap();
     }
