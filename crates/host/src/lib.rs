@@ -5,6 +5,7 @@
 //! `vfguard-model` types and `std::io`.
 //!
 //! - [`fs::HostFs`]: sysfs, procfs and /run under a root (`--root DIR`).
+//! - [`devlink::GenlLink`]: generic netlink requests and notifications (devlink health).
 //! - [`kmsg::KmsgDevice`]: a source of `/dev/kmsg`-format records.
 //! - [`netns::NetnsProbe`]: network namespaces and the PCI functions of their links.
 //! - [`netnsctl::NetnsControl`]: evicting a VF's netdev from a container's namespace.
@@ -12,6 +13,7 @@
 //! - [`vfctl::VfControl`]: changing a VF through its PF.
 //! - [`vmctl::VmControl`]: detaching functions from VMs, pausing VMs.
 
+pub mod devlink;
 pub mod fs;
 pub mod kmsg;
 pub mod linux;
@@ -21,6 +23,7 @@ pub mod vfctl;
 pub mod vfnet;
 pub mod vmctl;
 
+pub use devlink::GenlLink;
 pub use fs::{FsRoot, HostFs};
 pub use kmsg::{KmsgDevice, KmsgRead, KmsgSeek};
 pub use netns::{FsNetns, NetnsLink, NetnsProbe, NetnsView};

@@ -2,8 +2,10 @@
 //!
 //! - [`kmsg`]: the kernel log record reader (gaps, resume, continuation fragments).
 //! - [`aer`]: PCIe AER counters from sysfs and their deltas.
+//! - [`devlink`]: devlink health reporters over generic netlink.
 
 pub mod aer;
+pub mod devlink;
 pub mod kmsg;
 
 pub use kmsg::{KmsgEvent, KmsgReader, ReaderStats};
