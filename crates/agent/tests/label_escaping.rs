@@ -304,6 +304,7 @@ fn map(names: &[(bool, String)]) -> Topology {
                 netdev: None,
                 iommu_group: None,
                 group_peers: Vec::new(),
+                iommu_unit: None,
                 owner: Owner {
                     kind: if *vm { OwnerKind::Vm } else { OwnerKind::Netns },
                     name: Some(name.clone()),
@@ -333,6 +334,7 @@ fn map(names: &[(bool, String)]) -> Topology {
             reset_method: None,
             aer: false,
             iommu_group: None,
+            iommu_unit: None,
             owner: Owner::host("test"),
             vfs,
         }],

@@ -447,6 +447,7 @@ fn topology() -> Topology {
         netdev: Some(format!("ens1f0v{index}")),
         iommu_group: Some(40 + u32::from(index)),
         group_peers: vec![bdf("0000:3b:02.7")],
+        iommu_unit: Some("dmar1".into()),
         owner: owner(kind),
         state,
     };
@@ -480,6 +481,7 @@ fn topology() -> Topology {
         reset_method: None,
         aer: false,
         iommu_group: None,
+        iommu_unit: None,
         owner: Owner::none("no driver bound"),
         vfs: vec![Vf {
             index: VfIndex(0),
@@ -488,6 +490,7 @@ fn topology() -> Topology {
             netdev: None,
             iommu_group: None,
             group_peers: Vec::new(),
+            iommu_unit: None,
             owner: Owner::none("no driver bound"),
             state: Some(VfState::default()),
         }],
@@ -509,6 +512,7 @@ fn topology() -> Topology {
                 reset_method: Some("flr".into()),
                 aer: true,
                 iommu_group: Some(39),
+                iommu_unit: Some("dmar1".into()),
                 owner: owner(OwnerKind::Host),
                 vfs,
             },

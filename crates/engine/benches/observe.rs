@@ -30,6 +30,7 @@ fn topology() -> Topology {
                 netdev: None,
                 iommu_group: Some(u32::from(p) * 1000 + u32::from(i)),
                 group_peers: vec![],
+                iommu_unit: None,
                 owner: Owner {
                     kind: OwnerKind::Vm,
                     name: Some(format!("vm-{p}-{i}")),
@@ -53,6 +54,7 @@ fn topology() -> Topology {
             reset_method: None,
             aer: false,
             iommu_group: None,
+            iommu_unit: None,
             owner: Owner::host("bench"),
             vfs,
         });

@@ -82,6 +82,11 @@ pub struct Pf {
     pub aer: bool,
     /// IOMMU group.
     pub iommu_group: Option<u32>,
+    /// The IOMMU unit that translates its DMA (`iommu` link: `dmar1`, `ivhd0`), when sysfs
+    /// shows one: a fault line that prints a requester without its PCI segment is told apart
+    /// by the unit it names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iommu_unit: Option<String>,
     /// Who holds it (a VM for whole-device passthrough, else the host or none).
     pub owner: Owner,
     /// Its VFs, by index.
@@ -103,6 +108,9 @@ pub struct Vf {
     pub iommu_group: Option<u32>,
     /// The other members of its IOMMU group (DMA from any of them is indistinguishable).
     pub group_peers: Vec<Bdf>,
+    /// The IOMMU unit that translates its DMA (`iommu` link: `dmar1`), when sysfs shows one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iommu_unit: Option<String>,
     /// Who holds it.
     pub owner: Owner,
     /// Its state as the PF reports it over rtnetlink, when read.
@@ -296,6 +304,23 @@ impl Topology {
         }
     }
 
+    /// Every function (PF or VF) at this bus, device and function number, in any PCI segment:
+    /// what a requester printed without its segment (Intel DMAR, old AMD-Vi) may be.
+    pub fn in_any_segment(&self, bus: u8, device: u8, function: u8) -> Vec<FunctionRef<'_>> {
+        let same = |b: Bdf| b.bus() == bus && b.device() == device && b.function() == function;
+        let mut out = Vec::new();
+        for pf in &self.pfs {
+            if same(pf.bdf) {
+                out.push(FunctionRef { pf, vf: None });
+            }
+            for vf in pf.vfs.iter().filter(|v| same(v.bdf)) {
+                out.push(FunctionRef { pf, vf: Some(vf) });
+            }
+        }
+        out.sort_by_key(FunctionRef::bdf);
+        out
+    }
+
     /// The owner of any function (PF or VF) by address, with the PF it belongs to.
     pub fn function(&self, bdf: Bdf) -> Option<FunctionRef<'_>> {
         let &(pi, vi) = self.lookup().get(&bdf)?;
@@ -323,6 +348,17 @@ impl FunctionRef<'_> {
     /// The function's owner.
     pub fn owner(&self) -> &Owner {
         self.vf.map_or(&self.pf.owner, |v| &v.owner)
+    }
+
+    /// The function's address.
+    pub fn bdf(&self) -> Bdf {
+        self.vf.map_or(self.pf.bdf, |v| v.bdf)
+    }
+
+    /// The IOMMU unit that translates the function's DMA, when known.
+    pub fn iommu_unit(&self) -> Option<&str> {
+        self.vf
+            .map_or(self.pf.iommu_unit.as_deref(), |v| v.iommu_unit.as_deref())
     }
 }
 

@@ -143,6 +143,7 @@ impl SimHost {
                 totalvfs: (spec.totalvfs > 0 && spec.numvfs > 0)
                     .then_some(u32::from(spec.totalvfs)),
                 iommu_group: Some(u32::try_from(pi).unwrap_or(0) * 1000 + 999),
+                iommu_unit: spec.iommu_unit.clone(),
                 ..FunctionSpec::new(spec.bdf)
             })?;
             let vfs: Vec<SimVf> = (0..spec.numvfs)
@@ -278,6 +279,7 @@ impl SimHost {
                             device: vf_device.into(),
                             driver: Some(driver.into()),
                             iommu_group: Some(group_base + u32::from(i)),
+                            iommu_unit: pf.spec.iommu_unit.clone(),
                             netdevs,
                             ..FunctionSpec::new(bdf)
                         }

@@ -149,6 +149,12 @@ pub struct PfSpec {
     /// `["link_state"]` for igb.
     #[serde(default)]
     pub unsupported: Vec<String>,
+    /// The IOMMU unit translating the DMA of the PF and its VFs (`dmar1`): sysfs links each
+    /// function to it, and with it set the DMAR fault lines are followed by CONFIG_DMAR_DEBUG's
+    /// `Dump dmarN table entries` line naming it. A multi-segment host has one unit per segment
+    /// at least.
+    #[serde(default)]
+    pub iommu_unit: Option<String>,
 }
 
 fn default_totalvfs() -> u16 {

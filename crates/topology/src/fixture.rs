@@ -34,6 +34,8 @@ pub struct FunctionSpec {
     pub driver: Option<String>,
     /// IOMMU group.
     pub iommu_group: Option<u32>,
+    /// The IOMMU unit translating its DMA (`dmar1`): an `iommu` link to its class device.
+    pub iommu_unit: Option<String>,
     /// Netdevs (created in the host namespace).
     pub netdevs: Vec<String>,
     /// `sriov_totalvfs` (an SR-IOV PF) when set.
@@ -52,6 +54,7 @@ impl FunctionSpec {
             class: "0x020000".into(),
             driver: None,
             iommu_group: None,
+            iommu_unit: None,
             netdevs: Vec::new(),
             totalvfs: None,
             aer: true,
@@ -178,6 +181,12 @@ impl HostFixture {
         }
         if let Some(g) = spec.iommu_group {
             self.set_iommu_group(bdf, g)?;
+        }
+        if let Some(unit) = &spec.iommu_unit {
+            // As the kernel links it: /sys/devices/pciSSSS:00/<bdf>/iommu ->
+            // ../../virtual/iommu/<unit> (drivers/iommu/iommu-sysfs.c iommu_device_link()).
+            fs::create_dir_all(self.path(&format!("/sys/devices/virtual/iommu/{unit}")))?;
+            link(&format!("../../virtual/iommu/{unit}"), &dir.join("iommu"))?;
         }
         self.bind(bdf, spec.driver.as_deref())?;
         for nd in &spec.netdevs {

@@ -123,6 +123,7 @@ impl TopologyReader {
                     netdev: vf_f.netdevs.first().cloned(),
                     iommu_group: vf_f.iommu_group,
                     group_peers,
+                    iommu_unit: vf_f.iommu_unit.clone(),
                     owner: idx.owner_of(&vf_f),
                     state: None,
                 });
@@ -170,6 +171,7 @@ impl TopologyReader {
                 reset_method: f.reset_method.clone(),
                 aer: f.aer,
                 iommu_group: f.iommu_group,
+                iommu_unit: f.iommu_unit.clone(),
                 owner: idx.owner_of(f),
                 vfs,
             });

@@ -41,6 +41,10 @@ pub struct PciFunction {
     pub aer: bool,
     /// IOMMU group number.
     pub iommu_group: Option<u32>,
+    /// The IOMMU unit translating its DMA: the last component of the `iommu` link
+    /// (`../../virtual/iommu/dmar1` → `dmar1`; drivers/iommu/iommu-sysfs.c links each device to
+    /// its unit's class device).
+    pub iommu_unit: Option<String>,
     /// Netdevs in the reader's namespace.
     pub netdevs: Vec<String>,
     /// vfio cdev (`vfio-dev/vfioN`).
@@ -162,6 +166,7 @@ impl<'a> SysfsReader<'a> {
         f.iommu_group = self
             .link_name(&Self::path(bdf, "iommu_group"))
             .and_then(|g| g.parse().ok());
+        f.iommu_unit = self.link_name(&Self::path(bdf, "iommu"));
         f.physfn = self
             .link_name(&Self::path(bdf, "physfn"))
             .and_then(|n| n.parse().ok());
