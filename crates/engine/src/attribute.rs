@@ -16,6 +16,11 @@
 //!   IOMMU requester;
 //! - `sequence` (0.7): a line naming no VF takes the VF named by the next line from the same PF
 //!   within the sequence window;
+//! - `tlp_header` (0.9, 0.6 with IOMMU group peers): an AER error a root port or PF logged with
+//!   the header of the bad TLP, whose requester (a request) or completer (a completion) is
+//!   another function of the map ([`crate::tlp`]);
+//! - `ambiguous` (0): a requester printed without its PCI segment that matches functions in
+//!   several segments, none singled out by the IOMMU unit the log names ([`crate::segment`]);
 //! - `unattributed` (0): PF-level lines naming no function stay on the PF.
 
 use std::collections::HashMap;
@@ -32,6 +37,9 @@ pub enum Key {
     PfLevel(Bdf),
     /// Nothing on the PCI bus named.
     Host,
+    /// A requester printed without its segment (bus, device, function in segment 0000) that
+    /// several functions of the map answer to: no one of them is blamed.
+    Ambiguous(Bdf),
 }
 
 /// An attributed fault.
@@ -64,7 +72,7 @@ pub struct Attributor {
     vf_base: HashMap<Bdf, u32>,
 }
 
-fn owner_label(o: Option<&Owner>) -> String {
+pub(crate) fn owner_label(o: Option<&Owner>) -> String {
     o.map_or_else(|| "unknown".to_owned(), Owner::label)
 }
 
@@ -90,6 +98,21 @@ impl Attributor {
     ) -> (Vec<Attributed>, bool) {
         let mut out = self.expire(t, now, window);
         e.resolve(t);
+        // A requester printed without its segment is placed first (or no one is blamed).
+        let (mut e, segment_note) = match crate::segment::resolve(e, t) {
+            crate::segment::Resolution::One(e, note) => (e, note),
+            crate::segment::Resolution::Ambiguous(a) => {
+                out.push(*a);
+                return (out, true);
+            }
+        };
+        if let Some(a) = crate::tlp::attribute(&e, t) {
+            out.push(a);
+            return (out, true);
+        }
+        if let Some(note) = segment_note {
+            e.details.insert(SEGMENT_NOTE.to_owned(), note);
+        }
         match (e.pf, e.vf, e.function) {
             (Some(pf), None, None) => {
                 if e.vf_abs.is_some() {
@@ -277,6 +300,10 @@ fn pf_level(mut e: FaultEvent, pf: Bdf, t: &Topology) -> Attributed {
     }
 }
 
+/// The detail under which [`crate::segment`] says how a requester printed without its segment
+/// was placed (it joins the attribution's evidence).
+pub(crate) const SEGMENT_NOTE: &str = "segment_resolved";
+
 fn direct(e: FaultEvent, t: &Topology) -> Attributed {
     let f = e.function;
     let Some(function) = f else {
@@ -349,6 +376,10 @@ fn direct(e: FaultEvent, t: &Topology) -> Attributed {
                 e.catalog_id, peers
             ),
         )
+    };
+    let evidence = match e.details.get(SEGMENT_NOTE) {
+        Some(note) => format!("{evidence}; {note}"),
+        None => evidence,
     };
     Attributed {
         event: e,

@@ -109,6 +109,9 @@ pub struct Incident {
     pub restored_at: Option<Millis>,
     /// A restore is under way.
     pub restoring: bool,
+    /// Faults went on naming its requester after the agent contained it: the attribution may
+    /// be wrong (notified once; it is not escalated on for them).
+    pub attribution_doubted: bool,
 }
 
 impl Incident {
@@ -145,6 +148,7 @@ impl Incident {
             pre_state: None,
             restored_at: None,
             restoring: false,
+            attribution_doubted: false,
         }
     }
 

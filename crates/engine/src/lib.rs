@@ -15,6 +15,8 @@ pub mod engine;
 pub mod incident;
 pub mod policy;
 pub mod restart;
+mod segment;
+mod tlp;
 
 pub use attribute::{Key, Method};
 pub use engine::Engine;

@@ -25,11 +25,22 @@ pub enum Method {
     Sequence,
     /// Left on the PF.
     Unattributed,
+    /// The AER TLP header a root port or PF logged names the function that sent the bad TLP
+    /// (its requester ID for a request, its completer ID for a completion).
+    TlpHeader,
+    /// A requester printed without a PCI segment matches functions in more than one segment
+    /// and nothing the log says (no IOMMU unit) tells them apart: every candidate is listed, no
+    /// one is blamed.
+    Ambiguous,
 }
+
+/// How the evidence of a victim-side event begins: a line a VF's own driver printed about what
+/// befell it, attached to its function's incident as context, never counted against its owner.
+pub const VICTIM_CONTEXT: &str = "victim side (context only, never counted): ";
 
 impl Method {
     /// Every method, in the order above.
-    pub const ALL: [Method; 7] = [
+    pub const ALL: [Method; 9] = [
         Method::Direct,
         Method::WholeDevice,
         Method::Mac,
@@ -37,6 +48,8 @@ impl Method {
         Method::Requester,
         Method::Sequence,
         Method::Unattributed,
+        Method::TlpHeader,
+        Method::Ambiguous,
     ];
 
     /// The stable name (also its JSON form and its metric label).
@@ -49,6 +62,8 @@ impl Method {
             Method::Requester => "requester",
             Method::Sequence => "sequence",
             Method::Unattributed => "unattributed",
+            Method::TlpHeader => "tlp_header",
+            Method::Ambiguous => "ambiguous",
         }
     }
 
@@ -91,7 +106,9 @@ mod tests {
                 "absolute",
                 "requester",
                 "sequence",
-                "unattributed"
+                "unattributed",
+                "tlp_header",
+                "ambiguous"
             ]
         );
         assert!(serde_json::from_str::<Method>("\"guessed\"").is_err());

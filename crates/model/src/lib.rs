@@ -15,7 +15,7 @@ pub mod printable;
 pub mod rule;
 pub mod topology;
 
-pub use attribution::Method;
+pub use attribution::{Method, VICTIM_CONTEXT};
 pub use decision::{
     Action, ActionId, ActionKind, ActionOutcome, Decision, IncidentId, Millis, Mode, Observation,
     OperatorRequest,

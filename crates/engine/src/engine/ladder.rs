@@ -28,6 +28,24 @@ pub(super) fn relevant(rung: Rung, kinds: &std::collections::BTreeSet<FaultKind>
     }
 }
 
+/// Link and hardware faults: correctable AER (a receiver error, a bad TLP or DLLP, a replay
+/// timeout or rollover is the link's doing, and the hardware corrected it), receive-queue and
+/// firmware faults, PF resets. The function's owner did not cause them: they are notified, and
+/// never justify an action on it (a VM holding a NIC whole lost it to a marginal link's
+/// receiver errors before this rule; issue 14).
+pub(super) fn link_or_hardware(kind: FaultKind) -> bool {
+    matches!(
+        kind,
+        FaultKind::AerCorrectable | FaultKind::RxError | FaultKind::FwFault | FaultKind::PfReset
+    )
+}
+
+/// Whether what an incident has shown can justify acting on its owner: some fault beyond the
+/// link's and the hardware's own.
+pub(super) fn warrants_action(kinds: &std::collections::BTreeSet<FaultKind>) -> bool {
+    kinds.iter().any(|k| k.is_fault() && !link_or_hardware(*k))
+}
+
 pub(super) fn inc_notified(e: &Engine, id: IncidentId) -> bool {
     e.incidents
         .get(&id)
@@ -109,7 +127,10 @@ impl Engine {
                 }
             }
         }
+        // Only a tenant known to be at fault, for something beyond a link or hardware fault, is
+        // ever acted on.
         let tenant = inc.tenant() && inc.method != Method::Unattributed;
+        let tenant = tenant && warrants_action(&inc.kinds);
         let Some((ri, rung, kind)) = self.next_rung(inc, inc.rung, t) else {
             if tenant {
                 self.exhausted(id, rule, t, now, out);

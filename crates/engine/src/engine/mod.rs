@@ -20,6 +20,8 @@ use crate::incident::{Evidence, Incident};
 use crate::policy::Policy;
 
 mod correlation;
+mod reconsider;
+mod victim;
 mod guard;
 mod ids;
 mod ladder;
@@ -199,7 +201,7 @@ impl Engine {
         inc.function = match key {
             Key::Function(b) => Some(b),
             Key::PfLevel(b) => Some(b),
-            Key::Host => None,
+            Key::Host | Key::Ambiguous(_) => None,
         };
         inc.pf = a.event.pf;
         inc.vf = a.event.vf;
@@ -230,10 +232,16 @@ impl Engine {
             return None;
         }
         // A VF reset its own driver asked for at load is recorded where an incident exists, but
-        // never opens one or counts.
-        let counts = !(e.kind == FaultKind::VfReset && e.severity == Severity::Info);
+        // never opens one or counts; neither does what a VF's own driver says befell it (the
+        // victim side: its owner suffered it).
+        let counts = !(e.kind == FaultKind::VfReset && e.severity == Severity::Info || e.victim);
         if !counts && !self.by_key.contains_key(&a.key) {
             return None;
+        }
+        if let Some(&id) = self.by_key.get(&a.key) {
+            if counts && self.requester_outlives_containment(id, a, now) {
+                return self.reconsider(id, a, t, now, out);
+            }
         }
         let id = self.open(a.key, a, now, out);
         self.fault_in(id, a, counts, t, now, out);
@@ -250,6 +258,10 @@ impl Engine {
         out: &mut Vec<Decision>,
     ) {
         let e = &a.event;
+        if e.victim {
+            self.victim_context(id, a, now, out);
+            return;
+        }
         let pf_netdev = e.pf.and_then(|p| t.pf(p)).and_then(|p| p.netdev.clone());
         let correlated = self.correlation(a, now);
         let Some(inc) = self.incidents.get_mut(&id) else {
