@@ -41,6 +41,9 @@ pub const NIC_MODULES: &[&str] = &[
 /// PF drivers: a `netdev_*`/`dev_*` line of theirs concerns the PF (`pf` is the prefix device).
 pub const PF_DRIVERS: &[&str] = &["i40e", "ice", "ixgbe", "igb", "mlx5_core", "bnxt_en"];
 
+/// The detail holding mlx5's `function:line` origin (see [`crate::prefix`]).
+pub const ORIGIN: &str = "origin";
+
 /// At most this many lines are joined to one event.
 const MAX_FOLLOWERS: usize = 64;
 
@@ -210,6 +213,11 @@ fn new_event(
         Scope::Named | Scope::Host => (None, None),
     };
     let trust = provenance(line, device);
+    let mut details = BTreeMap::new();
+    // mlx5's `function:line` says which code path printed it (health poll, command timeout...).
+    if let Some(site) = dev.and_then(DevPrefix::origin_site) {
+        details.insert(ORIGIN.to_owned(), site.to_owned());
+    }
     let kind = match e.kind {
         KindRule::Fixed(k) => k,
         KindRule::AerSeverity => FaultKind::AerCorrectable,
@@ -238,7 +246,7 @@ fn new_event(
         format: line.format,
         timestamp: line.timestamp,
         seq: line.seq,
-        details: BTreeMap::new(),
+        details,
         owner: None,
         repeats: 0,
         victim: e.victim,

@@ -3,6 +3,12 @@
 //! `dev_printk` emits `"<driver> <device>: <msg>"`; `netdev_printk` emits
 //! `"<driver> <device> <netdev>[ (<state>)]: <msg>"` on the parent device (drivers/base/core.c,
 //! net/core/dev.c). `<driver>` is the *bound* driver, so a VF given to a VM prints as `vfio-pci`.
+//!
+//! mlx5 adds an origin of its own after the device prefix: `mlx5_core_err`/`_warn`/`_err_rl` and
+//! `mlx5_log` (drivers/net/ethernet/mellanox/mlx5/core/mlx5_core.h) print
+//! `"%s:%d:(pid %d): " fmt` with `__func__, __LINE__, current->pid`, so the line reads
+//! `mlx5_core 0000:08:00.0: wait_func:1155:(pid 1967079): TEARDOWN_HCA(0x103) timeout...`. The
+//! origin is split off ([`DevPrefix::origin`]) so that the catalog matches the format after it.
 
 use vfguard_model::Bdf;
 
@@ -17,8 +23,19 @@ pub struct DevPrefix<'a> {
     pub bdf: Option<Bdf>,
     /// The netdev name, for `netdev_*` messages.
     pub netdev: Option<&'a str>,
-    /// What follows the prefix.
+    /// The `function:line:(pid N)` origin mlx5's macros print before their message, if any.
+    pub origin: Option<&'a str>,
+    /// What follows the prefix (and the origin).
     pub message: &'a str,
+}
+
+impl DevPrefix<'_> {
+    /// The origin's `function:line`, without the pid (which changes from print to print).
+    pub fn origin_site(&self) -> Option<&str> {
+        self.origin
+            .and_then(|o| o.split_once(":(pid "))
+            .map(|(site, _)| site)
+    }
 }
 
 /// Splits `body` into its device prefix and message, if it has one.
@@ -34,12 +51,13 @@ pub fn split(body: &str) -> Option<DevPrefix<'_>> {
     let dev_end = rest.find(' ').unwrap_or(rest.len());
     let token = rest.get(..dev_end)?;
     if let Some(device) = token.strip_suffix(':') {
-        let message = rest.get(dev_end + 1..).unwrap_or("");
+        let (origin, message) = split_origin(rest.get(dev_end + 1..).unwrap_or(""));
         return looks_like_device(device).then(|| DevPrefix {
             driver,
             device,
             bdf: device.parse().ok(),
             netdev: None,
+            origin,
             message,
         });
     }
@@ -60,13 +78,47 @@ pub fn split(body: &str) -> Option<DevPrefix<'_>> {
     if !valid {
         return None;
     }
+    let (origin, message) = split_origin(after.get(colon + 2..)?);
     Some(DevPrefix {
         driver,
         device,
         bdf: device.parse().ok(),
         netdev: Some(name),
-        message: after.get(colon + 2..)?,
+        origin,
+        message,
     })
+}
+
+/// Longest `function:line:(pid N)` origin taken for one (kernel function names are short).
+const MAX_ORIGIN: usize = 96;
+
+/// Splits mlx5's `"%s:%d:(pid %d): "` origin (`__func__`, `__LINE__`, `current->pid`) off a
+/// message, so that the catalog sees the format the driver wrote. Anything else is left whole.
+fn split_origin(message: &str) -> (Option<&str>, &str) {
+    let whole = (None, message);
+    let Some(at) = message
+        .get(..MAX_ORIGIN.min(message.len()))
+        .and_then(|h| h.find(":(pid "))
+    else {
+        // The window may cut a multi-byte character: then there is no ASCII origin either.
+        return whole;
+    };
+    let Some((func, line)) = message.get(..at).and_then(|site| site.rsplit_once(':')) else {
+        return whole;
+    };
+    let ident = !func.is_empty() && func.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let number = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if !ident || !number(line) {
+        return whole;
+    }
+    let Some((pid, rest)) = message.get(at + 6..).and_then(|r| r.split_once("): ")) else {
+        return whole;
+    };
+    if !number(pid) {
+        return whole;
+    }
+    let origin_end = at + 6 + pid.len() + 1;
+    (message.get(..origin_end), rest)
 }
 
 /// A device name has a digit and a `.` or `:` (PCI `0000:3b:00.0`, platform `arm-smmu-v3.0.auto`).
@@ -102,6 +154,28 @@ mod tests {
         assert_eq!(p.netdev, Some("eth0"));
         let p = split("arm-smmu-v3 arm-smmu-v3.0.auto: event 0x10 received:").unwrap();
         assert_eq!((p.device, p.bdf), ("arm-smmu-v3.0.auto", None));
+    }
+
+    #[test]
+    fn mlx5_origin_is_split_off() {
+        let p = split("mlx5_core 0000:56:00.0: wait_func:1189:(pid 72061): ACCESS_REG(0x805) timeout. Will cause a leak of a command resource").unwrap();
+        assert_eq!(p.origin, Some("wait_func:1189:(pid 72061)"));
+        assert_eq!(p.origin_site(), Some("wait_func:1189"));
+        assert_eq!(
+            p.message,
+            "ACCESS_REG(0x805) timeout. Will cause a leak of a command resource"
+        );
+        // Not an origin: left whole.
+        for msg in [
+            "mlx5_core 0000:56:00.0: firmware version: 14.98.3410",
+            "mlx5_core 0000:56:00.0: f:x:(pid 1): y",
+            "mlx5_core 0000:56:00.0: f:1:(pid x): y",
+            "mlx5_core 0000:56:00.0: bad func:1:(pid 1): y",
+        ] {
+            let p = split(msg).unwrap();
+            assert_eq!(p.origin, None, "{msg}");
+            assert!(msg.ends_with(p.message), "{msg}");
+        }
     }
 
     #[test]

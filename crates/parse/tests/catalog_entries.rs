@@ -21,8 +21,12 @@ fn group_head(group: Group) -> &'static str {
         Group::Dpc => "pcieport 0000:00:1c.0: DPC: containment event, status:0x1f01 source:0x3b00",
         Group::Smmu => "arm-smmu-v3 arm-smmu-v3.0.auto: event 0x10 received:",
         Group::AmdVi => "AMD-Vi: Event logged [Device not attached to domain properly]",
+        Group::Dmar => "DMAR: [DMA Read NO_PASID] Request device [3b:02.1] fault addr 0x7ff3c000 [fault reason 0x06] PTE Read access is not set",
         Group::AerFirmware => {
             "pcieport 0000:00:03.0: AER: aer_status: 0x00004000, aer_mask: 0x00000000"
+        }
+        Group::Mlx5Health => {
+            "mlx5_core 0000:08:00.0: print_health_info:458:(pid 0): Health issue observed, firmware internal error, severity(3) ERROR:"
         }
     }
 }
@@ -140,4 +144,52 @@ fn every_fault_kind_has_an_entry() {
         });
         assert!(found, "no catalog entry yields {kind}");
     }
+}
+
+/// What the simulator does (crates/sim/tests/render_roundtrip.rs), without the simulator: a line
+/// rendered from each head entry's format, with its example's prefix (and mlx5 origin) and
+/// values, classifies as the example does.
+#[test]
+fn every_head_entry_renders_a_line_that_classifies_like_its_example() {
+    let cat = Catalog::get();
+    let mut failures = Vec::new();
+    for c in cat
+        .entries
+        .iter()
+        .filter(|c| matches!(c.entry.role, Role::Head | Role::HeadOrDetail))
+    {
+        let (_, values) = c.captures(c.entry.example).unwrap();
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        let first = c.entry.example.lines().next().unwrap();
+        let dev = vfguard_parse::prefix::split(first);
+        let device = dev.as_ref().map(|p| (p.driver, p.device, p.netdev));
+        let Some(line) = cat.render_line(c.entry.id, device, &refs) else {
+            failures.push(format!("{}: does not render", c.entry.id));
+            continue;
+        };
+        let (got, _) = scan_text(line.as_bytes(), FormatHint::Auto);
+        let (want, _) = scan_text(c.entry.example.as_bytes(), FormatHint::Auto);
+        let key = |e: &vfguard_model::FaultEvent| {
+            (
+                e.catalog_id.clone(),
+                e.kind,
+                e.vf,
+                e.queue,
+                e.function,
+                e.pf,
+                e.details.clone(),
+            )
+        };
+        let (g, w): (Vec<_>, Vec<_>) = (
+            got.iter().map(key).collect(),
+            want.iter().map(key).collect(),
+        );
+        if g != w {
+            failures.push(format!(
+                "{}: {line:?}\n  got  {g:?}\n  want {w:?}",
+                c.entry.id
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -20,6 +20,10 @@ const IAVF: Source = Source::Driver(&["iavf", "i40evf"]);
 const IXGBEVF: Source = Source::Driver(&["ixgbevf"]);
 const IGBVF: Source = Source::Driver(&["igbvf"]);
 const VF_PF_RESETTING: Source = Source::Driver(&["igbvf", "ixgbevf"]);
+/// mlx5 (ConnectX-4 and later), PF and VF alike: one driver, `mlx5_core`.
+const MLX5: Source = Source::Driver(&["mlx5_core"]);
+/// A firmware command's name as `mlx5_command_str()` prints it (`ACCESS_REG`, `TEARDOWN_HCA`).
+const MLX5_CMD: (&str, &str) = ("command", r"[A-Z0-9_]+");
 
 const AER_SEV: (&str, &str) = (
     "sev",
@@ -196,6 +200,32 @@ pub static ENTRIES: &[Entry] = &[
         format: "Cannot add more MAC addresses, VF is not trusted, switch the VF to trusted to add more functionality\n",
         since: "i40e_virtchnl_pf.c i40e_check_vf_permission() (no VF index)",
         example: "i40e 0000:c2:00.0: Cannot add more MAC addresses, VF is not trusted, switch the VF to trusted to add more functionality",
+        ..D
+    },
+    Entry {
+        id: "i40e.vc.mac_limit",
+        source: I40E,
+        format: "Cannot add more MAC addresses: VF reached its maximum allowed limit (%d)\n",
+        fields: &["limit"],
+        since: "i40e_virtchnl_pf.c i40e_check_vf_permission(), v6.19+ (devlink max_mac_per_vf); names no VF: sequence attribution",
+        example: "i40e 0000:3b:00.0: Cannot add more MAC addresses: VF reached its maximum allowed limit (16)",
+        ..D
+    },
+    Entry {
+        id: "i40e.vc.mac_limit_trusted",
+        source: I40E,
+        format: "Cannot add more MAC addresses: trusted VF reached its maximum allowed limit (%d)\n",
+        fields: &["limit"],
+        since: "i40e_virtchnl_pf.c i40e_check_vf_permission(), v6.19+; names no VF: sequence attribution",
+        example: "i40e 0000:3b:00.0: Cannot add more MAC addresses: trusted VF reached its maximum allowed limit (122)",
+        ..D
+    },
+    Entry {
+        id: "i40e.vc.mac_exhausted_trusted",
+        source: I40E,
+        format: "Cannot add more MAC addresses, trusted VF exhausted it's resources\n",
+        since: "i40e_virtchnl_pf.c i40e_check_vf_permission(), about v6.5 to v6.18; names no VF: sequence attribution",
+        example: "i40e 0000:3b:00.0: Cannot add more MAC addresses, trusted VF exhausted it's resources",
         ..D
     },
     Entry {
@@ -1282,6 +1312,549 @@ pub static ENTRIES: &[Entry] = &[
         example: "igbvf 0000:03:10.0: Failed to remove vlan id 100",
         ..D
     },
+    // ---------------------------------------------------------------- mlx5 (ConnectX)
+    // mlx5_core_err/_warn and mlx5_log print "%s:%d:(pid %d): " (function, line, pid) first;
+    // crate::prefix splits it off, so the formats below are what the driver wrote after it.
+    Entry {
+        id: "mlx5.health.fatal_error",
+        source: MLX5,
+        format: "Fatal error %u detected\n",
+        fields: &["sensor"],
+        kind: R::Fixed(K::FwFault),
+        severity: S::Critical,
+        scope: Scope::Own,
+        since: "mlx5 health.c poll_health(), mlx5_core_err, v5.x+ (sensor: 1 PCI comm, 2 PCI offline, 3 NIC disabled, 4 NIC SW reset, 5 FW syndrome RFR)",
+        example: "mlx5_core 0000:08:00.0: poll_health:801:(pid 0): Fatal error 3 detected",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.miss_count",
+        source: MLX5,
+        format: "device's health compromised - reached miss count\n",
+        kind: R::Fixed(K::FwFault),
+        severity: S::Critical,
+        scope: Scope::Own,
+        since: "mlx5 health.c poll_health(), mlx5_core_err, v4.x+: the FW health counter stopped",
+        example: "mlx5_core 0000:08:00.0: poll_health:819:(pid 0): device's health compromised - reached miss count",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.issue",
+        source: MLX5,
+        format: "Health issue observed, %s, severity(%d) %s:\n",
+        fields: &["synd_text", "fw_severity", "fw_severity_name"],
+        patterns: &[("synd_text", r"[^,]+"), ("fw_severity_name", r"[A-Za-z ]+")],
+        group: Some(Group::Mlx5Health),
+        kind: R::Fixed(K::FwFault),
+        severity: S::Error,
+        scope: Scope::Own,
+        since: "mlx5 health.c print_health_info(), mlx5_log at the FW's severity, about v5.18+ (the health buffer fields follow, one line each)",
+        example: "mlx5_core 0000:08:00.0: print_health_info:431:(pid 0): Health issue observed, firmware internal error, severity(3) ERROR:",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.assert_var0",
+        source: MLX5,
+        format: "assert_var[0] 0x%08x\n",
+        fields: &["assert_var"],
+        group: Some(Group::Mlx5Health),
+        kind: R::Fixed(K::FwFault),
+        severity: S::Error,
+        scope: Scope::Own,
+        since: "mlx5 health.c print_health_info(), mlx5_core_err, before about v5.18: the health dump opens with assert_var[0]",
+        example: "mlx5_core 0000:08:00.0: print_health_info:383:(pid 0): assert_var[0] 0x00000001",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.assert_var",
+        source: MLX5,
+        format: "assert_var[%d] 0x%08x\n",
+        fields: &["_index", "assert_var"],
+        role: Role::Detail,
+        group: Some(Group::Mlx5Health),
+        scope: Scope::Own,
+        since: "mlx5 health.c print_health_info() (mlx5_log since about v5.18, mlx5_core_err before)",
+        example: "mlx5_core 0000:08:00.0: print_health_info:440:(pid 0): assert_var[1] 0x00000000",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.assert_exit_ptr",
+        source: MLX5,
+        format: "assert_exit_ptr 0x%08x\n",
+        fields: &["assert_exit_ptr"],
+        role: Role::Detail,
+        group: Some(Group::Mlx5Health),
+        scope: Scope::Own,
+        since: "mlx5 health.c print_health_info() (mlx5_log since about v5.18, mlx5_core_err before)",
+        example: "mlx5_core 0000:08:00.0: print_health_info:440:(pid 0): assert_exit_ptr 0x0094a8b0",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.assert_callra",
+        source: MLX5,
+        format: "assert_callra 0x%08x\n",
+        fields: &["assert_callra"],
+        role: Role::Detail,
+        group: Some(Group::Mlx5Health),
+        scope: Scope::Own,
+        since: "mlx5 health.c print_health_info() (mlx5_log since about v5.18, mlx5_core_err before)",
+        example: "mlx5_core 0000:08:00.0: print_health_info:440:(pid 0): assert_callra 0x0094a6e0",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.fw_ver",
+        source: MLX5,
+        format: "fw_ver %d.%d.%d",
+        fields: &["fw_major", "fw_minor", "fw_subminor"],
+        role: Role::Detail,
+        group: Some(Group::Mlx5Health),
+        scope: Scope::Own,
+        since: "mlx5 health.c print_health_info() (mlx5_log since about v5.18, mlx5_core_err before)",
+        example: "mlx5_core 0000:08:00.0: print_health_info:440:(pid 0): fw_ver 16.35.2000",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.fw_ver_str",
+        source: MLX5,
+        format: "fw_ver %s\n",
+        fields: &["fw_ver"],
+        role: Role::Detail,
+        group: Some(Group::Mlx5Health),
+        scope: Scope::Own,
+        since: "mlx5 health.c print_health_info() (mlx5_log since about v5.18, mlx5_core_err before)",
+        example: "mlx5_core 0000:08:00.0: print_health_info:440:(pid 0): fw_ver 16.26.1040",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.time",
+        source: MLX5,
+        format: "time %u\n",
+        fields: &["fw_time"],
+        role: Role::Detail,
+        group: Some(Group::Mlx5Health),
+        scope: Scope::Own,
+        since: "mlx5 health.c print_health_info() (mlx5_log since about v5.18, mlx5_core_err before)",
+        example: "mlx5_core 0000:08:00.0: print_health_info:440:(pid 0): time 1718284544",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.hw_id",
+        source: MLX5,
+        format: "hw_id 0x%08x\n",
+        fields: &["hw_id"],
+        role: Role::Detail,
+        group: Some(Group::Mlx5Health),
+        scope: Scope::Own,
+        since: "mlx5 health.c print_health_info() (mlx5_log since about v5.18, mlx5_core_err before)",
+        example: "mlx5_core 0000:08:00.0: print_health_info:440:(pid 0): hw_id 0x0000020d",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.rfr",
+        source: MLX5,
+        format: "rfr %d\n",
+        fields: &["rfr"],
+        role: Role::Detail,
+        group: Some(Group::Mlx5Health),
+        scope: Scope::Own,
+        since: "mlx5 health.c print_health_info() (mlx5_log since about v5.18, mlx5_core_err before)",
+        example: "mlx5_core 0000:08:00.0: print_health_info:440:(pid 0): rfr 0",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.crr",
+        source: MLX5,
+        format: "crr %d\n",
+        fields: &["crr"],
+        role: Role::Detail,
+        group: Some(Group::Mlx5Health),
+        scope: Scope::Own,
+        since: "mlx5 health.c print_health_info() (mlx5_log since about v5.18, mlx5_core_err before)",
+        example: "mlx5_core 0000:08:00.0: print_health_info:440:(pid 0): crr 0",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.severity",
+        source: MLX5,
+        format: "severity %d (%s)\n",
+        fields: &["fw_severity", "fw_severity_name"],
+        role: Role::Detail,
+        group: Some(Group::Mlx5Health),
+        scope: Scope::Own,
+        since: "mlx5 health.c print_health_info() (mlx5_log since about v5.18, mlx5_core_err before)",
+        example: "mlx5_core 0000:08:00.0: print_health_info:440:(pid 0): severity 3 (ERROR)",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.irisc_index",
+        source: MLX5,
+        format: "irisc_index %d\n",
+        fields: &["irisc_index"],
+        role: Role::Detail,
+        group: Some(Group::Mlx5Health),
+        scope: Scope::Own,
+        since: "mlx5 health.c print_health_info() (mlx5_log since about v5.18, mlx5_core_err before)",
+        example: "mlx5_core 0000:08:00.0: print_health_info:440:(pid 0): irisc_index 3",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.synd",
+        source: MLX5,
+        format: "synd 0x%x: %s\n",
+        fields: &["synd", "synd_text"],
+        role: Role::Detail,
+        group: Some(Group::Mlx5Health),
+        scope: Scope::Own,
+        since: "mlx5 health.c print_health_info() (mlx5_log since about v5.18, mlx5_core_err before)",
+        example: "mlx5_core 0000:08:00.0: print_health_info:440:(pid 0): synd 0x1: firmware internal error",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.ext_synd",
+        source: MLX5,
+        format: "ext_synd 0x%04x\n",
+        fields: &["ext_synd"],
+        role: Role::Detail,
+        group: Some(Group::Mlx5Health),
+        scope: Scope::Own,
+        since: "mlx5 health.c print_health_info() (mlx5_log since about v5.18, mlx5_core_err before)",
+        example: "mlx5_core 0000:08:00.0: print_health_info:440:(pid 0): ext_synd 0x8f3f",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.raw_fw_ver",
+        source: MLX5,
+        format: "raw fw_ver 0x%08x\n",
+        fields: &["raw_fw_ver"],
+        role: Role::Detail,
+        group: Some(Group::Mlx5Health),
+        scope: Scope::Own,
+        since: "mlx5 health.c print_health_info() (mlx5_log since about v5.18, mlx5_core_err before)",
+        example: "mlx5_core 0000:08:00.0: print_health_info:440:(pid 0): raw fw_ver 0x102307d0",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.cold_reset",
+        source: MLX5,
+        format: "Cold reset is required\n",
+        kind: R::Fixed(K::FwFault),
+        severity: S::Critical,
+        scope: Scope::Own,
+        since: "mlx5 health.c print_health_info(), mlx5_core_warn, about v6.4+ (the FW asks for a cold reset)",
+        example: "mlx5_core 0000:08:00.0: print_health_info:455:(pid 0): Cold reset is required",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.recovery_aborted",
+        source: MLX5,
+        format: "health recovery flow aborted, PCI reads still not working\n",
+        kind: R::Fixed(K::FwFault),
+        severity: S::Critical,
+        scope: Scope::Own,
+        since: "mlx5 health.c mlx5_health_try_recover() (health_recover_work() before v5.5)",
+        example: "mlx5_core 0000:08:00.0: mlx5_health_try_recover:335:(pid 612): health recovery flow aborted, PCI reads still not working",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.recovery_start",
+        source: MLX5,
+        format: "starting health recovery flow\n",
+        kind: R::Fixed(K::PfReset),
+        severity: S::Critical,
+        scope: Scope::Own,
+        since: "mlx5 health.c mlx5_health_try_recover(): the device (every function on it) is reloaded",
+        example: "mlx5_core 0000:08:00.0: mlx5_health_try_recover:338:(pid 612): starting health recovery flow",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.recovery_failed",
+        source: MLX5,
+        format: "health recovery failed\n",
+        kind: R::Fixed(K::FwFault),
+        severity: S::Critical,
+        scope: Scope::Own,
+        since: "mlx5 health.c mlx5_health_try_recover(), mlx5_fw_fatal_reporter_err_work()",
+        example: "mlx5_core 0000:08:00.0: mlx5_health_try_recover:340:(pid 612): health recovery failed",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.unloading",
+        source: MLX5,
+        format: "Driver is in error state. Unloading\n",
+        kind: R::Fixed(K::PfReset),
+        severity: S::Critical,
+        scope: Scope::Own,
+        since: "mlx5 health.c mlx5_fw_fatal_reporter_err_work(), about v5.10+: fw_fatal recovery refused by its grace period",
+        example: "mlx5_core 0000:08:00.0: mlx5_fw_fatal_reporter_err_work:713:(pid 612): Driver is in error state. Unloading",
+        ..D
+    },
+    Entry {
+        id: "mlx5.health.fw_reset",
+        source: MLX5,
+        format: "Issuing FW Reset\n",
+        kind: R::Fixed(K::PfReset),
+        severity: S::Critical,
+        scope: Scope::Own,
+        since: "mlx5 health.c reset_fw_if_needed(), mlx5_core_warn, v5.x+",
+        example: "mlx5_core 0000:08:00.0: reset_fw_if_needed:149:(pid 612): Issuing FW Reset",
+        ..D
+    },
+    Entry {
+        id: "mlx5.cmd.timeout",
+        source: MLX5,
+        format: "%s(0x%x) timeout. Will cause a leak of a command resource\n",
+        fields: &["command", "opcode"],
+        patterns: &[MLX5_CMD],
+        kind: R::Fixed(K::FwFault),
+        severity: S::Error,
+        scope: Scope::Own,
+        since: "mlx5 cmd.c wait_func(), mlx5_core_warn, v4.x+: a firmware command never completed",
+        example: "mlx5_core 0000:08:00.0: wait_func:1155:(pid 1967079): TEARDOWN_HCA(0x103) timeout. Will cause a leak of a command resource",
+        ..D
+    },
+    Entry {
+        id: "mlx5.cmd.async_timeout",
+        source: MLX5,
+        format: "cmd[%d]: %s(0x%x) Async, timeout. Will cause a leak of a command resource\n",
+        fields: &["cmd_idx", "command", "opcode"],
+        patterns: &[MLX5_CMD],
+        kind: R::Fixed(K::FwFault),
+        severity: S::Error,
+        scope: Scope::Own,
+        since: "mlx5 cmd.c cb_timeout_handler(), v5.11+ ('%s(0x%x) timeout...' before)",
+        example: "mlx5_core 0000:08:00.0: cb_timeout_handler:877:(pid 1234): cmd[2]: QUERY_VPORT_COUNTER(0x770) Async, timeout. Will cause a leak of a command resource",
+        ..D
+    },
+    Entry {
+        id: "mlx5.cmd.no_done",
+        source: MLX5,
+        format: "cmd[%d]: %s(0x%x) No done completion\n",
+        fields: &["cmd_idx", "command", "opcode"],
+        patterns: &[MLX5_CMD],
+        kind: R::Fixed(K::FwFault),
+        severity: S::Error,
+        scope: Scope::Own,
+        since: "mlx5 cmd.c wait_func_handle_exec_timeout(), v5.11+",
+        example: "mlx5_core 0000:56:00.0: wait_func_handle_exec_timeout:1159:(pid 72061): cmd[0]: ACCESS_REG(0x805) No done completion",
+        ..D
+    },
+    Entry {
+        id: "mlx5.cmd.late_completion",
+        source: MLX5,
+        format: "Command completion arrived after timeout (entry idx = %d).\n",
+        fields: &["cmd_idx"],
+        kind: R::Fixed(K::FwFault),
+        severity: S::Warning,
+        scope: Scope::Own,
+        since: "mlx5 cmd.c mlx5_cmd_comp_handler(), v5.7+",
+        example: "mlx5_core 0000:56:00.0: mlx5_cmd_comp_handler:1709:(pid 0): Command completion arrived after timeout (entry idx = 0).",
+        ..D
+    },
+    Entry {
+        id: "mlx5.cmd.failed",
+        source: MLX5,
+        format: "%s(0x%x) op_mod(0x%x) failed, status %s(0x%x), syndrome (0x%x), err(%d)\n",
+        fields: &["command", "opcode", "op_mod", "status_name", "status", "syndrome", "error"],
+        patterns: &[MLX5_CMD, ("status_name", r"[a-z ]+")],
+        kind: R::Fixed(K::FwFault),
+        severity: S::Warning,
+        scope: Scope::Own,
+        since: "mlx5 cmd.c mlx5_cmd_out_err(), mlx5_core_err_rl, about v6.0+ (err added to cmd_status_print())",
+        example: "mlx5_core 0000:08:00.0: mlx5_cmd_out_err:838:(pid 2791): CREATE_TIR(0x900) op_mod(0x0) failed, status bad parameter(0x3), syndrome (0x4a1b2c), err(-22)",
+        ..D
+    },
+    Entry {
+        id: "mlx5.cmd.failed_v4",
+        source: MLX5,
+        format: "%s(0x%x) op_mod(0x%x) failed, status %s(0x%x), syndrome (0x%x)\n",
+        fields: &["command", "opcode", "op_mod", "status_name", "status", "syndrome"],
+        patterns: &[MLX5_CMD, ("status_name", r"[a-z ]+")],
+        kind: R::Fixed(K::FwFault),
+        severity: S::Warning,
+        scope: Scope::Own,
+        since: "mlx5 cmd.c mlx5_cmd_check()/cmd_status_print(), v4.x to about v5.19",
+        example: "mlx5_core 0000:08:00.0: mlx5_cmd_check:794:(pid 2791): CREATE_TIR(0x900) op_mod(0x0) failed, status bad parameter(0x3), syndrome (0x4a1b2c)",
+        ..D
+    },
+    Entry {
+        id: "mlx5.pages.give_failed",
+        source: MLX5,
+        format: "func_id 0x%x, npages %d, err %d\n",
+        fields: &["func_id", "npages", "error"],
+        kind: R::Fixed(K::FwFault),
+        severity: S::Error,
+        scope: Scope::Own,
+        since: "mlx5 pagealloc.c give_pages(), mlx5_core_warn, v4.x+: the FW could not be given the pages it asked for (func_id names the function: 0 the PF, n VF n-1, not used to attribute)",
+        example: "mlx5_core 0000:08:00.0: give_pages:388:(pid 1021): func_id 0x0, npages 4096, err -12",
+        ..D
+    },
+    Entry {
+        id: "mlx5.pages.give_failed_vhca",
+        source: MLX5,
+        format: "func_vhca_id 0x%x, npages %d, err %d\n",
+        fields: &["func_vhca_id", "npages", "error"],
+        kind: R::Fixed(K::FwFault),
+        severity: S::Error,
+        scope: Scope::Own,
+        since: "mlx5 pagealloc.c give_pages(), vhca_id page management series (net-next 2025; release unverified)",
+        example: "mlx5_core 0000:08:00.0: give_pages:446:(pid 1021): func_vhca_id 0x2, npages 1024, err -12",
+        ..D
+    },
+    Entry {
+        id: "mlx5.pages.reclaim_failed",
+        source: MLX5,
+        format: "failed reclaiming pages: err %d\n",
+        fields: &["error"],
+        kind: R::Fixed(K::FwFault),
+        severity: S::Error,
+        scope: Scope::Own,
+        since: "mlx5 pagealloc.c reclaim_pages(), mlx5_core_warn, v4.x+",
+        example: "mlx5_core 0000:08:00.2: reclaim_pages:514:(pid 12985): failed reclaiming pages: err -110",
+        ..D
+    },
+    Entry {
+        id: "mlx5.pages.reclaim_root_failed",
+        source: MLX5,
+        format: "failed reclaiming pages (%d) for func id 0x%x\n",
+        fields: &["error", "func_id"],
+        kind: R::Fixed(K::FwFault),
+        severity: S::Error,
+        scope: Scope::Own,
+        since: "mlx5 pagealloc.c mlx5_reclaim_root_pages(), mlx5_core_warn, v5.x+",
+        example: "mlx5_core 0000:08:00.2: mlx5_reclaim_root_pages:653:(pid 12985): failed reclaiming pages (-110) for func id 0x0",
+        ..D
+    },
+    Entry {
+        id: "mlx5e.tx_timeout",
+        source: MLX5,
+        format: "TX timeout on queue: %d, SQ: 0x%x, CQ: 0x%x, SQ Cons: 0x%x SQ Prod: 0x%x, usecs since last trans: %u\n",
+        fields: &["queue", "sqn", "cqn", "sq_cons", "sq_prod", "usecs_since_trans"],
+        kind: R::Fixed(K::TxHang),
+        severity: S::Error,
+        scope: Scope::Own,
+        since: "mlx5 en/reporter_tx.c mlx5e_reporter_tx_timeout() via mlx5e_health_report() (netdev_err), v5.3+; the devlink tx reporter reports it too",
+        example: "mlx5_core 0000:08:00.0 enp8s0f0np0: TX timeout on queue: 3, SQ: 0x1a9, CQ: 0x5d1, SQ Cons: 0x38 SQ Prod: 0x3f, usecs since last trans: 10752000",
+        ..D
+    },
+    Entry {
+        id: "mlx5e.tx_timeout_v4",
+        source: MLX5,
+        format: "TX timeout on queue: %d, SQ: 0x%x, CQ: 0x%x, SQ Cons: 0x%x SQ Prod: 0x%x\n",
+        fields: &["queue", "sqn", "cqn", "sq_cons", "sq_prod"],
+        kind: R::Fixed(K::TxHang),
+        severity: S::Error,
+        scope: Scope::Own,
+        since: "mlx5 en_main.c mlx5e_tx_timeout(), v4.x to v5.2",
+        example: "mlx5_core 0000:08:00.0 enp8s0f0np0: TX timeout on queue: 3, SQ: 0x1a9, CQ: 0x5d1, SQ Cons: 0x38 SQ Prod: 0x3f",
+        ..D
+    },
+    Entry {
+        id: "mlx5e.tx_timeout_detected",
+        source: MLX5,
+        format: "TX timeout detected\n",
+        kind: R::Fixed(K::TxHang),
+        severity: S::Error,
+        scope: Scope::Own,
+        since: "mlx5 en_main.c mlx5e_tx_timeout() / mlx5e_tx_timeout_work(), the queue lines follow",
+        example: "mlx5_core 0000:08:00.0 enp8s0f0np0: TX timeout detected",
+        ..D
+    },
+    Entry {
+        id: "mlx5e.tx_err_cqe",
+        source: MLX5,
+        format: "ERR CQE on SQ: 0x%x\n",
+        fields: &["sqn"],
+        kind: R::Fixed(K::TxHang),
+        severity: S::Error,
+        scope: Scope::Own,
+        since: "mlx5 en/reporter_tx.c mlx5e_reporter_tx_err_cqe(), v5.3+: the send queue went to error and is recovered",
+        example: "mlx5_core 0000:08:00.0 enp8s0f0np0: ERR CQE on SQ: 0x1a9",
+        ..D
+    },
+    Entry {
+        id: "mlx5e.rx_timeout",
+        source: MLX5,
+        format: "RX timeout on channel: %d, %sRQ: 0x%x, CQ: 0x%x\n",
+        fields: &["channel", "_icosq", "rqn", "cqn"],
+        patterns: &[("_icosq", r"(?:ICOSQ: 0x[0-9a-fA-F]+, )?")],
+        kind: R::Fixed(K::RxError),
+        severity: S::Error,
+        scope: Scope::Own,
+        since: "mlx5 en/reporter_rx.c mlx5e_reporter_rx_timeout(), about v6.3+ (ICOSQ optional)",
+        example: "mlx5_core 0000:08:00.0 enp8s0f0np0: RX timeout on channel: 5, ICOSQ: 0x4c2, RQ: 0x4c4, CQ: 0x4c3",
+        ..D
+    },
+    Entry {
+        id: "mlx5e.rx_timeout_v55",
+        source: MLX5,
+        format: "RX timeout on channel: %d, ICOSQ: 0x%x RQ: 0x%x, CQ: 0x%x\n",
+        fields: &["channel", "icosq", "rqn", "cqn"],
+        kind: R::Fixed(K::RxError),
+        severity: S::Error,
+        scope: Scope::Own,
+        since: "mlx5 en/reporter_rx.c mlx5e_reporter_rx_timeout(), v5.5 to about v6.2",
+        example: "mlx5_core 0000:08:00.0 enp8s0f0np0: RX timeout on channel: 5, ICOSQ: 0x4c2 RQ: 0x4c4, CQ: 0x4c3",
+        ..D
+    },
+    Entry {
+        id: "mlx5e.rx_err_cqe",
+        source: MLX5,
+        format: "ERR CQE on RQ: 0x%x\n",
+        fields: &["rqn"],
+        kind: R::Fixed(K::RxError),
+        severity: S::Error,
+        scope: Scope::Own,
+        since: "mlx5 en/reporter_rx.c mlx5e_reporter_rq_cqe_err(), v5.5+",
+        example: "mlx5_core 0000:08:00.0 enp8s0f0np0: ERR CQE on RQ: 0x4c4",
+        ..D
+    },
+    Entry {
+        id: "mlx5e.icosq_err_cqe",
+        source: MLX5,
+        format: "ERR CQE on ICOSQ: 0x%x\n",
+        fields: &["icosq"],
+        kind: R::Fixed(K::RxError),
+        severity: S::Error,
+        scope: Scope::Own,
+        since: "mlx5 en/reporter_rx.c mlx5e_reporter_icosq_cqe_err(), v5.5+",
+        example: "mlx5_core 0000:08:00.0 enp8s0f0np0: ERR CQE on ICOSQ: 0x4c2",
+        ..D
+    },
+    Entry {
+        id: "mlx5e.eq_recovered",
+        source: MLX5,
+        format: "Recovered %d eqes on EQ 0x%x\n",
+        fields: &["eqes", "eqn"],
+        kind: R::Fixed(K::TxHang),
+        severity: S::Warning,
+        scope: Scope::Own,
+        since: "mlx5 en/health.c mlx5e_health_channel_eq_recover(), about v5.5+: a lost completion interrupt found during a Tx/Rx timeout",
+        example: "mlx5_core 0000:08:00.0 enp8s0f0np0: Recovered 1 eqes on EQ 0x12",
+        ..D
+    },
+    Entry {
+        id: "mlx5e.eq_recovered_v53",
+        source: MLX5,
+        format: "Recover %d eqes on EQ 0x%x\n",
+        fields: &["eqes", "eqn"],
+        kind: R::Fixed(K::TxHang),
+        severity: S::Warning,
+        scope: Scope::Own,
+        since: "mlx5 en/reporter_tx.c mlx5e_tx_reporter_timeout_recover(), v5.3 to about v5.4",
+        example: "mlx5_core 0000:08:00.0 enp8s0f0np0: Recover 1 eqes on EQ 0x12",
+        ..D
+    },
+    Entry {
+        id: "mlx5e.eq_state",
+        source: MLX5,
+        format: "EQ 0x%x: Cons = 0x%x, irqn = 0x%x\n",
+        fields: &["eqn", "eq_cons", "irqn"],
+        role: Role::Context,
+        scope: Scope::Own,
+        since: "mlx5 en/health.c mlx5e_health_channel_eq_recover(), before the recovery line (context)",
+        example: "mlx5_core 0000:08:00.0 enp8s0f0np0: EQ 0x12: Cons = 0x2a, irqn = 0x71",
+        ..D
+    },
     // ---------------------------------------------------------------- NETDEV WATCHDOG
     Entry {
         id: "watchdog.cpu",
@@ -1758,7 +2331,8 @@ pub static ENTRIES: &[Entry] = &[
         prefixes: &["DMAR: "],
         format: "Dump %s table entries for IOVA 0x%llx\n",
         fields: &["unit", "iova"],
-        role: Role::Context,
+        role: Role::Detail,
+        group: Some(Group::Dmar),
         scope: Scope::Host,
         since: "drivers/iommu/intel/iommu.c dmar_fault_dump_ptes() with CONFIG_DMAR_DEBUG (names the DMAR unit)",
         example: "DMAR: Dump dmar1 table entries for IOVA 0x7ff3c000",
@@ -1773,6 +2347,7 @@ pub static ENTRIES: &[Entry] = &[
         kind: R::Fixed(K::IommuFault),
         severity: S::Error,
         scope: Scope::Named,
+        group: Some(Group::Dmar),
         since: "drivers/iommu/intel/dmar.c dmar_fault_do_one(), about v5.13+",
         example: "DMAR: [INTR-REMAP] Request device [3b:02.1] fault index 0x1a [fault reason 0x25] Blocked a compatibility format interrupt request",
         ..D
@@ -1787,6 +2362,7 @@ pub static ENTRIES: &[Entry] = &[
         kind: R::Fixed(K::IommuFault),
         severity: S::Error,
         scope: Scope::Named,
+        group: Some(Group::Dmar),
         since: "drivers/iommu/intel/dmar.c dmar_fault_do_one(), about v5.19+",
         example: "DMAR: [DMA Read NO_PASID] Request device [3b:02.1] fault addr 0x7ff3c000 [fault reason 0x06] PTE Read access is not set",
         ..D
@@ -1801,6 +2377,7 @@ pub static ENTRIES: &[Entry] = &[
         kind: R::Fixed(K::IommuFault),
         severity: S::Error,
         scope: Scope::Named,
+        group: Some(Group::Dmar),
         since: "drivers/iommu/intel/dmar.c dmar_fault_do_one(), about v5.19+",
         example: "DMAR: [DMA Write PASID 0x1] Request device [3b:02.1] fault addr 0x7ff3c000 [fault reason 0x05] PTE Write access is not set",
         ..D
@@ -1815,6 +2392,7 @@ pub static ENTRIES: &[Entry] = &[
         kind: R::Fixed(K::IommuFault),
         severity: S::Error,
         scope: Scope::Named,
+        group: Some(Group::Dmar),
         since: "drivers/iommu/intel/dmar.c, about v5.13 to v5.18 ('0x' before bus and device)",
         example: "DMAR: [DMA Read NO_PASID] Request device [0x3b:0x02.1] fault addr 0x7ff3c000 [fault reason 0x06] PTE Read access is not set",
         ..D
@@ -1829,6 +2407,7 @@ pub static ENTRIES: &[Entry] = &[
         kind: R::Fixed(K::IommuFault),
         severity: S::Error,
         scope: Scope::Named,
+        group: Some(Group::Dmar),
         since: "drivers/iommu/intel/dmar.c, about v5.13 to v5.18",
         example: "DMAR: [DMA Write PASID 0x1] Request device [0x3b:0x02.1] fault addr 0x7ff3c000 [fault reason 0x05] PTE Write access is not set",
         ..D
@@ -1843,6 +2422,7 @@ pub static ENTRIES: &[Entry] = &[
         kind: R::Fixed(K::IommuFault),
         severity: S::Error,
         scope: Scope::Named,
+        group: Some(Group::Dmar),
         since: "drivers/iommu/intel/dmar.c, about v5.5 to v5.12",
         example: "DMAR: [DMA Read] Request device [3b:02.1] PASID ffffffff fault addr 7ff3c000 [fault reason 06] PTE Read access is not set",
         ..D
@@ -1857,6 +2437,7 @@ pub static ENTRIES: &[Entry] = &[
         kind: R::Fixed(K::IommuFault),
         severity: S::Error,
         scope: Scope::Named,
+        group: Some(Group::Dmar),
         since: "drivers/iommu/intel/dmar.c, about v4.16 to v5.4 (reason in decimal)",
         example: "DMAR: [DMA Read] Request device [3b:02.1] fault addr 7ff3c000 [fault reason 06] PTE Read access is not set",
         ..D
@@ -1870,6 +2451,7 @@ pub static ENTRIES: &[Entry] = &[
         kind: R::Fixed(K::IommuFault),
         severity: S::Error,
         scope: Scope::Named,
+        group: Some(Group::Dmar),
         since: "drivers/iommu/intel/dmar.c, up to about v5.12",
         example: "DMAR: [INTR-REMAP] Request device [3b:02.1] fault index 1a [fault reason 37] Blocked a compatibility format interrupt request",
         ..D

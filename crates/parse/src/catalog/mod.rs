@@ -64,8 +64,15 @@ pub enum Group {
     Smmu,
     /// AMD-Vi events whose device is on the next line.
     AmdVi,
+    /// An Intel DMAR fault and the CONFIG_DMAR_DEBUG page-table dump after it, which names the
+    /// DMAR unit (`Dump dmar1 table entries ...`): the unit tells apart requesters that the
+    /// fault line prints without their PCI segment.
+    Dmar,
     /// A firmware-first (GHES) AER report.
     AerFirmware,
+    /// mlx5's health buffer dump (health.c print_health_info(): syndrome, assert registers, FW
+    /// version), one printk per field after the head.
+    Mlx5Health,
 }
 
 /// How an entry's kind is decided.
@@ -373,11 +380,16 @@ impl Catalog {
         }
         let mut line = String::new();
         if let Some((driver, device, netdev)) = dev {
-            let netdev_style =
-                crate::prefix::split(c.entry.example).is_some_and(|p| p.netdev.is_some());
+            let example = crate::prefix::split(c.entry.example);
+            let netdev_style = example.as_ref().is_some_and(|p| p.netdev.is_some());
             match netdev.filter(|_| netdev_style) {
                 Some(nd) => line.push_str(&format!("{driver} {device} {nd}: ")),
                 None => line.push_str(&format!("{driver} {device}: ")),
+            }
+            // mlx5's `function:line:(pid N): ` origin, as the example prints it.
+            if let Some(origin) = example.as_ref().and_then(|p| p.origin) {
+                line.push_str(origin);
+                line.push_str(": ");
             }
         }
         if let Some(p) = c.entry.prefixes.first() {
@@ -402,9 +414,13 @@ const STOPWORDS: &[&str] = &[
     "address", "filter", "queue", "event", "driver", "enabled", "status", "from", "with",
 ];
 
-/// The literal text of an entry's first printed line, trimmed, one piece per run.
+/// The literal text of an entry's first printed line, trimmed, one piece per run; and the name
+/// of its driver when only one driver prints it, since the device prefix puts that name on every
+/// line the entry matches. One anchor (`mlx5_core`) then stands for a whole driver's entries,
+/// which keeps the prefilter within its SIMD limit as the catalog grows.
 fn first_line_literals(c: &Compiled) -> Vec<&str> {
-    c.lines
+    let mut lits: Vec<&str> = c
+        .lines
         .first()
         .map(|l| {
             l.iter()
@@ -415,7 +431,11 @@ fn first_line_literals(c: &Compiled) -> Vec<&str> {
                 .filter(|t| !t.is_empty())
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if let Source::Driver([only]) = c.entry.source {
+        lits.push(only);
+    }
+    lits
 }
 
 /// Picks a small set of literals such that every head entry's first line contains one: a
@@ -610,6 +630,24 @@ mod tests {
             "{} anchors",
             Catalog::get().anchors.len()
         );
+    }
+
+    #[test]
+    fn one_anchor_stands_for_the_mlx5_entries() {
+        let cat = Catalog::get();
+        assert!(
+            cat.anchors.iter().any(|a| a == "mlx5_core"),
+            "{:?}",
+            cat.anchors
+        );
+        let mut found = Vec::new();
+        cat.candidates(
+            "mlx5_core 0000:08:00.0: poll_health:801:(pid 0): Fatal error 3 detected",
+            &mut found,
+        );
+        assert!(found
+            .iter()
+            .any(|&i| cat.entries[i].entry.id == "mlx5.health.fatal_error"));
     }
 
     #[test]
