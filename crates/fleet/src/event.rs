@@ -1,0 +1,129 @@
+//! The messages on the bus: one JSON object each, `{"v": 1, "site", "host", "seq", "at_ms",
+//! "type": "incident" | "action" | "outcome" | "heartbeat", ...}`. Field names are an interface
+//! other tools consume (docs/fleet.md): add fields, never rename.
+
+use serde::{Deserialize, Serialize};
+use vfguard_model::{
+    Action, ActionOutcome, Bdf, IncidentId, IncidentState, Millis, Owner, OwnerKind,
+};
+
+/// The version of the message format.
+pub const VERSION: u32 = 1;
+
+/// One message: who sent it, its place in the sender's journal, and what it says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The format's version ([`VERSION`]).
+    pub v: u32,
+    /// The sender's site.
+    pub site: String,
+    /// The sender's host.
+    pub host: String,
+    /// The journal's commit-order number of what it reports (0 for a heartbeat).
+    pub seq: u64,
+    /// When the agent recorded it (its clock, milliseconds).
+    pub at_ms: Millis,
+    /// What it says.
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+/// What a message says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Body {
+    /// An incident as it stands after a decision about it.
+    Incident(IncidentEvent),
+    /// An action's intent.
+    Action(ActionEvent),
+    /// An action's outcome.
+    Outcome(OutcomeEvent),
+    /// The agent is alive.
+    Heartbeat(Heartbeat),
+}
+
+/// An incident after a decision: opened, a rule crossed, a state changed, closed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentEvent {
+    /// The incident's id on its host.
+    pub incident: IncidentId,
+    /// What happened to it: `opened`, `rule`, `state` or `closed`.
+    pub change: String,
+    /// The function it is about.
+    pub function: Bdf,
+    /// That function's PF, when known.
+    pub pf: Option<Bdf>,
+    /// Where it stands.
+    pub state: IncidentState,
+    /// The function's owner.
+    pub owner: Option<Owner>,
+    /// The owner's identity across hosts, for a VM.
+    pub vm: Option<VmIdentity>,
+    /// The fault class: the policy rule that crossed its threshold (`mdd`, `spoof`, ...).
+    pub class: Option<String>,
+    /// The PF's driver, firmware and the host's kernel.
+    pub platform: Platform,
+}
+
+/// A VM as the fleet knows it across hosts: its libvirt UUID (OpenStack's Nova instance UUID),
+/// which a live migration keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmIdentity {
+    /// The libvirt domain UUID (= the Nova instance UUID).
+    pub uuid: String,
+    /// The libvirt domain name.
+    pub name: Option<String>,
+}
+
+impl VmIdentity {
+    /// The identity of a VM owner with a UUID; `None` for anything else.
+    pub fn of(owner: &Owner) -> Option<VmIdentity> {
+        match (owner.kind, &owner.id) {
+            (OwnerKind::Vm, Some(uuid)) => Some(VmIdentity {
+                uuid: uuid.clone(),
+                name: owner.name.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// What a fault ran on: the same (driver, firmware, class) on many hosts is a platform bug.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Platform {
+    /// The PF's driver (`i40e`).
+    pub driver: Option<String>,
+    /// The adapter's firmware version, when the host map has it.
+    pub firmware: Option<String>,
+    /// The host's kernel release.
+    pub kernel: Option<String>,
+}
+
+/// An action's intent, published before it is carried out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionEvent {
+    /// The action.
+    pub action: Action,
+    /// The owner's identity across hosts, for a VM.
+    pub vm: Option<VmIdentity>,
+}
+
+/// An action's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeEvent {
+    /// The outcome.
+    pub outcome: ActionOutcome,
+}
+
+/// The agent is alive, and how its outbox stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The agent's version.
+    pub version: String,
+    /// The host's kernel release.
+    pub kernel: Option<String>,
+    /// Messages the journal holds that the bus has not acknowledged yet.
+    pub backlog: u64,
+    /// Messages dropped because the backlog passed its bound while the bus was away.
+    pub dropped: u64,
+}
