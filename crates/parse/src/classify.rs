@@ -322,6 +322,18 @@ fn apply_fields(
                 }
                 add_detail(ev, "severity_text", raw);
             }
+            "tlp_header" => {
+                add_detail(ev, name, raw);
+                // A Flit-mode header (`TLP Header (Flit):`) has another layout: kept, not decoded.
+                if !ev.details.contains_key("tlp_flit") {
+                    for (key, value) in crate::aer::header_words(raw)
+                        .map(|w| crate::aer::decode_header(&w))
+                        .unwrap_or_default()
+                    {
+                        add_detail(ev, key, &value);
+                    }
+                }
+            }
             "dir" => {
                 if matches!(c.entry.kind, KindRule::MddDirection) {
                     ev.kind = if raw.starts_with("TX") {
@@ -500,6 +512,11 @@ fn finalize(cat: &Catalog, p: Pending) -> Option<FaultEvent> {
         KindRule::MddMasks => mdd_masks_kind(&mut ev),
         KindRule::Fixed(_) | KindRule::MddDirection => {}
     }
+    if matches!(p.group, Some(Group::Aer | Group::AerFirmware))
+        && ev.kind == FaultKind::AerCorrectable
+    {
+        mark_link_error(&mut ev);
+    }
     if p.group == Some(Group::AerFirmware) {
         if let Some(sev) = ev.details.get("uncor_severity").and_then(|s| hex(s)) {
             let status = ev.details.get("status").and_then(|s| hex(s)).unwrap_or(0);
@@ -539,6 +556,20 @@ fn finalize(cat: &Catalog, p: Pending) -> Option<FaultEvent> {
         }
     }
     Some(ev)
+}
+
+/// Says in `details.aer_link` whether a correctable AER error is a link error (RxErr, BadTLP,
+/// BadDLLP, Rollover, Timeout: physical or data link layer), which no tenant causes.
+fn mark_link_error(ev: &mut FaultEvent) {
+    let link = crate::aer::is_link_error(
+        ev.details.get("bits").map(String::as_str),
+        ev.details.get("status").map(String::as_str),
+        ev.details.get("aer_layer").map(String::as_str),
+    );
+    if let Some(link) = link {
+        ev.details
+            .insert(crate::aer::AER_LINK.to_owned(), link.to_string());
+    }
 }
 
 /// The direction of an MDD event from its cause registers (ixgbe `LVMMC_TX`/`LVMMC_RX`, printed

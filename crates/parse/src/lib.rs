@@ -3,6 +3,7 @@
 //! This is the *parse* stage of the pipeline (signals → **parse** → attribution → policy →
 //! actions). It is pure: bytes in, [`FaultEvent`]s out, no I/O, no clock.
 //!
+//! - [`aer`]: AER detail decoding (the TLP header log, link errors).
 //! - [`catalog`]: the driver message catalog (data: format, fields, kind, example per entry).
 //! - [`printf`]: kernel format strings → matchers and renderers.
 //! - [`textfmt`]: which text form a line is in (kmsg, dmesg, syslog, journal...).
@@ -12,6 +13,7 @@
 //! - [`fold`]: live records identical within a batch become one event with a repeat count.
 //! - [`kmsg`] classifies one live `/dev/kmsg` record.
 
+pub mod aer;
 pub mod catalog;
 pub mod classify;
 pub mod fold;
