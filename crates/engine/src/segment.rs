@@ -19,15 +19,12 @@
 //! segment) is not in the map: see [`crate::engine`]'s reconsideration of a contained
 //! requester whose faults go on.
 
-use vfguard_model::{Bdf, FaultEvent, Method, Topology};
+use vfguard_model::{Bdf, FaultEvent, FunctionRef, Method, Placement, Topology};
 
 use crate::attribute::{owner_label, Attributed, Key};
 
-/// Catalog entries (besides every `dmar.*` one) whose requester is printed without a segment.
-const SEGMENTLESS: &[&str] = &["amdvi.io_page_fault_noseg"];
-
-/// Details that name the IOMMU unit of a fault: `unit` from DMAR's dump line, `iommu_unit` as
-/// any other source may give it.
+/// Details that name the IOMMU unit of a fault: `unit` from DMAR's dump line (joined to the
+/// fault by the parser), `iommu_unit` as any other source may give it.
 const UNIT_DETAILS: &[&str] = &["iommu_unit", "unit"];
 
 /// Where a fault's requester was placed.
@@ -42,8 +39,7 @@ pub(crate) enum Resolution {
 /// Whether the event's requester was printed without its segment, with no device prefix to
 /// take it from.
 pub(crate) fn segment_unprinted(e: &FaultEvent) -> bool {
-    e.device.is_none()
-        && (e.catalog_id.starts_with("dmar.") || SEGMENTLESS.contains(&e.catalog_id.as_str()))
+    vfguard_model::segment_unprinted(&e.catalog_id, e.device.is_some())
         || e.details.get("segment").is_some_and(|s| s == "unprinted")
 }
 
@@ -70,27 +66,9 @@ fn repin(mut e: FaultEvent, to: Bdf, t: &Topology) -> FaultEvent {
     e
 }
 
-/// Places a fault's requester across segments (see the module docs).
-pub(crate) fn resolve(e: FaultEvent, t: &Topology) -> Resolution {
-    let Some(f) = e.function.filter(|_| segment_unprinted(&e)) else {
-        return Resolution::One(e, None);
-    };
-    let candidates = t.in_any_segment(f.bus(), f.device(), f.function());
-    match candidates.as_slice() {
-        [] => return Resolution::One(e, None),
-        [only] if only.bdf() == f => return Resolution::One(e, None),
-        [only] => {
-            let to = only.bdf();
-            let note = format!(
-                "{} was printed without a segment; {to} is the only function at it",
-                printed(f)
-            );
-            return Resolution::One(repin(e, to, t), Some(note));
-        }
-        _ => {}
-    }
-    let listed: Vec<String> = candidates
-        .iter()
+/// `0000:3c:00.3 (vm:a, IOMMU unit dmar1), ...`.
+fn listed(all: &[FunctionRef<'_>]) -> String {
+    all.iter()
         .map(|c| {
             format!(
                 "{} ({}, IOMMU unit {})",
@@ -99,39 +77,53 @@ pub(crate) fn resolve(e: FaultEvent, t: &Topology) -> Resolution {
                 c.iommu_unit().unwrap_or("unknown")
             )
         })
-        .collect();
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Places a fault's requester across segments (see the module docs).
+pub(crate) fn resolve(e: FaultEvent, t: &Topology) -> Resolution {
+    let Some(f) = e.function.filter(|_| segment_unprinted(&e)) else {
+        return Resolution::One(e, None);
+    };
     let unit = iommu_unit(&e).map(str::to_owned);
-    if let Some(u) = unit.as_deref() {
-        let by_unit: Vec<Bdf> = candidates
-            .iter()
-            .filter(|c| c.iommu_unit() == Some(u))
-            .map(|c| c.bdf())
-            .collect();
-        if let [to] = by_unit.as_slice() {
+    let all = match t.place_requester(f, unit.as_deref()) {
+        Placement::One(only) if only.bdf() == f => return Resolution::One(e, None),
+        Placement::One(only) => {
+            let to = only.bdf();
             let note = format!(
-                "{} was printed without a segment and matches {}; the log names IOMMU unit {u}, \
+                "{} was printed without a segment; {to} is the only function at it",
+                printed(f)
+            );
+            return Resolution::One(repin(e, to, t), Some(note));
+        }
+        Placement::ByUnit(one, all) => {
+            let to = one.bdf();
+            let note = format!(
+                "{} was printed without a segment and matches {}; the log names IOMMU unit {}, \
                  which translates only {to}",
                 printed(f),
-                listed.join(", ")
+                listed(&all),
+                unit.as_deref().unwrap_or_default()
             );
-            return Resolution::One(repin(e, *to, t), Some(note));
+            return Resolution::One(repin(e, to, t), Some(note));
         }
-    }
+        Placement::Several(all) if all.is_empty() => return Resolution::One(e, None),
+        Placement::Several(all) => all,
+    };
     let why = match unit {
         Some(u) => format!("the IOMMU unit the log names ({u}) does not single one out"),
         None => "the log names no IOMMU unit".to_owned(),
     };
     let mut ev = e;
-    ev.details
-        .insert("candidates".to_owned(), listed.join(", "));
+    ev.details.insert("candidates".to_owned(), listed(&all));
     let evidence = format!(
         "{} names requester {} without a PCI segment; it matches {}; {why}: no one is blamed \
          (owners: {})",
         ev.catalog_id,
         printed(f),
-        listed.join(", "),
-        candidates
-            .iter()
+        listed(&all),
+        all.iter()
             .map(|c| owner_label(Some(c.owner())))
             .collect::<Vec<_>>()
             .join(", ")

@@ -56,8 +56,7 @@ pub(crate) fn attribute(e: &FaultEvent, t: &Topology) -> Option<Attributed> {
     if e.function == Some(to) {
         return None;
     }
-    if e
-        .function
+    if e.function
         .and_then(|f| t.function(f))
         .is_some_and(|r| r.vf.is_some())
     {
@@ -83,7 +82,9 @@ pub(crate) fn attribute(e: &FaultEvent, t: &Topology) -> Option<Attributed> {
         "{} at {reporter}: the logged TLP header ({}) names {to} as its {role}, the function \
          that sent the bad TLP ({peers} IOMMU group peers); owner {}",
         ev.catalog_id,
-        e.details.get(TLP_TYPE).map_or("type not decoded", String::as_str),
+        e.details
+            .get(TLP_TYPE)
+            .map_or("type not decoded", String::as_str),
         owner_label(ev.owner.as_ref())
     );
     Some(Attributed {

@@ -185,7 +185,7 @@ fn malformed_at_root_port(details: &[(&str, &str)]) -> FaultEvent {
          pcieport 0000:3a:00.0: AER: PCIe Bus Error: severity=Uncorrectable (Non-Fatal), type=Transaction Layer, (Receiver ID)\n\
          pcieport 0000:3a:00.0: AER:   device [8086:2030] error status/mask=00040000/00000000\n\
          pcieport 0000:3a:00.0: AER:    [18] MalfTLP                (First)\n\
-         pcieport 0000:3a:00.0: AER:   TLP Header: 0x60000001 0x3c1200ff 0x00000000 0x7ff3c000\n",
+         pcieport 0000:3a:00.0: AER:   TLP Header: 0x60000001 0x3c0200ff 0x00000000 0x7ff3c000\n",
     );
     assert_eq!(v.len(), 1, "{v:?}");
     let mut ev = v.remove(0);
@@ -220,6 +220,30 @@ fn an_error_at_a_root_port_is_pinned_on_the_vf_its_tlp_header_names() {
     assert_eq!(inc.owner_label(), "vm:vm2");
     // The uncorrectable rule acts on the VF that sent it.
     assert_eq!(acts(&d), [("0000:3c:00.2".to_owned(), "notify".to_owned())]);
+}
+
+/// The parser decodes the header itself (requester ID in DW1 for a memory write).
+#[test]
+fn the_decoded_header_alone_names_the_sender() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let mut e = Engine::new(policy(""));
+    let ev = malformed_at_root_port(&[]);
+    assert_eq!(
+        (
+            ev.details.get("tlp_type").map(String::as_str),
+            ev.details.get("tlp_requester").map(String::as_str)
+        ),
+        (Some("MWr64"), Some("3c:00.2")),
+        "{:?}",
+        ev.details
+    );
+    let d = e.observe(&Observation::Fault(ev), &t, 1000);
+    assert_eq!(attributed(&d)[0].0, Method::TlpHeader, "{d:?}");
+    assert_eq!(
+        e.incidents().next().unwrap().function,
+        Some(bdf("0000:3c:00.2"))
+    );
 }
 
 #[test]
@@ -315,7 +339,8 @@ fn a_segmentless_requester_in_two_segments_blames_no_one_and_lists_both() {
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].0, Method::Ambiguous, "{a:?}");
         assert!(
-            a[0].1.contains("0000:3c:00.3 (vm:innocent") && a[0].1.contains("0001:3c:00.3 (vm:rogue"),
+            a[0].1.contains("0000:3c:00.3 (vm:innocent")
+                && a[0].1.contains("0001:3c:00.3 (vm:rogue"),
             "{:?}",
             a[0].1
         );
@@ -380,4 +405,20 @@ fn faults_that_outlive_the_containment_of_their_requester_raise_an_alarm_not_the
         .iter()
         .any(|d| matches!(d, Decision::StateChanged { .. })));
     assert_eq!(e.incidents().next().unwrap().state, State::Contained);
+}
+
+/// Through the parser: CONFIG_DMAR_DEBUG's dump line after the fault joins it as its `unit`.
+#[test]
+fn the_dmar_dump_line_after_a_fault_names_the_unit_that_places_it() {
+    let (_sim, t) = two_segments();
+    let mut e = Engine::new(policy(""));
+    let v = faults(&format!(
+        "DMAR: DRHD: handling fault status reg 2\n{DMAR_3C_00_3}\nDMAR: Dump dmar1 table entries for IOVA 0x7ff3c000\n"
+    ));
+    assert_eq!(v.len(), 1, "{v:?}");
+    let d = e.observe(&Observation::Fault(v[0].clone()), &t, 1000);
+    assert_eq!(attributed(&d)[0].0, Method::Requester, "{d:?}");
+    let inc = e.incidents().next().unwrap();
+    assert_eq!(inc.function, Some(bdf("0000:3c:00.3")));
+    assert_eq!(inc.owner_label(), "vm:innocent");
 }

@@ -25,10 +25,10 @@ pub use fault::{FaultEvent, FaultKind, LogFormat, Severity, TrustBasis};
 pub use incident::{Cause, IncidentState};
 pub use kmsg::{KmsgDecodeError, KmsgFlag, KmsgRecord};
 pub use mac::{MacAddr, MacParseError};
-pub use pci::{Bdf, BdfParseError, VfIndex};
+pub use pci::{segment_unprinted, Bdf, BdfParseError, VfIndex};
 pub use printable::{printable, Printable};
 pub use rule::RuleRef;
 pub use topology::{
-    AerCounters, Owner, OwnerKind, Pf, StaleMap, Topology, Vf, VfChange, VfLinkState, VfState,
-    VfStats,
+    AerCounters, FunctionRef, Owner, OwnerKind, Pf, Placement, StaleMap, Topology, Vf, VfChange,
+    VfLinkState, VfState, VfStats,
 };

@@ -133,6 +133,18 @@ impl<'de> Deserialize<'de> for Bdf {
     }
 }
 
+/// Catalog entries (besides every `dmar.*` one: Intel's fault lines) that print a requester
+/// without its PCI segment.
+const SEGMENTLESS: &[&str] = &["amdvi.io_page_fault_noseg"];
+
+/// Whether a line of catalog entry `catalog_id` printed its requester without the PCI segment,
+/// so that the `0000` it was read in is a guess: Intel DMAR (`Request device [3c:00.3]`) and
+/// AMD-Vi before about v6.0 (`device=3c:00.3`), when no device prefix gave the segment. (Old
+/// AER `id=%04x` lines are printed on the root port, whose segment is the source's.)
+pub fn segment_unprinted(catalog_id: &str, device_prefix: bool) -> bool {
+    !device_prefix && (catalog_id.starts_with("dmar.") || SEGMENTLESS.contains(&catalog_id))
+}
+
 /// A VF index relative to its PF: the `N` of `virtfnN`, the driver's `vf_id`, the `vf` field of
 /// `IFLA_VF_INFO`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

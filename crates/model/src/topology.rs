@@ -321,6 +321,26 @@ impl Topology {
         out
     }
 
+    /// Where a requester printed without its segment (read as `printed`, segment 0000) is,
+    /// given the IOMMU unit the log named, if any: the one function of the map at that
+    /// bus:dev.fn, the one among several that `unit` translates, else every candidate (or none
+    /// when the map has no function there).
+    pub fn place_requester(&self, printed: Bdf, unit: Option<&str>) -> Placement<'_> {
+        let all = self.in_any_segment(printed.bus(), printed.device(), printed.function());
+        if let [only] = all.as_slice() {
+            return Placement::One(*only);
+        }
+        let by_unit: Vec<FunctionRef<'_>> = all
+            .iter()
+            .filter(|c| unit.is_some() && c.iommu_unit() == unit)
+            .copied()
+            .collect();
+        match by_unit.as_slice() {
+            [one] => Placement::ByUnit(*one, all),
+            _ => Placement::Several(all),
+        }
+    }
+
     /// The owner of any function (PF or VF) by address, with the PF it belongs to.
     pub fn function(&self, bdf: Bdf) -> Option<FunctionRef<'_>> {
         let &(pi, vi) = self.lookup().get(&bdf)?;
@@ -333,6 +353,17 @@ impl Topology {
             }),
         }
     }
+}
+
+/// Where a requester printed without its PCI segment was placed ([`Topology::place_requester`]).
+#[derive(Debug, Clone)]
+pub enum Placement<'a> {
+    /// The only function of the map at that bus:dev.fn.
+    One(FunctionRef<'a>),
+    /// The one the named IOMMU unit translates, among all these.
+    ByUnit(FunctionRef<'a>, Vec<FunctionRef<'a>>),
+    /// None or several, nothing telling them apart.
+    Several(Vec<FunctionRef<'a>>),
 }
 
 /// A function found in the topology: a PF, or a VF with its PF.

@@ -20,13 +20,13 @@ use crate::incident::{Evidence, Incident};
 use crate::policy::Policy;
 
 mod correlation;
-mod reconsider;
-mod victim;
 mod guard;
 mod ids;
 mod ladder;
 mod lifecycle;
 mod operator;
+mod reconsider;
+mod victim;
 mod windows;
 
 use ids::IdHints;

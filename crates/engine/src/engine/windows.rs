@@ -21,9 +21,10 @@ pub(super) fn count(
 ) -> Vec<(String, u32)> {
     let mut crossed = Vec::new();
     for (ri, rule) in rules.iter().enumerate() {
-        if !rule.kinds.contains(&kind)
-            || confidence < rule.min_confidence && method != Method::Unattributed
-        {
+        // Faults that blame no one (left on the PF, a requester several functions answer to)
+        // count at any confidence: they are only ever notified.
+        let blames_no_one = matches!(method, Method::Unattributed | Method::Ambiguous);
+        if !rule.kinds.contains(&kind) || confidence < rule.min_confidence && !blames_no_one {
             continue;
         }
         let w = windows.entry(ri).or_default();
