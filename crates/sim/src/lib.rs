@@ -505,6 +505,7 @@ impl SimHost {
         let mut s = self.lock();
         let mut p = Printer::new(at);
         let Some(pf) = s.pfs.get_mut(pi) else { return };
+        let dmar_unit = pf.spec.iommu_unit.clone();
         match (kind, vi) {
             (BehaviourKind::AerStorm, _) => {
                 let driver = pf.family().pf_driver();
@@ -517,6 +518,9 @@ impl SimHost {
             (BehaviourKind::DmaFault, None) => drivers::dma_fault(&mut p, pf.spec.bdf, bits),
             (k, Some(v)) => drivers::vf_event(&mut p, pf, v, k, at, bits),
             (_, None) => {}
+        }
+        if let (BehaviourKind::DmaFault, Some(unit)) = (kind, dmar_unit) {
+            render::dmar_dump_after_fault(&mut p, &unit);
         }
         s.emit(p);
     }

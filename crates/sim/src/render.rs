@@ -4,6 +4,8 @@
 use vfguard_model::{Bdf, KmsgFlag, KmsgRecord, Severity};
 use vfguard_parse::catalog::{Catalog, Source};
 
+use crate::drivers::Printer;
+
 /// The kernel log level a catalog severity is printed at (dev_err 3, dev_warn 4, dev_info 6).
 fn level(sev: Severity) -> u8 {
     match sev {
@@ -45,4 +47,20 @@ pub fn record(
         subsystem: subsystem.map(str::to_owned),
         device: dict,
     })
+}
+
+/// After a DMAR fault line just printed, CONFIG_DMAR_DEBUG's page-table dump naming the unit
+/// that translated it (drivers/iommu/intel/iommu.c `dmar_fault_dump_ptes()`: `"Dump %s table
+/// entries for IOVA 0x%llx"`, with the fault's address): on a host with several PCI segments it
+/// is what tells the segment-less requester apart. Nothing when the last line is not a fault.
+pub fn dmar_dump_after_fault(p: &mut Printer, unit: &str) {
+    let iova = p
+        .out
+        .last()
+        .and_then(|r| r.text.split(" fault addr 0x").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned);
+    if let Some(iova) = iova {
+        p.bare("dmar.dump_ptes", &[unit, &iova]);
+    }
 }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use vfguard_model::{Bdf, FaultEvent, FaultKind, Topology};
+use vfguard_model::{segment_unprinted, Bdf, FaultEvent, FaultKind, Placement, Topology};
 use vfguard_parse::{kmsg_line, Classifier};
 
 pub use crate::expect::Expectations;
@@ -30,7 +30,8 @@ pub struct OwnerRef {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Attribution {
     /// `direct` (the line names PF + VF), `requester` (AER source, IOMMU requester, a VF
-    /// driver's own prefix), `none` (a PF-level line naming no function).
+    /// driver's own prefix), `ambiguous` (a requester printed without its segment that several
+    /// functions answer to), `none` (a PF-level line naming no function).
     pub method: String,
     /// 0..=1.
     pub confidence: f64,
@@ -95,6 +96,8 @@ pub struct Report {
     pub expectations: Expectations,
     /// Kernel records the host printed.
     pub records: u64,
+    /// Fault events read from devlink health (docs/devlink.md).
+    pub devlink_events: u64,
     /// Virtual run time.
     pub duration_ms: u64,
 }
@@ -112,7 +115,45 @@ fn owner_ref(e: &FaultEvent) -> OwnerRef {
     }
 }
 
+/// Places a requester printed without its PCI segment as the engine does
+/// (`crates/engine/src/segment.rs`): the one function of the map at that bus:dev.fn, or the one
+/// the IOMMU unit the log names translates; else no one (its candidates kept in the details).
+fn place_segmentless(e: &mut FaultEvent, t: &Topology) {
+    let Some(f) = e
+        .function
+        .filter(|_| segment_unprinted(&e.catalog_id, e.device.is_some()))
+    else {
+        return;
+    };
+    let unit = ["iommu_unit", "unit"]
+        .iter()
+        .find_map(|k| e.details.get(*k))
+        .cloned();
+    let to = match t.place_requester(f, unit.as_deref()) {
+        Placement::One(r) | Placement::ByUnit(r, _) => Some(r.bdf()),
+        Placement::Several(all) if all.is_empty() => return,
+        Placement::Several(all) => {
+            let list: Vec<String> = all.iter().map(|c| c.bdf().to_string()).collect();
+            e.details.insert("candidates".to_owned(), list.join(", "));
+            None
+        }
+    };
+    e.function = to;
+    e.pf = None;
+    e.vf = None;
+    e.owner = None;
+    if to.is_some() {
+        e.resolve(t);
+    }
+}
+
 fn attribution(e: &FaultEvent, t: &Topology) -> Attribution {
+    if e.function.is_none() && e.details.contains_key("candidates") {
+        return Attribution {
+            method: "ambiguous".into(),
+            confidence: 0.0,
+        };
+    }
     if e.details.get("resolved_by").map(String::as_str) == Some("mac") {
         // A MAC is unique per PF in practice, but an administrator can set two VFs alike.
         return Attribution {
@@ -156,6 +197,10 @@ pub fn host_only(sim: &mut SimHost) -> Report {
     let mut events: Vec<(FaultEvent, Attribution)> = Vec::new();
     let mut seen = 0usize;
     let mut out = Vec::new();
+    // devlink health as the agent reads it, polled at each boundary (its first look a baseline).
+    let mut devlink = vfguard_sources::devlink::DevlinkSource::new(sim.devlink());
+    let devlink_on = devlink.start().unwrap_or(false) && devlink.poll(true).is_ok();
+    let mut devlink_events = 0u64;
     // Each segment's lines are attributed against the map as it stood then; after the last
     // boundary, whatever the final step printed.
     for b in boundaries.into_iter().map(Some).chain([None]) {
@@ -168,8 +213,22 @@ pub fn host_only(sim: &mut SimHost) -> Report {
         }
         classifier.finish(&mut out);
         seen += records.len();
+        if devlink_on {
+            let now_s = sim.now_ms() as f64 / 1000.0;
+            for h in devlink.poll(true).unwrap_or_default() {
+                let driver =
+                    h.pf.or(h.device)
+                        .and_then(|b| topology.pf(b))
+                        .and_then(|p| p.driver.clone());
+                let mut e = h.into_fault(driver.as_deref());
+                e.timestamp = Some(now_s);
+                devlink_events += 1;
+                out.push(e);
+            }
+        }
         for mut e in out.drain(..) {
             e.resolve(&topology);
+            place_segmentless(&mut e, &topology);
             let a = attribution(&e, &topology);
             events.push((e, a));
         }
@@ -178,7 +237,9 @@ pub fn host_only(sim: &mut SimHost) -> Report {
             topology = reader.read();
         }
     }
-    build_report(sim, &events, seen as u64)
+    let mut r = build_report(sim, &events, seen as u64);
+    r.devlink_events = devlink_events;
+    r
 }
 
 fn build_report(sim: &SimHost, events: &[(FaultEvent, Attribution)], records: u64) -> Report {
@@ -191,6 +252,11 @@ fn build_report(sim: &SimHost, events: &[(FaultEvent, Attribution)], records: u6
             (None, Some(pf)) => format!("{pf} (PF-level)"),
             (None, None) => "host".to_owned(),
         };
+        // What a VF's own driver says befell it joins its function's incident, never opens one
+        // (the victim side blames no one: docs/engine.md).
+        if e.victim && !incidents.contains_key(&key) {
+            continue;
+        }
         let ms = e.timestamp.map_or(0, |t| {
             u64::try_from(std::time::Duration::from_secs_f64(t.max(0.0)).as_millis())
                 .unwrap_or(u64::MAX)
@@ -238,6 +304,7 @@ fn build_report(sim: &SimHost, events: &[(FaultEvent, Attribution)], records: u6
         untouched: owners,
         expectations,
         records,
+        devlink_events: 0,
         duration_ms: sc.scenario.duration_ms,
     }
 }
