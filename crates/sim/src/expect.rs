@@ -5,8 +5,12 @@
 //! # What it checks
 //! Of every run:
 //! - each culprit had a fault attributed to it;
-//! - no other tenant (VM or container) was blamed for anything;
+//! - no other tenant (VM or container) was blamed for anything (a VM holding a PF of
+//!   `hardware_faults` whole is that PF's owner of record: its incident may name the VM);
 //! - each PF in `hardware_faults` had something reported, and was not blamed on a tenant.
+//!
+//! What a VF's own driver said befell it (evidence beginning
+//! [`vfguard_model::VICTIM_CONTEXT`]) is never taken for a fault of its owner.
 //!
 //! Of an agent's run, from its decisions alone (the timeline of `(Millis, Decision)`), also:
 //! - each culprit was contained, within `contained_within_ms` of its incident's first fault;
