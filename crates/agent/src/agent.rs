@@ -13,6 +13,10 @@
 //! - The topology is re-read every `topology_every_ms` and after a detach; VF counters and AER
 //!   counters are sampled every `stats_every_ms`. AER counter deltas beyond what the log already
 //!   reported are fed as observations: counters are complete where the log is rate-limited.
+//! - devlink health (docs/devlink.md): its notifications are read every step, every reporter
+//!   and every VF port's `vnic` counters every `devlink_every_ms`; what the reporters say
+//!   becomes fault events fed to the engine like classified kernel lines. A host without
+//!   devlink (or that forbids it) is told once at start, and the source stays off.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -22,12 +26,13 @@ use anyhow::Context as _;
 use vfguard_act::Actuator;
 use vfguard_engine::restart::{self, reconcile, Journalled, UsedIds};
 use vfguard_engine::{Engine, Policy};
-use vfguard_host::{HostFs, KmsgDevice, VfNet};
+use vfguard_host::{GenlLink, HostFs, KmsgDevice, VfNet};
 use vfguard_journal::{Batch, Entry, Journal};
 use vfguard_model::{
     ActionKind, Bdf, Decision, FaultKind, IncidentId, Millis, Observation, Topology,
 };
 use vfguard_parse::FoldingClassifier;
+use vfguard_sources::devlink::DevlinkSource;
 use vfguard_sources::{KmsgEvent, KmsgReader};
 use vfguard_topology::TopologyWatcher;
 
@@ -81,6 +86,11 @@ pub struct AgentConfig {
     pub retention_age_ms: Millis,
     /// Journal retention: at most this many observations are kept.
     pub retention_rows: u64,
+    /// Read devlink health (when the host has it).
+    pub devlink: bool,
+    /// Dump every devlink reporter and diagnose every VF port's `vnic` this often (the
+    /// notifications are read every step).
+    pub devlink_every_ms: Millis,
 }
 
 impl Default for AgentConfig {
@@ -97,6 +107,8 @@ impl Default for AgentConfig {
             fold_repeats: true,
             retention_age_ms: 30 * 24 * 3_600_000,
             retention_rows: 10_000_000,
+            devlink: true,
+            devlink_every_ms: 5000,
         }
     }
 }
@@ -162,6 +174,15 @@ pub struct Agent {
     aer_last: HashMap<Bdf, vfguard_model::AerCounters>,
     aer_logged: HashMap<Bdf, u64>,
     aer_absent: HashSet<Bdf>,
+    /// devlink health, when on and this host has it.
+    devlink: Option<DevlinkSource<Box<dyn GenlLink>>>,
+    last_devlink: Millis,
+    /// When a failed devlink poll was last logged.
+    devlink_warned: Option<Millis>,
+    /// Fault events devlink health gave.
+    pub devlink_events: u64,
+    /// devlink polls that failed (the socket, or an answer that could not be read).
+    pub devlink_errors: u64,
     /// Records read, gaps seen.
     pub records: u64,
     /// Records known lost to overruns.
@@ -182,6 +203,34 @@ pub struct Agent {
     pub fd_exhausted: u64,
     /// When a failed read was last logged, and how many failed since without a line.
     stale_logged: Option<(Millis, u64)>,
+}
+
+/// Starts the devlink health source on `link`: its first look at every reporter is a
+/// baseline. `None` (told once, never retried) when this host has no devlink, forbids it, or
+/// the first look fails.
+fn start_devlink(link: Box<dyn GenlLink>) -> Option<DevlinkSource<Box<dyn GenlLink>>> {
+    let mut src = DevlinkSource::new(link);
+    match src.start() {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(
+                reason = src.unavailable().unwrap_or_default(),
+                "devlink health unavailable on this host; its source is off"
+            );
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "devlink health not started; its source is off");
+            return None;
+        }
+    }
+    match src.poll(true) {
+        Ok(_) => Some(src),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "devlink health reporters not read; its source is off");
+            None
+        }
+    }
 }
 
 /// A failed read of the host map is logged at most this often (the others are counted in the
@@ -232,6 +281,10 @@ impl Agent {
             // The window is about a first start's history only.
             cfg.replay_since_us = None;
         }
+        let devlink = match host.devlink {
+            Some(link) if cfg.devlink => start_devlink(link),
+            _ => None,
+        };
         let classifier = if cfg.fold_repeats {
             FoldingClassifier::new()
         } else {
@@ -257,6 +310,11 @@ impl Agent {
             aer_last: HashMap::new(),
             aer_logged: HashMap::new(),
             aer_absent: HashSet::new(),
+            devlink,
+            last_devlink: now,
+            devlink_warned: None,
+            devlink_events: 0,
+            devlink_errors: 0,
             records: 0,
             lost: 0,
             history_skipped: 0,
@@ -509,6 +567,7 @@ impl Agent {
             });
             queue.push(Observation::Fault(e));
         }
+        queue.extend(self.poll_devlink(now, &mut report));
         if now >= self.last_stats + self.cfg.stats_every_ms {
             self.last_stats = now;
             queue.extend(self.sample());
@@ -593,6 +652,50 @@ impl Agent {
             }
             self.take_map(t, now);
         }
+    }
+
+    /// What devlink health says since the last step: notifications, and every reporter and
+    /// VF port each `devlink_every_ms`. A failed poll is logged at most once a minute and
+    /// counted; the next poll tries again.
+    fn poll_devlink(&mut self, now: Millis, report: &mut StepReport) -> Vec<Observation> {
+        let Some(src) = self.devlink.as_mut() else {
+            return Vec::new();
+        };
+        let full = now >= self.last_devlink + self.cfg.devlink_every_ms;
+        if full {
+            self.last_devlink = now;
+        }
+        let events = match src.poll(full) {
+            Ok(e) => e,
+            Err(e) => {
+                self.devlink_errors += 1;
+                if self
+                    .devlink_warned
+                    .is_none_or(|at| now >= at + STALE_WARN_EVERY_MS)
+                {
+                    self.devlink_warned = Some(now);
+                    tracing::warn!(error = %format!("{e:#}"), failed = self.devlink_errors, "devlink health not read; trying again");
+                }
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::with_capacity(events.len());
+        for h in events {
+            let driver =
+                h.pf.or(h.device)
+                    .and_then(|b| self.topo.pf(b))
+                    .and_then(|p| p.driver.clone());
+            let e = h.into_fault(driver.as_deref());
+            report.faults.push(FaultTally {
+                kind: e.kind,
+                pf: e.pf,
+                driver: e.driver.clone(),
+                records: e.records(),
+            });
+            self.devlink_events += 1;
+            out.push(Observation::Fault(e));
+        }
+        out
     }
 
     /// VF counters of every PF with VFs, and AER counter deltas the log did not account for.

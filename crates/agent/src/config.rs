@@ -165,6 +165,8 @@ pub struct RawConfig {
     pub notify: Option<RawNotify>,
     /// The HTTP API beyond its Unix socket.
     pub api: Option<RawApi>,
+    /// devlink health (docs/devlink.md).
+    pub devlink: Option<RawDevlink>,
     /// Log lines: `auto` (journald under systemd, else text), `text`, `json`, `journald`.
     pub log_format: Option<String>,
 }
@@ -194,6 +196,17 @@ pub struct RawApi {
     pub idle_timeout: Option<String>,
     /// Requests per connection; the last answer closes it.
     pub max_requests_per_connection: Option<u32>,
+}
+
+/// `[devlink]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDevlink {
+    /// Read devlink health reporters (default on; a host without devlink is told once).
+    pub enable: Option<bool>,
+    /// Dump every reporter and diagnose every VF port's `vnic` this often ("5s"); the
+    /// notifications are read every step.
+    pub period: Option<String>,
 }
 
 /// `[notify]` as written.
@@ -468,6 +481,14 @@ impl Config {
             }
             agent.retention_rows = n;
         }
+        if let Some(d) = &raw.devlink {
+            if let Some(on) = d.enable {
+                agent.devlink = on;
+            }
+            if let Some(ms) = dur("devlink.period", &d.period, 1000)? {
+                agent.devlink_every_ms = ms;
+            }
+        }
         if let Some(n) = &raw.notify {
             if let Some(url) = &n.webhook {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -695,6 +716,23 @@ mod tests {
         let c = Config::parse(&format!("journal = {:?}\n", dir.path())).unwrap();
         let e = c.check_host().unwrap_err().to_string();
         assert!(e.contains("is a directory"), "{e}");
+    }
+
+    #[test]
+    fn devlink_is_on_by_default_and_its_period_is_checked() {
+        let c = Config::parse("").unwrap();
+        assert!(c.agent.devlink);
+        assert_eq!(c.agent.devlink_every_ms, 5000);
+        let c = Config::parse("[devlink]\nenable = false\nperiod = \"10s\"\n").unwrap();
+        assert_eq!((c.agent.devlink, c.agent.devlink_every_ms), (false, 10_000));
+        let e = format!(
+            "{:#}",
+            Config::parse("[devlink]\nperiod = \"10ms\"\n").unwrap_err()
+        );
+        assert!(
+            e.starts_with("line 2: devlink.period (10ms) must be at least 1000 ms"),
+            "{e}"
+        );
     }
 
     #[test]

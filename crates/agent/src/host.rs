@@ -7,10 +7,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use vfguard_act::{Actuator, Notifier};
 use vfguard_host::linux::{
-    open_kmsg, LiveNetns, LiveNetnsControl, NetlinkVfControl, NetlinkVfNet, Virsh,
+    open_kmsg, LinuxGenl, LiveNetns, LiveNetnsControl, NetlinkVfControl, NetlinkVfNet, Virsh,
 };
 use vfguard_host::{
-    FsNetns, FsRoot, HostFs, KmsgDevice, NetnsControl, NetnsProbe, NoNetnsControl, VfNet,
+    FsNetns, FsRoot, GenlLink, HostFs, KmsgDevice, NetnsControl, NetnsProbe, NoNetnsControl, VfNet,
 };
 use vfguard_topology::TopologyReader;
 
@@ -28,6 +28,9 @@ pub struct AgentHost {
     pub fs: Arc<dyn HostFs>,
     /// The actuators.
     pub actuator: Actuator,
+    /// Generic netlink for devlink health; `None` where there is none (a tree under
+    /// `--root`, a socket that cannot be opened).
+    pub devlink: Option<Box<dyn GenlLink>>,
 }
 
 impl AgentHost {
@@ -38,6 +41,7 @@ impl AgentHost {
             topology: sim.topology_reader(),
             vfnet: sim.vfnet(),
             fs: sim.fs(),
+            devlink: Some(sim.devlink()),
             actuator: Actuator {
                 vfctl: sim.vfctl(),
                 vfnet: sim.vfnet(),
@@ -58,6 +62,7 @@ impl AgentHost {
         let fs: Arc<dyn HostFs> = Arc::new(FsRoot::new(&cfg.root));
         let vfnet: Arc<dyn VfNet> = Arc::new(NetlinkVfNet);
         Ok(AgentHost {
+            devlink: live_devlink(cfg),
             kmsg,
             topology: topology_reader(&cfg.root),
             vfnet: vfnet.clone(),
@@ -71,6 +76,21 @@ impl AgentHost {
                 notifier: crate::notify::notifier(cfg.webhook.as_ref())?,
             },
         })
+    }
+}
+
+/// The devlink socket of the live host (`/`), when the configuration wants it; a tree under
+/// `--root` has none. A socket that cannot be opened is told once (the source stays off).
+fn live_devlink(cfg: &Config) -> Option<Box<dyn GenlLink>> {
+    if !cfg.agent.devlink || !FsRoot::new(&cfg.root).is_live() {
+        return None;
+    }
+    match LinuxGenl::open() {
+        Ok(l) => Some(Box::new(l)),
+        Err(e) => {
+            tracing::info!(error = %e, "no generic netlink socket; devlink health is off");
+            None
+        }
     }
 }
 

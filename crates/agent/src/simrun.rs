@@ -303,6 +303,7 @@ fn build(
         untouched,
         expectations,
         records: agent.records,
+        devlink_events: agent.devlink_events,
         duration_ms: sc.scenario.duration_ms,
     }
 }

@@ -15,6 +15,7 @@
 //!   to the host's. Every control call is recorded, and failures can be injected (`EBUSY`,
 //!   `EOPNOTSUPP`; `EPERM`... for evictions).
 
+pub mod devlink;
 pub mod drivers;
 pub mod expect;
 pub mod render;
@@ -164,6 +165,7 @@ impl SimHost {
                     mdd_rx: 0,
                     mbx_latched: false,
                     resets: 0,
+                    vnic: devlink::Vnic::default(),
                 })
                 .collect();
             pfs.push(SimPf {
@@ -174,6 +176,7 @@ impl SimHost {
                 ssvpc: 0,
                 aer_rxerr: 0,
                 tx_hangs: 0,
+                health: devlink::PfHealth::new(spec.driver, spec.bdf.function(), spec.numvfs),
             });
         }
         // Tenants.
@@ -621,6 +624,11 @@ impl SimHost {
     /// Namespace views, from the tree.
     pub fn netns(&self) -> Arc<dyn NetnsProbe> {
         Arc::new(FsNetns::new(self.fs()))
+    }
+
+    /// The generic netlink socket (devlink health).
+    pub fn devlink(&self) -> Box<dyn vfguard_host::GenlLink> {
+        Box::new(devlink::SimGenl::new(self.shared.clone()))
     }
 
     /// A topology reader over this host, with its VF tables.

@@ -22,6 +22,10 @@ pub enum Family {
     Ixgbe,
     /// Intel 82576/I350 (igb).
     Igb,
+    /// NVIDIA ConnectX-5/6 (mlx5_core), eswitch in switchdev mode: a representor port per VF,
+    /// whose devlink `vnic` reporter counts the VF's errors (docs/devlink.md).
+    #[serde(alias = "mlx5_core")]
+    Mlx5,
 }
 
 impl Family {
@@ -32,6 +36,7 @@ impl Family {
             Family::Ice => "ice",
             Family::Ixgbe => "ixgbe",
             Family::Igb => "igb",
+            Family::Mlx5 => "mlx5_core",
         }
     }
 
@@ -41,6 +46,7 @@ impl Family {
             Family::I40e | Family::Ice => "iavf",
             Family::Ixgbe => "ixgbevf",
             Family::Igb => "igbvf",
+            Family::Mlx5 => "mlx5_core",
         }
     }
 
@@ -51,6 +57,7 @@ impl Family {
             Family::Ice => ("0x8086", "0x159b", "0x1889"),
             Family::Ixgbe => ("0x8086", "0x10fb", "0x10ed"),
             Family::Igb => ("0x8086", "0x10c9", "0x10ca"),
+            Family::Mlx5 => ("0x15b3", "0x101d", "0x101e"),
         }
     }
 }

@@ -42,6 +42,8 @@ pub struct SimVf {
     pub mbx_latched: bool,
     /// Resets so far.
     pub resets: u32,
+    /// mlx5: the vNIC counters its representor's `vnic` reporter diagnoses.
+    pub vnic: crate::devlink::Vnic,
 }
 
 impl SimVf {
@@ -93,6 +95,8 @@ pub struct SimPf {
     pub aer_rxerr: u64,
     /// Tx hangs so far.
     pub tx_hangs: u64,
+    /// Its devlink health reporters.
+    pub health: crate::devlink::PfHealth,
 }
 
 impl SimPf {

@@ -63,8 +63,8 @@ impl HealthEvent {
     }
 
     /// As a fault event the engine takes like a classified kernel line: trusted (netlink from
-    /// the kernel, port 0, cannot be written by a tenant), PF and VF named, the rest in
-    /// `details` (`source` = `devlink`).
+    /// the kernel, port 0, cannot be written by a tenant), PF and VF named, standing for
+    /// `count` records, the rest in `details` (`source` = `devlink`).
     pub fn into_fault(self, driver: Option<&str>) -> FaultEvent {
         let catalog_id = self.catalog_id(driver);
         let severity = match self.kind {
@@ -97,7 +97,9 @@ impl HealthEvent {
             pf: self.pf,
             vf: self.vf,
             vf_abs: None,
-            function: None,
+            // A PF-level report is the PF function's own (its devlink instance: the PF driver
+            // is bound on the host); a VF's is resolved from PF + VF with the host map.
+            function: if self.vf.is_none() { self.pf } else { None },
             queue: self.queue,
             count: Some(self.count),
             mac: None,
@@ -110,7 +112,9 @@ impl HealthEvent {
             seq: None,
             details,
             owner: None,
-            repeats: 0,
+            // The reporter counted `count` errors: the event stands for them all, as a folded
+            // storm of identical lines does (policy thresholds count records).
+            repeats: self.count.saturating_sub(1),
             victim: false,
         }
     }
