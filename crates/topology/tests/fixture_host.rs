@@ -262,3 +262,36 @@ fn an_empty_or_missing_root_is_no_error() {
         .iter()
         .any(|w| w.contains("/sys/bus/pci/devices")));
 }
+
+/// Issue 14: a DMAR line prints its requester without the PCI segment; the unit that
+/// translates each function's DMA (its `iommu` link) is what tells two segments apart.
+#[test]
+fn each_function_s_iommu_unit_is_read_from_its_iommu_link_and_shown_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = HostFixture::new(dir.path()).unwrap();
+    for (pf, unit) in [("0000:3b:00.0", Some("dmar1")), ("0001:3b:00.0", None)] {
+        f.add_function(&FunctionSpec {
+            driver: Some("i40e".into()),
+            netdevs: vec![format!("eth{}", &pf[3..4])],
+            iommu_unit: unit.map(str::to_owned),
+            ..FunctionSpec::new(b(pf))
+        })
+        .unwrap();
+    }
+    let t = reader(dir.path()).read();
+    let units: Vec<(String, Option<String>)> = t
+        .pfs
+        .iter()
+        .map(|p| (p.bdf.to_string(), p.iommu_unit.clone()))
+        .collect();
+    assert_eq!(
+        units,
+        [
+            ("0000:3b:00.0".to_owned(), Some("dmar1".to_owned())),
+            ("0001:3b:00.0".to_owned(), None)
+        ]
+    );
+    let json = serde_json::to_value(&t).unwrap();
+    assert_eq!(json["pfs"][0]["iommu_unit"], "dmar1");
+    assert!(json["pfs"][1].get("iommu_unit").is_none(), "absent, not null");
+}
