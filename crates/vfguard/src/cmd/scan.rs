@@ -438,7 +438,9 @@ fn meaning(k: FaultKind) -> &'static str {
         FaultKind::MddTx | FaultKind::MddRx | FaultKind::Mdd => {
             "its driver handed the NIC malformed descriptors: Malicious Driver Detection"
         }
-        FaultKind::VfDisabled => "the PF driver disabled the VF",
+        FaultKind::VfDisabled => {
+            "the VF was disabled (by its PF driver, or its own driver gave up)"
+        }
         FaultKind::VfReset => "the VF was reset",
         FaultKind::Spoof => "spoofed frames were dropped",
         FaultKind::MacOverride => "the VF tried to change its administratively set MAC",
