@@ -24,6 +24,7 @@
 pub mod consume;
 pub mod error;
 pub mod event;
+pub mod local_server;
 pub mod outbox;
 pub mod publish;
 pub mod subject;

@@ -182,6 +182,11 @@ pub async fn run(
                         last_heartbeat = Some(tokio::time::Instant::now());
                     }
                 }
+                Err(FleetError::Journal(e)) => {
+                    // The bus is fine; the journal could not be read (a busy moment, a
+                    // migration): try again at the next poll.
+                    tracing::warn!("fleet: reading the journal: {e}; retrying");
+                }
                 Err(e) => {
                     tracing::warn!("fleet: publishing: {e}; the journal keeps it, retrying");
                     progress.connected.store(false, Ordering::Release);
@@ -220,6 +225,10 @@ async fn publish_pass(
     seeded: &mut bool,
     recovering: bool,
 ) -> Result<(), FleetError> {
+    if !cfg.journal.exists() {
+        // The agent creates it as it starts: nothing to publish yet.
+        return Ok(());
+    }
     let journal = Journal::open_read_only(&cfg.journal)?;
     let mut cursor = progress.acked.load(Ordering::Acquire);
     if !*seeded {

@@ -5,8 +5,9 @@
 //! - **One VM on several hosts**: incidents whose owner has the same libvirt UUID (kept across
 //!   live migrations) on two hosts or more: the tenant's guest carries its fault along.
 //! - **A platform suspect**: one (driver, firmware, fault class) in incidents on `min_hosts`
-//!   hosts or more, of at least two tenants: a driver or firmware bug, never one tenant's fault.
-//!   Its incidents are marked so, and no tenant is named as its cause.
+//!   hosts or more, of as many different tenants or more: a driver or firmware bug, never one
+//!   tenant's fault (one tenant's VM migrating with its fault is that tenant, however many hosts
+//!   it visits). Its incidents are marked so, and no tenant is named as its cause.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,7 +22,8 @@ pub type HostKey = (String, String);
 /// How the report is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportOptions {
-    /// The fewest hosts that make one (driver, firmware, class) a platform suspect.
+    /// The fewest hosts, and different tenants, that make one (driver, firmware, class) a
+    /// platform suspect.
     pub min_hosts: usize,
     /// A host is "silent" when its last heartbeat is older than this at `now`.
     pub silent_after_ms: Millis,
@@ -207,7 +209,7 @@ impl View {
         let suspects: Vec<PlatformSuspect> = self
             .platforms
             .iter()
-            .filter(|(_, s)| s.hosts.len() >= o.min_hosts && s.tenants.len() >= 2)
+            .filter(|(_, s)| s.hosts.len() >= o.min_hosts && s.tenants.len() >= o.min_hosts)
             .map(|((driver, firmware, class), s)| PlatformSuspect {
                 driver: driver.clone(),
                 firmware: firmware.clone(),

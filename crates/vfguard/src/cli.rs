@@ -117,6 +117,19 @@ pub enum Command {
     /// with --open, --owner, --pf; `vfguard explain ID` then shows one in full. Asks the
     /// daemon; --journal FILE reads a journal file instead.
     Incidents(IncidentsArgs),
+    /// Show the fleet as its agents publish it to NATS JetStream: every host heard from, the
+    /// open incidents of all of them, and what no single host can see: one VM faulting on
+    /// several hosts (by its libvirt UUID, across migrations), and one (driver, firmware, fault
+    /// class) on many hosts, a driver or firmware bug that no tenant is blamed for.
+    ///
+    /// Agents publish with `vfguard run --fleet nats://HOST:4222 --site SITE --host NAME`
+    /// (docs/fleet.md).
+    ///
+    /// Examples:
+    ///   vfguard fleet --url nats://127.0.0.1:4222
+    ///   vfguard fleet --json | jq '.platform_suspects'
+    #[command(verbatim_doc_comment)]
+    Fleet(FleetArgs),
     /// Isolate a function now, by hand: a VF's link is disabled through its PF (a function a VM
     /// holds whole is detached from it). Journalled with the reason and who asked; `vfguard
     /// release` undoes it.
@@ -206,6 +219,39 @@ pub struct RunArgs {
     /// configuration's `log_format`; RUST_LOG filters (default `info`).
     #[arg(long, value_name = "FORMAT", value_parser = ["auto", "text", "json", "journald"])]
     pub log_format: Option<String>,
+    /// Publish incidents, actions, outcomes and heartbeats to this NATS JetStream server
+    /// (docs/fleet.md); the journal is the outbox, so nothing is lost while it is down.
+    #[arg(long, value_name = "URL")]
+    pub fleet: Option<String>,
+    /// With --fleet: this host's site (a NATS subject token).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "default",
+        requires = "fleet"
+    )]
+    pub site: String,
+    /// With --fleet: this host's name in the fleet (default: the kernel's hostname).
+    #[arg(long = "fleet-host", value_name = "NAME", requires = "fleet")]
+    pub fleet_host: Option<String>,
+}
+
+/// `vfguard fleet` options.
+#[derive(Debug, clap::Args)]
+pub struct FleetArgs {
+    /// The NATS server the agents publish to.
+    #[arg(long, value_name = "URL", default_value = "nats://127.0.0.1:4222")]
+    pub url: String,
+    /// One JSON object: hosts, open, vms_on_several_hosts, platform_suspects (docs/fleet.md).
+    #[arg(short = 'j', long)]
+    pub json: bool,
+    /// The fewest hosts on which one (driver, firmware, fault class) is a platform suspect.
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(2..))]
+    pub min_hosts: u32,
+    /// A host whose last heartbeat is older than this many seconds is shown as silent.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub silent_after: u64,
 }
 
 /// `vfguard status` options.

@@ -5,6 +5,7 @@ mod client;
 mod config;
 mod demo;
 mod explain;
+mod fleet;
 mod incidents;
 mod inventory;
 mod operate;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(args) => simulate::run(&args),
         Command::Explain(args) => explain::run(&args),
         Command::Incidents(args) => incidents::run(&args),
+        Command::Fleet(args) => fleet::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Quarantine(args) => operate::quarantine(&args),
         Command::Release(args) => operate::release(&args),

@@ -81,6 +81,7 @@ async fn serve(cfg: Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
         tx.clone(),
     ));
     let worker_view = view.clone();
+    let fleet_view = view.clone();
     std::thread::Builder::new()
         .name("vfguard-agent".into())
         .spawn(move || {
@@ -132,12 +133,78 @@ async fn serve(cfg: Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
         access,
         tokens,
     };
+    let fleet = match &args.fleet {
+        Some(url) => Some(start_fleet(url, args, &cfg, fleet_view)?),
+        None => None,
+    };
     let result = serve_signals(&mut done_rx, &tx, args, &live).await;
     let _ = api_stop.send(true);
     for api in apis {
         let _ = tokio::time::timeout(Duration::from_secs(2), api).await;
     }
+    if let Some((progress, publisher)) = fleet {
+        // What the agent committed before it stopped is published (one last pass, bounded).
+        progress
+            .stop
+            .store(true, std::sync::atomic::Ordering::Release);
+        let _ = tokio::task::spawn_blocking(move || publisher.join()).await;
+    }
     result
+}
+
+/// Starts publishing the journal to the fleet (`--fleet URL`), in a thread of its own with its
+/// own runtime: its journal reads never hold up the API.
+fn start_fleet(
+    url: &str,
+    args: &RunArgs,
+    cfg: &Config,
+    view: Arc<LiveView>,
+) -> anyhow::Result<(
+    Arc<vfguard_fleet::publish::Progress>,
+    std::thread::JoinHandle<()>,
+)> {
+    use vfguard_api::AgentView as _;
+    let host = match &args.fleet_host {
+        Some(h) => h.clone(),
+        None => read_trimmed("/proc/sys/kernel/hostname")
+            .context("--fleet: the hostname could not be read; give --fleet-host NAME")?,
+    };
+    let subjects = vfguard_fleet::Subjects::new(&args.site, &host)?;
+    let mut pcfg = vfguard_fleet::publish::PublishConfig::new(url, subjects, cfg.journal.clone());
+    pcfg.version = env!("CARGO_PKG_VERSION").to_owned();
+    pcfg.kernel = read_trimmed("/proc/sys/kernel/osrelease").ok();
+    let progress = Arc::new(vfguard_fleet::publish::Progress::default());
+    let p = progress.clone();
+    tracing::info!(url, site = %args.site, host = %host, "publishing to the fleet");
+    let handle = std::thread::Builder::new()
+        .name("vfguard-fleet".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("fleet: no runtime: {e}; not publishing");
+                    return;
+                }
+            };
+            rt.block_on(vfguard_fleet::publish::run(
+                pcfg,
+                p,
+                move || view.topology(),
+                vfguard_agent::pace::wall_ms,
+            ));
+        })
+        .context("starting the fleet publisher")?;
+    Ok((progress, handle))
+}
+
+fn read_trimmed(path: &str) -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("reading {path}"))?
+        .trim()
+        .to_owned())
 }
 
 /// Who may change things over the socket: root, the daemon's user, `api.users`.

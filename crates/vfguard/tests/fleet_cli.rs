@@ -1,0 +1,122 @@
+//! Issue 15, items 1 and 2: agents on simulated hosts publish to one nats-server with JetStream
+//! (`vfguard run --fleet`), and `vfguard fleet` shows every host's open incidents, the VM that
+//! faulted on two hosts (by its libvirt UUID) and the (driver, class) that three tenants hit on
+//! three hosts (a platform suspect).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::{text, vfguard};
+use std::path::Path;
+use vfguard_fleet::local_server::LocalServer;
+
+fn scenario(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/scenarios")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn four_simulated_hosts_make_one_fleet_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = LocalServer::start(&dir.path().join("nats"), None).unwrap_or_else(|e| panic!("{e}"));
+    let url = nats.url();
+    // hv-1 and hv-2: the same VM (evil-2, one UUID) floods MDD on each, as after a migration;
+    // hv-3 and hv-4: other tenants hit i40e MDD too.
+    for (host, s) in [
+        ("hv-1", "mdd-flood-i40e.toml"),
+        ("hv-2", "mdd-flood-i40e.toml"),
+        ("hv-3", "actuator-failure.toml"),
+        ("hv-4", "demo.toml"),
+    ] {
+        let db = dir.path().join(format!("{host}.db"));
+        let sock = dir.path().join(format!("{host}.sock"));
+        let out = vfguard(&[
+            "run",
+            "--sim",
+            &scenario(s),
+            "--speed",
+            "0",
+            "--journal",
+            db.to_str().unwrap(),
+            "--socket",
+            sock.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "--fleet",
+            &url,
+            "--site",
+            "lab",
+            "--fleet-host",
+            host,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{host}: {}", text(&out));
+    }
+    let out = vfguard(&["fleet", "--url", &url, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hosts: Vec<&str> = r["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["hv-1", "hv-2", "hv-3", "hv-4"]);
+    assert!(
+        r["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["version"].is_string()),
+        "{r}"
+    );
+    // Every host's open incidents, each with its owner and class.
+    let open = r["open"].as_array().unwrap();
+    for host in hosts {
+        assert!(
+            open.iter().any(|i| i["host"] == host),
+            "{host} has no open incident: {r}"
+        );
+    }
+    let evil: Vec<&serde_json::Value> = open
+        .iter()
+        .filter(|i| i["owner"]["name"] == "evil-2")
+        .collect();
+    assert_eq!(evil.len(), 2, "{r}");
+    assert!(evil
+        .iter()
+        .all(|i| i["class"] == "mdd" && i["platform"]["driver"] == "i40e"));
+    // One VM on two hosts, by UUID.
+    let vms = r["vms_on_several_hosts"].as_array().unwrap();
+    assert_eq!(vms.len(), 1, "{r}");
+    assert_eq!(vms[0]["names"], serde_json::json!(["evil-2"]));
+    assert_eq!(vms[0]["hosts"], serde_json::json!(["lab/hv-1", "lab/hv-2"]));
+    // i40e MDD from three tenants on four hosts: a platform suspect.
+    let suspects = r["platform_suspects"].as_array().unwrap();
+    assert!(
+        suspects
+            .iter()
+            .any(|s| s["driver"] == "i40e" && s["class"] == "mdd" && s["tenants"] == 3),
+        "{r}"
+    );
+    // As text.
+    let out = vfguard(&["fleet", "--url", &url]);
+    let t = String::from_utf8(out.stdout).unwrap();
+    assert!(t.starts_with("4 host(s)"), "{t}");
+    assert!(t.contains("faulted on lab/hv-1, lab/hv-2"), "{t}");
+    assert!(
+        t.contains("a driver or firmware bug is suspected; no tenant is blamed"),
+        "{t}"
+    );
+    // Nobody there: says so, exit 2.
+    drop(nats);
+    let out = vfguard(&["fleet", "--url", &url]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("scripts/nats.sh start"),
+        "{}",
+        text(&out)
+    );
+}
