@@ -365,3 +365,94 @@ pub fn vnic_counters(v: &Vnic) -> BTreeMap<&'static str, u64> {
         ),
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use vfguard_model::{FaultKind, VfIndex};
+    use vfguard_sources::devlink::DevlinkSource;
+
+    use crate::scenario::Scenario;
+    use crate::SimHost;
+
+    const HOST: &str = r#"
+[scenario]
+name = "t"
+duration_ms = 20000
+[[pf]]
+bdf = "0000:3b:00.0"
+driver = "ice"
+netdev = "ens2f0"
+numvfs = 4
+[[pf]]
+bdf = "0000:5e:00.0"
+driver = "mlx5_core"
+netdev = "enp94s0f0np0"
+numvfs = 2
+[[vm]]
+name = "a"
+functions = ["0000:3b:00.0/vf1"]
+[[vm]]
+name = "b"
+functions = ["0000:5e:00.0/vf1"]
+[[behaviour]]
+owner = "a"
+kind = "mdd_flood"
+start_ms = 2000
+every_ms = 1000
+[[behaviour]]
+owner = "b"
+kind = "mailbox_flood"
+start_ms = 2000
+every_ms = 1000
+"#;
+
+    #[test]
+    fn the_agents_source_reads_the_simulated_reporters() {
+        let mut sim = SimHost::new(Scenario::parse("t.toml", HOST).unwrap()).unwrap();
+        let mut src = DevlinkSource::new(sim.devlink());
+        assert!(src.start().unwrap());
+        assert!(
+            src.poll(true).unwrap().is_empty(),
+            "the first look is a baseline"
+        );
+        sim.advance_to(5500);
+        let ev = src.poll(true).unwrap();
+        // Four errors since the baseline, one dump: the dumped one on its VF, the rest PF-level.
+        let ice: Vec<_> = ev.iter().filter(|e| e.reporter.name == "mdd").collect();
+        assert_eq!(ice.len(), 2, "{ev:?}");
+        assert_eq!(
+            (ice[0].kind, ice[0].vf, ice[0].count),
+            (FaultKind::MddTx, Some(VfIndex(1)), 1)
+        );
+        assert_eq!(
+            (ice[1].kind, ice[1].vf, ice[1].count),
+            (FaultKind::Mdd, None, 3)
+        );
+        let mlx: Vec<_> = ev.iter().filter(|e| e.reporter.name == "vnic").collect();
+        assert_eq!(mlx.len(), 1, "{ev:?}");
+        assert_eq!(
+            (mlx[0].kind, mlx[0].vf),
+            (FaultKind::Mailbox, Some(VfIndex(1)))
+        );
+        // The dump was cleared: the next error is dumped again, and the clear was recorded.
+        assert!(sim
+            .control_calls()
+            .iter()
+            .any(|c| c.op.starts_with("devlink dump clear pci/0000:3b:00.0")));
+        let held = sim.with_state(|s| {
+            s.pfs
+                .first()
+                .and_then(|p| p.health.reporters.iter().find(|r| r.name == "mdd"))
+                .map(|r| r.dump.is_some())
+        });
+        assert_eq!(held, Some(false));
+        sim.advance_to(7500);
+        let ev = src.poll(false).unwrap();
+        assert!(
+            ev.iter().any(|e| e.reporter.name == "mdd"),
+            "notified: {ev:?}"
+        );
+    }
+}

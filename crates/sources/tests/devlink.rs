@@ -310,10 +310,12 @@ fn the_source_reads_clears_and_diffs() {
     assert!(src.poll(true).unwrap().is_empty());
     let ev = src.poll(true).unwrap();
     let kinds: Vec<_> = ev.iter().map(|e| (e.kind, e.vf, e.count)).collect();
+    // Three errors, one dump: the dumped one on its VF, the other two PF-level (no VF).
     assert!(
-        kinds.contains(&(FaultKind::MddTx, Some(VfIndex(2)), 3)),
+        kinds.contains(&(FaultKind::MddTx, Some(VfIndex(2)), 1)),
         "{kinds:?}"
     );
+    assert!(kinds.contains(&(FaultKind::Mdd, None, 2)), "{kinds:?}");
     assert!(
         kinds.contains(&(FaultKind::Mdd, Some(VfIndex(1)), 4)),
         "{kinds:?}"
@@ -322,7 +324,7 @@ fn the_source_reads_clears_and_diffs() {
         kinds.contains(&(FaultKind::Mailbox, Some(VfIndex(1)), 9)),
         "{kinds:?}"
     );
-    assert_eq!(ev.len(), 3);
+    assert_eq!(ev.len(), 4);
     assert_eq!(src.stats.clears_refused, 1);
     assert_eq!(src.stats.dumps, 1);
 }

@@ -97,9 +97,15 @@ impl HealthEvent {
             pf: self.pf,
             vf: self.vf,
             vf_abs: None,
-            // A PF-level report is the PF function's own (its devlink instance: the PF driver
-            // is bound on the host); a VF's is resolved from PF + VF with the host map.
-            function: if self.vf.is_none() { self.pf } else { None },
+            // A PF-level report of the adapter's own trouble (a Tx hang, firmware) is the PF
+            // function's (its devlink instance: the PF driver is bound on the host); an offence
+            // that names no VF names no function, and so never punishes anyone; a VF's is
+            // resolved from PF + VF with the host map.
+            function: if self.vf.is_none() && !self.kind.is_offence() {
+                self.pf
+            } else {
+                None
+            },
             queue: self.queue,
             count: Some(self.count),
             mac: None,
@@ -227,9 +233,10 @@ fn vnic_class(counter: &str) -> Option<(&'static str, FaultKind)> {
     })
 }
 
-/// The events of `new_errors` errors of reporter `id` (instance PF `pf`, port VF `vf`), with
-/// its held dump when there is one. A dump says what the first error was; the others since
-/// are counted in the same event.
+/// The events of `new_errors` errors of reporter `id` (port VF `vf`), with its held dump when
+/// there is one. A dump says what the first error since the last clear was: for `mdd` that one
+/// error is pinned on the VF it names, and the others (which may be other VFs') make a second,
+/// PF-level event that names no VF; for the adapter's own reporters one event counts them all.
 pub fn error_events(
     id: &ReporterId,
     vf: PortVf,
@@ -284,6 +291,23 @@ pub fn error_events(
                 .and_then(|v| v.as_u64())
                 .and_then(|n| u16::try_from(n).ok())
                 .map(VfIndex);
+            if ev.vf.is_some() && new_errors > 1 {
+                let mut rest = HealthEvent {
+                    vf,
+                    kind: FaultKind::Mdd,
+                    count: new_errors - 1,
+                    queue: None,
+                    details: BTreeMap::new(),
+                    ..ev.clone()
+                };
+                rest.pf = device;
+                rest.details.insert(
+                    "undetailed".into(),
+                    "errors after the dumped one (one dump is held until cleared)".into(),
+                );
+                ev.count = 1;
+                return vec![ev, rest];
+            }
         }
     }
     vec![ev]

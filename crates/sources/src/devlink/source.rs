@@ -7,7 +7,7 @@
 //! whose error count rose has its held dump read (`DUMP_GET`) and then cleared (`DUMP_CLEAR`):
 //! the kernel keeps only the first dump until it is cleared.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 
 use vfguard_host::GenlLink;
@@ -17,7 +17,7 @@ use super::ctrl::{self, Family};
 use super::health::{dumps_events, error_events, HealthEvent, HealthState};
 use super::proto::{
     self, parse_fmsg, parse_ports, parse_reporters, refusal, DevHandle, PortInfo, ProtoError,
-    ReporterId, ReporterStatus, Request, FLAVOUR_PCI_VF,
+    ReporterId, Request, FLAVOUR_PCI_VF,
 };
 use super::wire::WireError;
 
@@ -170,7 +170,9 @@ impl<L: GenlLink> DevlinkSource<L> {
             return Ok(Vec::new());
         };
         self.stats.polls += 1;
-        let mut pending: Vec<(ReporterStatus, u64)> = Vec::new();
+        // Per reporter, the errors since it was last seen: notifications and the dump may both
+        // tell of the same reporter in one poll, and its dump is read once.
+        let mut pending: BTreeMap<ReporterId, u64> = BTreeMap::new();
         let notes = self.link.notifications()?;
         if !notes.is_empty() {
             match parse_reporters(&notes, family) {
@@ -179,7 +181,7 @@ impl<L: GenlLink> DevlinkSource<L> {
                         self.stats.notifications += 1;
                         let n = self.state.new_errors(&s);
                         if n > 0 {
-                            pending.push((s, n));
+                            *pending.entry(s.id).or_default() += n;
                         }
                     }
                 }
@@ -209,7 +211,7 @@ impl<L: GenlLink> DevlinkSource<L> {
             for s in list {
                 let n = self.state.new_errors(&s);
                 if n > 0 {
-                    pending.push((s.clone(), n));
+                    *pending.entry(s.id.clone()).or_default() += n;
                 }
                 if s.id.name == "vnic" {
                     if let Some((pf, Some(vf))) = s.id.port.map(|p| self.port_vf(&s.id.dev, p)) {
@@ -219,14 +221,14 @@ impl<L: GenlLink> DevlinkSource<L> {
             }
             self.state.retain(&ids);
         }
-        for (s, n) in pending {
-            let vf = s.id.port.and_then(|p| self.port_vf(&s.id.dev, p).1);
-            let dump = if dumps_events(&s.id.name) {
-                self.read_dump(&s.id)?
+        for (id, n) in pending {
+            let vf = id.port.and_then(|p| self.port_vf(&id.dev, p).1);
+            let dump = if dumps_events(&id.name) {
+                self.read_dump(&id)?
             } else {
                 None
             };
-            events.extend(error_events(&s.id, vf, n, dump.as_ref()));
+            events.extend(error_events(&id, vf, n, dump.as_ref()));
         }
         self.stats.events += events.len() as u64;
         Ok(events)
