@@ -222,6 +222,7 @@ fn new_event(
         KindRule::Fixed(k) => k,
         KindRule::AerSeverity => FaultKind::AerCorrectable,
         KindRule::MddDirection | KindRule::MddMasks => FaultKind::Mdd,
+        KindRule::ByValue { otherwise, .. } => otherwise,
         KindRule::Oops => FaultKind::Oops,
     };
     FaultEvent {
@@ -289,6 +290,13 @@ fn apply_fields(
         let spec = c.spec(idx);
         let num = || printf::read_number(raw, spec);
         let raw = raw.trim();
+        if let KindRule::ByValue { field, values, .. } = c.entry.kind {
+            if name == field {
+                if let Some((_, k)) = values.iter().find(|(v, _)| *v == raw) {
+                    ev.kind = *k;
+                }
+            }
+        }
         match name {
             _ if name.starts_with('_') => {}
             "vf" if !c.entry.absolute => {
@@ -510,7 +518,7 @@ fn finalize(cat: &Catalog, p: Pending) -> Option<FaultEvent> {
             };
         }
         KindRule::MddMasks => mdd_masks_kind(&mut ev),
-        KindRule::Fixed(_) | KindRule::MddDirection => {}
+        KindRule::Fixed(_) | KindRule::MddDirection | KindRule::ByValue { .. } => {}
     }
     if matches!(p.group, Some(Group::Aer | Group::AerFirmware))
         && ev.kind == FaultKind::AerCorrectable

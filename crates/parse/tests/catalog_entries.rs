@@ -137,6 +137,9 @@ fn every_fault_kind_has_an_entry() {
             vfguard_parse::catalog::KindRule::MddDirection => {
                 matches!(kind, FaultKind::MddTx | FaultKind::MddRx)
             }
+            vfguard_parse::catalog::KindRule::ByValue {
+                values, otherwise, ..
+            } => otherwise == kind || values.iter().any(|(_, k)| *k == kind),
             vfguard_parse::catalog::KindRule::MddMasks => {
                 matches!(kind, FaultKind::MddTx | FaultKind::MddRx | FaultKind::Mdd)
             }

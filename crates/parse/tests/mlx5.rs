@@ -204,3 +204,24 @@ fn i40e_mac_limit_lines_name_no_vf_and_stay_on_the_pf() {
         assert_eq!((e.vf, e.vf_abs, e.function), (None, None, None));
     }
 }
+
+#[test]
+fn an_error_cqe_is_tx_or_rx_by_its_opcode() {
+    let line = |op: &str| {
+        format!("mlx5_core 0000:08:00.0 enp8s0f0np0: Error cqe on cqn 0x5d1, ci 0x2a, qn 0x1a9, opcode {op}, syndrome 0x2, vendor syndrome 0x68")
+    };
+    assert_eq!(
+        one(&line("0xd")).kind,
+        FaultKind::TxHang,
+        "MLX5_CQE_REQ_ERR"
+    );
+    assert_eq!(
+        one(&line("0xe")).kind,
+        FaultKind::RxError,
+        "MLX5_CQE_RESP_ERR"
+    );
+    let e = one(&line("0xe"));
+    assert_eq!(e.catalog_id, "mlx5e.error_cqe");
+    assert_eq!(e.details["syndrome"], "2");
+    assert_eq!(e.details["vendor_syndrome"], "68");
+}

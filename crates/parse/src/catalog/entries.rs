@@ -1772,6 +1772,35 @@ pub static ENTRIES: &[Entry] = &[
         ..D
     },
     Entry {
+        id: "mlx5e.error_cqe",
+        source: MLX5,
+        format: "Error cqe on cqn 0x%x, ci 0x%x, qn 0x%x, opcode 0x%x, syndrome 0x%x, vendor syndrome 0x%x\n",
+        fields: &["cqn", "ci", "qn", "cqe_opcode", "syndrome", "vendor_syndrome"],
+        // MLX5_CQE_REQ_ERR (0xd) completes a send, MLX5_CQE_RESP_ERR (0xe) a receive (mlx5/cqe.h).
+        kind: R::ByValue {
+            field: "cqe_opcode",
+            values: &[("d", K::TxHang), ("e", K::RxError)],
+            otherwise: K::RxError,
+        },
+        severity: S::Error,
+        scope: Scope::Own,
+        since: "mlx5 en/txrx.h mlx5e_dump_error_cqe() (netdev_err), v5.5+ for send and receive queues; before it 'sqn 0x%x' for send queues only",
+        example: "mlx5_core 0000:08:00.0 enp8s0f0np0: Error cqe on cqn 0x5d1, ci 0x2a, qn 0x1a9, opcode 0xd, syndrome 0x2, vendor syndrome 0x68",
+        ..D
+    },
+    Entry {
+        id: "mlx5e.error_cqe_v53",
+        source: MLX5,
+        format: "Error cqe on cqn 0x%x, ci 0x%x, sqn 0x%x, opcode 0x%x, syndrome 0x%x, vendor syndrome 0x%x\n",
+        fields: &["cqn", "ci", "sqn", "cqe_opcode", "syndrome", "vendor_syndrome"],
+        kind: R::Fixed(K::TxHang),
+        severity: S::Error,
+        scope: Scope::Own,
+        since: "mlx5 en/txrx.h mlx5e_dump_error_cqe(), v5.3 to v5.4 (send queues only)",
+        example: "mlx5_core 0000:08:00.0 enp8s0f0np0: Error cqe on cqn 0x5d1, ci 0x2a, sqn 0x1a9, opcode 0xd, syndrome 0x2, vendor syndrome 0x68",
+        ..D
+    },
+    Entry {
         id: "mlx5e.rx_timeout",
         source: MLX5,
         format: "RX timeout on channel: %d, %sRQ: 0x%x, CQ: 0x%x\n",

@@ -88,6 +88,16 @@ pub enum KindRule {
     /// `LVMMC_TX`/`LVMMC_RX`): mdd_tx when only Tx is non-zero, mdd_rx when only Rx is, one
     /// event of each (details `direction` = `tx`/`rx`) when both are, mdd when neither is.
     MddMasks,
+    /// From the raw value of one field: the kind paired with the printed value, else `otherwise`
+    /// (mlx5's error CQE opcode: `d` a send queue's, `e` a receive queue's).
+    ByValue {
+        /// The field whose printed value decides.
+        field: &'static str,
+        /// Printed value (as captured, trimmed) → kind.
+        values: &'static [(&'static str, FaultKind)],
+        /// The kind for any other value.
+        otherwise: FaultKind,
+    },
     /// An oops/BUG/WARNING: an event only when its location names a NIC driver.
     Oops,
 }

@@ -43,6 +43,14 @@ pub fn run(args: &CatalogArgs) -> anyhow::Result<ExitCode> {
             KindRule::AerSeverity => "aer_* (by severity)".to_owned(),
             KindRule::MddDirection => "mdd_tx|mdd_rx (by source)".to_owned(),
             KindRule::MddMasks => "mdd_tx|mdd_rx|both|mdd (by tx/rx cause)".to_owned(),
+            KindRule::ByValue {
+                field,
+                values,
+                otherwise,
+            } => {
+                let by: Vec<String> = values.iter().map(|(v, k)| format!("{v}: {k}")).collect();
+                format!("by {field} ({}, else {otherwise})", by.join(", "))
+            }
             KindRule::Oops => "oops (in NIC drivers)".to_owned(),
         };
         let role = match e.role {
