@@ -48,7 +48,18 @@ fn foreign_links(file: &Path) -> (Vec<String>, usize) {
                 Observation::Fault(e) => {
                     checked += 1;
                     let names = [e.device, e.function, e.pf];
-                    if !names.iter().flatten().any(|b| own.contains(b)) {
+                    // A requester printed without its segment (DMAR) names its bus:dev.fn in
+                    // every segment (issue 14: the engine places it by the IOMMU unit).
+                    let same_in_any_segment = |b: &Bdf, o: &Bdf| {
+                        (b.bus(), b.device(), b.function()) == (o.bus(), o.device(), o.function())
+                    };
+                    let segmentless =
+                        vfguard_model::segment_unprinted(&e.catalog_id, e.device.is_some());
+                    let named = names.iter().flatten().any(|b| {
+                        own.contains(b)
+                            || segmentless && own.iter().any(|o| same_in_any_segment(b, o))
+                    });
+                    if !named {
                         foreign.push(format!(
                             "incident {} ({}) holds {:?} from {:?}",
                             row.id.0, row.function, e.message, e.device

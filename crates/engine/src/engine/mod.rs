@@ -200,8 +200,10 @@ impl Engine {
         let mut inc = Incident::new(id, key, now);
         inc.function = match key {
             Key::Function(b) => Some(b),
-            Key::PfLevel(b) => Some(b),
-            Key::Host | Key::Ambiguous(_) => None,
+            // An ambiguous requester's incident is about the address as printed (read in
+            // segment 0000), with no owner: its evidence lists every function it may be.
+            Key::PfLevel(b) | Key::Ambiguous(b) => Some(b),
+            Key::Host => None,
         };
         inc.pf = a.event.pf;
         inc.vf = a.event.vf;
