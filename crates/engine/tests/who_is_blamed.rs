@@ -112,6 +112,43 @@ fn a_victim_line_joins_the_incident_of_its_function_as_context_only() {
         .any(|ev| ev.text.starts_with(VICTIM_CONTEXT)));
 }
 
+#[test]
+fn a_victim_line_corroborates_the_pf_line_that_names_its_vf_but_changes_no_confidence() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let mut e = Engine::new(policy(""));
+    let d = e.observe(
+        &fault("iavf 0000:3c:00.2: Failed to communicate with PF; waiting before retry"),
+        &t,
+        1000,
+    );
+    assert!(d.is_empty(), "{d:?}");
+    let line = "i40e 0000:3b:00.0: 1 Tx Malicious Driver Detection events detected on PF 0 VF 2 MAC 5254003b0002. mdd-auto-reset-vfs=on";
+    let d = e.observe(&fault(line), &t, 1500);
+    let a: Vec<(Method, f64, String)> = d
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Attributed {
+                method,
+                confidence,
+                evidence,
+                ..
+            } => Some((*method, *confidence, evidence.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!((a[0].0, a[0].1), (Method::Direct, 1.0), "{a:?}");
+    assert!(
+        a[0].2
+            .contains("corroborated by the VF's own driver (iavf.mbx.comm_failed, 500 ms apart)"),
+        "{:?}",
+        a[0].2
+    );
+    // Too far apart: no word of it.
+    let d = e.observe(&fault(line), &t, 9000);
+    assert!(!attributed(&d)[0].1.contains("corroborated"), "{d:?}");
+}
+
 // ------------------------------------------------------------------ link faults, whole NICs
 
 /// The AER lines a marginal link prints for one receiver error on `function` (signals.md §2.1).

@@ -55,6 +55,8 @@ pub struct Engine {
     recent: VecDeque<(Millis, Option<Bdf>)>,
     /// Last VF counters and when tx_dropped last moved, per (PF, VF).
     stats: HashMap<(Bdf, VfIndex), StatsEntry>,
+    /// The last victim-side line of each function, and when (corroboration only).
+    victims: HashMap<Bdf, (Millis, String)>,
 }
 
 impl Engine {
@@ -71,6 +73,7 @@ impl Engine {
             pending: HashMap::new(),
             recent: VecDeque::new(),
             stats: HashMap::new(),
+            victims: HashMap::new(),
         }
     }
 
@@ -237,6 +240,9 @@ impl Engine {
         // never opens one or counts; neither does what a VF's own driver says befell it (the
         // victim side: its owner suffered it).
         let counts = !(e.kind == FaultKind::VfReset && e.severity == Severity::Info || e.victim);
+        if e.victim {
+            self.remember_victim(a, now);
+        }
         if !counts && !self.by_key.contains_key(&a.key) {
             return None;
         }
@@ -266,6 +272,7 @@ impl Engine {
         }
         let pf_netdev = e.pf.and_then(|p| t.pf(p)).and_then(|p| p.netdev.clone());
         let correlated = self.correlation(a, now);
+        let corroborated = self.corroboration(a, now);
         let Some(inc) = self.incidents.get_mut(&id) else {
             return;
         };
@@ -288,6 +295,9 @@ impl Engine {
             Some(c) => format!("{}; {c}", a.evidence),
             None => a.evidence.clone(),
         };
+        if let Some(c) = corroborated {
+            evidence.push_str(&format!("; {c}"));
+        }
         if n > 1 {
             evidence.push_str(&format!("; {n} identical records"));
         }
