@@ -100,7 +100,7 @@ impl Attributor {
         e.resolve(t);
         // A requester printed without its segment is placed first (or no one is blamed).
         let (mut e, segment_note) = match crate::segment::resolve(e, t) {
-            crate::segment::Resolution::One(e, note) => (e, note),
+            crate::segment::Resolution::One(e, note) => (*e, note),
             crate::segment::Resolution::Ambiguous(a) => {
                 out.push(*a);
                 return (out, true);

@@ -31,7 +31,7 @@ const UNIT_DETAILS: &[&str] = &["iommu_unit", "unit"];
 pub(crate) enum Resolution {
     /// The event, its function placed (with a note for the evidence when the segment had to be
     /// found), or untouched.
-    One(FaultEvent, Option<String>),
+    One(Box<FaultEvent>, Option<String>),
     /// Several functions answer to it: no one is blamed.
     Ambiguous(Box<Attributed>),
 }
@@ -84,18 +84,18 @@ fn listed(all: &[FunctionRef<'_>]) -> String {
 /// Places a fault's requester across segments (see the module docs).
 pub(crate) fn resolve(e: FaultEvent, t: &Topology) -> Resolution {
     let Some(f) = e.function.filter(|_| segment_unprinted(&e)) else {
-        return Resolution::One(e, None);
+        return Resolution::One(Box::new(e), None);
     };
     let unit = iommu_unit(&e).map(str::to_owned);
     let all = match t.place_requester(f, unit.as_deref()) {
-        Placement::One(only) if only.bdf() == f => return Resolution::One(e, None),
+        Placement::One(only) if only.bdf() == f => return Resolution::One(Box::new(e), None),
         Placement::One(only) => {
             let to = only.bdf();
             let note = format!(
                 "{} was printed without a segment; {to} is the only function at it",
                 printed(f)
             );
-            return Resolution::One(repin(e, to, t), Some(note));
+            return Resolution::One(Box::new(repin(e, to, t)), Some(note));
         }
         Placement::ByUnit(one, all) => {
             let to = one.bdf();
@@ -106,9 +106,9 @@ pub(crate) fn resolve(e: FaultEvent, t: &Topology) -> Resolution {
                 listed(&all),
                 unit.as_deref().unwrap_or_default()
             );
-            return Resolution::One(repin(e, to, t), Some(note));
+            return Resolution::One(Box::new(repin(e, to, t)), Some(note));
         }
-        Placement::Several(all) if all.is_empty() => return Resolution::One(e, None),
+        Placement::Several(all) if all.is_empty() => return Resolution::One(Box::new(e), None),
         Placement::Several(all) => all,
     };
     let why = match unit {
