@@ -83,6 +83,11 @@ fn print_pf(out: &mut impl Write, pf: &Pf) -> io::Result<()> {
     if let Some(n) = pf.numa_node {
         write!(out, " numa {n}")?;
     }
+    // The DMAR unit tells apart requesters a fault line prints without their PCI segment; a
+    // PF's VFs sit behind the same one (each VF's is in --json).
+    if let Some(unit) = &pf.iommu_unit {
+        write!(out, " iommu {}", printable(unit))?;
+    }
     writeln!(out, " owner {}", owner_text(&pf.owner))
 }
 
