@@ -109,9 +109,10 @@ pub struct Incident {
     pub restored_at: Option<Millis>,
     /// A restore is under way.
     pub restoring: bool,
-    /// Faults went on naming its requester after the agent contained it: the attribution may
-    /// be wrong (notified once; it is not escalated on for them).
-    pub attribution_doubted: bool,
+    /// Faults went on naming its requester after the agent contained it, the last one then:
+    /// the attribution may be wrong (notified once; it is never escalated on for them, and
+    /// the incident stays open while they go on, so the doubt is not forgotten).
+    pub doubted: Option<Millis>,
 }
 
 impl Incident {
@@ -148,7 +149,7 @@ impl Incident {
             pre_state: None,
             restored_at: None,
             restoring: false,
-            attribution_doubted: false,
+            doubted: None,
         }
     }
 

@@ -30,7 +30,7 @@ fn bdf(s: &str) -> Bdf {
     s.parse().unwrap()
 }
 
-/// Feeds every action's success back, as actuators would.
+/// Feeds every action's success back, as actuators would (with the VF's state before).
 fn succeed(e: &mut Engine, d: &[Decision], t: &Topology, now: u64) -> Vec<Decision> {
     let mut out = Vec::new();
     for a in d.iter().filter_map(|d| match d {
@@ -41,7 +41,7 @@ fn succeed(e: &mut Engine, d: &[Decision], t: &Topology, now: u64) -> Vec<Decisi
             &Observation::Outcome(ActionOutcome {
                 id: a,
                 error: None,
-                before: None,
+                before: Some(vfguard_model::VfState::default()),
                 at: now,
             }),
             t,
@@ -415,14 +415,18 @@ fn the_iommu_unit_the_log_names_picks_the_requester_s_segment() {
 fn faults_that_outlive_the_containment_of_their_requester_raise_an_alarm_not_the_ladder() {
     let sim = sim_host();
     let t = topology(&sim);
-    let mut e = Engine::new(policy("hold_down = \"1s\""));
+    let mut e = Engine::new(policy("hold_down = \"1s\"\ncool_down = \"10s\""));
     let line = "DMAR: [DMA Read NO_PASID] Request device [3c:00.2] fault addr 0x7ff3c000 [fault reason 0x06] PTE Read access is not set";
     let mut contained_at = None;
     let mut after = Vec::new();
-    for i in 0..120u64 {
+    for i in 0..240u64 {
         let now = 1000 + i * 250;
         let d = e.observe(&fault(line), &t, now);
         let o = succeed(&mut e, &d, &t, now + 1);
+        // Ticks: the cool-down restores the function, which is then never punished again.
+        let tick = e.observe(&Observation::Tick, &t, now + 2);
+        let o2 = succeed(&mut e, &tick, &t, now + 3);
+        let d = [d, tick, o2].concat();
         if contained_at.is_none() && o.iter().any(|d| matches!(d, Decision::Contained { .. })) {
             contained_at = Some(now);
         } else if contained_at.is_some() {
@@ -430,22 +434,34 @@ fn faults_that_outlive_the_containment_of_their_requester_raise_an_alarm_not_the
         }
     }
     assert!(contained_at.is_some(), "the first attribution is acted on");
-    let notices: Vec<String> = after
+    let acts_after: Vec<String> = after
         .iter()
         .filter_map(|d| match d {
             Decision::Act(a) => Some(format!("{} {}", a.kind.name(), a.rule)),
             _ => None,
         })
         .collect();
-    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(acts_after.len(), 2, "{acts_after:?}");
     assert!(
-        notices[0].starts_with("notify faults continue from a contained requester"),
-        "{notices:?}"
+        acts_after[0].starts_with("notify faults continue from a contained requester"),
+        "{acts_after:?}"
     );
-    assert!(!after
+    assert!(
+        acts_after[1].starts_with("restore cool_down"),
+        "the wrongly punished function is put back: {acts_after:?}"
+    );
+    let moves: Vec<(State, State)> = after
         .iter()
-        .any(|d| matches!(d, Decision::StateChanged { .. })));
-    assert_eq!(e.incidents().next().unwrap().state, State::Contained);
+        .filter_map(|d| match d {
+            Decision::StateChanged { from, to, .. } => Some((*from, *to)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [(State::Contained, State::Restored)],
+        "never escalated again"
+    );
 }
 
 /// Through the parser: CONFIG_DMAR_DEBUG's dump line after the fault joins it as its `unit`.

@@ -238,6 +238,11 @@ impl Engine {
             };
             let quiet = now.saturating_sub(inc.last_fault);
             let pending = inc.actions.iter().any(|a| a.result.is_none());
+            // Faults that made the agent doubt its attribution still come: keep the incident
+            // (and its doubt) until they stop ([`super::reconsider`]).
+            let doubted_on = inc
+                .doubted
+                .is_some_and(|d| now.saturating_sub(d) < close_after);
             if inc.state == IncidentState::Uncontained
                 && inc.faults > inc.faults_at_notice
                 && quiet < close_after
@@ -263,6 +268,7 @@ impl Engine {
                 }
                 match inc.restore_kind() {
                     Some(kind) => self.restore(id, kind, &RuleRef::CoolDown, t, now, out),
+                    None if doubted_on => {}
                     None => self.close(id, "contained, nothing to restore", out),
                 }
                 continue;
@@ -272,7 +278,7 @@ impl Engine {
                 .map_or(!pending && inc.contained_at.is_none(), |r| {
                     now >= r.saturating_add(close_after)
                 });
-            if done && quiet >= close_after && !inc.restoring {
+            if done && quiet >= close_after && !inc.restoring && !doubted_on {
                 self.close(id, "quiet", out);
             }
         }

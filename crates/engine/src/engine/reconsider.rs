@@ -11,19 +11,22 @@
 //!   bus:dev.fn in another segment) and it is not contained, the faults are its, by
 //!   elimination (`requester`, 0.6);
 //! - else it raises an alarm, once: a notice that faults continue from a contained requester
-//!   and the attribution may be wrong. The contained function is never escalated on for them.
+//!   and the attribution may be wrong. The contained function is never escalated on for them,
+//!   then or after its cool-down restores it (its faults by requester ID are evidence only).
 
 use vfguard_model::{ActionKind, Decision, IncidentId, Method, Millis, RuleRef, Topology};
 
 use crate::attribute::{Attributed, Key};
 use crate::incident::Evidence;
+use crate::policy::Mode;
 use crate::segment;
 
 use super::Engine;
 
 impl Engine {
     /// Whether `a` names, by requester ID, the function of incident `id` that the agent
-    /// contained more than the hold-down ago.
+    /// contained more than the hold-down ago (in `enforce` mode: a dry run contains nothing,
+    /// so faults going on say nothing about the attribution).
     pub(super) fn requester_outlives_containment(
         &self,
         id: IncidentId,
@@ -33,13 +36,17 @@ impl Engine {
         let Some(inc) = self.incidents.get(&id) else {
             return false;
         };
-        matches!(a.method, Method::Requester | Method::TlpHeader)
-            && a.event.kind.is_offence()
+        let by_requester =
+            matches!(a.method, Method::Requester | Method::TlpHeader) && a.event.kind.is_offence();
+        // Once doubted, always: restored after its cool-down, the function is not punished
+        // again for the faults that made the agent doubt.
+        let contained = self.policy.mode == Mode::Enforce
             && inc.state == vfguard_model::IncidentState::Contained
             && !inc.driver_disabled
             && inc
                 .contained_at
-                .is_some_and(|c| now > c.saturating_add(self.policy.hold_down))
+                .is_some_and(|c| now > c.saturating_add(self.policy.hold_down));
+        by_requester && (contained || inc.doubted.is_some())
     }
 
     /// Re-attributes `a` by elimination, or raises the alarm (see the module docs); returns
@@ -106,8 +113,7 @@ impl Engine {
             confidence: a.confidence,
             text: text.clone(),
         });
-        if !inc.attribution_doubted {
-            inc.attribution_doubted = true;
+        if inc.doubted.replace(now).is_none() {
             let rule = RuleRef::Rule(format!(
                 "faults continue from a contained requester ({contained}); attribution may be \
                  wrong"
