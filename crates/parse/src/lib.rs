@@ -56,8 +56,9 @@ pub fn kmsg_line(rec: &KmsgRecord) -> LogicalLine<'_> {
 }
 
 /// Classifies one kmsg record on its own (no grouping with the records that follow): the event
-/// it starts, if any. A long-running reader should keep a [`Classifier`] instead, so that AER
-/// detail records join their error.
+/// it starts, if any; of a record that is two events (ixgbe's MDD in both directions), the first
+/// (mdd_tx). A long-running reader should keep a [`Classifier`] instead, so that AER detail
+/// records join their error and every event of a record is seen.
 pub fn kmsg(rec: &KmsgRecord) -> Option<FaultEvent> {
     let mut c = Classifier::new();
     let mut out = Vec::new();
