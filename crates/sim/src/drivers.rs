@@ -12,8 +12,8 @@
 //! - mlx5 (ConnectX, switchdev): no MDD line on the host; a VF's bad work requests move its
 //!   queues to error and its command abuse is rejected by the firmware, both counted in the
 //!   vNIC counters its representor's devlink `vnic` reporter diagnoses; a Tx timeout is
-//!   reported to the PF's `tx` reporter (crate::devlink). Its kernel lines are left to the
-//!   catalog's mlx5 entries (issue 14 item 6).
+//!   printed (en_main.c, en/reporter_tx.c) and reported to the PF's `tx` reporter
+//!   (crate::devlink).
 //!
 //! ice also reports every MDD event to its devlink `mdd` reporter (v6.14), msglvl or not.
 
@@ -361,6 +361,16 @@ pub fn pf_tx_hang(p: &mut Printer, pf: &mut SimPf, rng_bits: u64) {
                 .report(&DevHandle::of(bdf), "tx_hang", dump, p.now_ms());
         }
         Family::Mlx5 => {
+            // en_main.c mlx5e_tx_timeout_work, then en/reporter_tx.c's report of the queue
+            // (netdev_err), which the devlink `tx` reporter also gets.
+            p.dev("mlx5e.tx_timeout_detected", drv, bdf, Some(&nd), &[]);
+            p.dev(
+                "mlx5e.tx_timeout",
+                drv,
+                bdf,
+                Some(&nd),
+                &[&q, "1c2", "5d1", "40", "52", "10752000"],
+            );
             // en/reporter_tx.c: the timed-out SQ, simplified.
             let dump = FmsgBuilder::default()
                 .obj_start()
