@@ -404,3 +404,20 @@ proptest! {
         let _ = ctrl::parse_family(&bytes);
     }
 }
+
+/// The source against this machine's kernel: the family found (or its absence told), and the
+/// reporter and port dumps decoded, whatever devices it has.
+#[test]
+#[ignore = "needs a Linux kernel (reads devlink health of this host)"]
+fn the_live_kernel_is_read() {
+    let link = vfguard_host::linux::LinuxGenl::open().unwrap();
+    let mut src = DevlinkSource::new(link);
+    match src.start().unwrap() {
+        true => {
+            let ev = src.poll(true).unwrap();
+            assert!(ev.is_empty(), "the first look is a baseline: {ev:?}");
+            assert_eq!(src.stats.malformed, 0);
+        }
+        false => eprintln!("no devlink: {:?}", src.unavailable()),
+    }
+}
