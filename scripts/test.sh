@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command (README): everything `cargo test` covers, then the metrics, alert
+# The project's test command (README): Debian's nats-server installed for the fleet's tests
+# (scripts/nats.sh), everything `cargo test` covers, then the metrics, alert
 # rules and dashboard against Prometheus's promtool (tests/prometheus/run.sh), then issue 13's
 # attacks replayed against a running daemon (tests/abuse/run.sh), then the end-to-end
 # test against the real igb/igbvf drivers in a QEMU guest (tests/qemu/run.sh). Both install what
@@ -10,6 +11,8 @@
 #   VFGUARD_NO_QEMU=1 scripts/test.sh   everything but the QEMU test
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The fleet's tests run their own nats-server on loopback: it must be installed.
+scripts/nats.sh install
 cargo test --workspace --locked "$@"
 [ $# -eq 0 ] || exit 0
 if [ "$(id -u)" = 0 ] || command -v promtool >/dev/null; then
