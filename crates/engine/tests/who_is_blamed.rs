@@ -283,6 +283,37 @@ fn the_decoded_header_alone_names_the_sender() {
     );
 }
 
+/// A VF without its own AER capability: the error shows on its PF, with the VF's request.
+#[test]
+fn an_error_a_pf_logged_is_pinned_on_its_vf_and_a_vf_keeps_its_own() {
+    let sim = sim_host();
+    let t = topology(&sim);
+    let at_pf = "pcieport 0000:3a:00.0: AER: Uncorrectable (Non-Fatal) error message received from 0000:3b:00.0\n\
+         i40e 0000:3b:00.0: AER: PCIe Bus Error: severity=Uncorrectable (Non-Fatal), type=Transaction Layer, (Requester ID)\n\
+         i40e 0000:3b:00.0: AER:   device [8086:1572] error status/mask=00100000/00000000\n\
+         i40e 0000:3b:00.0: AER:    [20] UnsupReq               (First)\n\
+         i40e 0000:3b:00.0: AER:   TLP Header: 0x00000001 0x3c0000ff 0x7ff3c000 0x00000000\n";
+    let mut e = Engine::new(policy(""));
+    let d = e.observe(&Observation::Fault(faults(at_pf).remove(0)), &t, 1000);
+    assert_eq!(attributed(&d)[0].0, Method::TlpHeader, "{d:?}");
+    let inc = e.incidents().next().unwrap();
+    assert_eq!(
+        (inc.function, inc.owner_label()),
+        (Some(bdf("0000:3c:00.0")), "vm:vm0".to_owned())
+    );
+    // The VF logged it itself (its own AER capability): it keeps it, whatever the header says.
+    let at_vf = at_pf
+        .replace("from 0000:3b:00.0", "from 0000:3c:00.2")
+        .replace("i40e 0000:3b:00.0", "vfio-pci 0000:3c:00.2");
+    let mut e = Engine::new(policy(""));
+    let d = e.observe(&Observation::Fault(faults(&at_vf).remove(0)), &t, 1000);
+    assert_eq!(attributed(&d)[0].0, Method::Requester, "{d:?}");
+    assert_eq!(
+        e.incidents().next().unwrap().function,
+        Some(bdf("0000:3c:00.2"))
+    );
+}
+
 #[test]
 fn a_completion_is_pinned_on_its_completer_and_an_unknown_sender_on_no_one() {
     let sim = sim_host();
