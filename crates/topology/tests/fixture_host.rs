@@ -293,5 +293,8 @@ fn each_function_s_iommu_unit_is_read_from_its_iommu_link_and_shown_in_json() {
     );
     let json = serde_json::to_value(&t).unwrap();
     assert_eq!(json["pfs"][0]["iommu_unit"], "dmar1");
-    assert!(json["pfs"][1].get("iommu_unit").is_none(), "absent, not null");
+    assert!(
+        json["pfs"][1].get("iommu_unit").is_none(),
+        "absent, not null"
+    );
 }
