@@ -126,6 +126,9 @@ pub struct StepReport {
     pub outcomes: Vec<vfguard_model::ActionOutcome>,
     /// Fault kinds attributed per incident.
     pub kinds: Vec<(IncidentId, FaultKind)>,
+    /// Where each incident's attributed fault events came from (`kmsg`, `devlink`,
+    /// `aer_counters`: `vfguard_sim::report::source_of`).
+    pub sources: Vec<(IncidentId, &'static str)>,
     /// For each action carried out: how long after the step began (its records were read) the
     /// actuator returned.
     pub acted_after: Vec<std::time::Duration>,
@@ -797,6 +800,7 @@ impl Agent {
                 }
                 if let (Observation::Fault(e), Some(i)) = (&obs, incident) {
                     report.kinds.push((i, e.kind));
+                    report.sources.push((i, vfguard_sim::report::source_of(e)));
                 }
                 // Outcomes are journalled on their own, right after the actuator returns.
                 if self.journal.is_some() && !matches!(obs, Observation::Outcome(_)) {

@@ -146,10 +146,14 @@ pub fn run(
     let mut outcomes = BTreeMap::new();
     let mut kinds: BTreeMap<IncidentId, BTreeSet<vfguard_model::FaultKind>> = BTreeMap::new();
     let mut owners: BTreeMap<IncidentId, String> = BTreeMap::new();
+    let mut sources: BTreeMap<IncidentId, BTreeSet<&'static str>> = BTreeMap::new();
     let mut clock = VirtualClock::scenario(sim, step_ms).paced(speed);
     let mut collect = pace::each_step(|_, _, r| {
         for (i, k) in r.kinds {
             kinds.entry(i).or_default().insert(k);
+        }
+        for (i, s) in r.sources {
+            sources.entry(i).or_default().insert(s);
         }
         for o in r.outcomes {
             outcomes.insert(o.id, o);
@@ -171,7 +175,13 @@ pub fn run(
         Ok(Flow::Go)
     });
     pace::run_until(&mut agent, &mut clock, &mut collect)?;
-    Ok(build(sim, &agent, &decisions, &outcomes, &kinds))
+    let mut report = build(sim, &agent, &decisions, &outcomes, &kinds);
+    for i in &mut report.incidents {
+        if let Some(s) = sources.get(&IncidentId(u64::from(i.id))) {
+            i.sources = s.iter().map(|s| (*s).to_owned()).collect();
+        }
+    }
+    Ok(report)
 }
 
 fn build(
@@ -215,6 +225,7 @@ fn build(
                     contained_ms: None,
                     actions: Vec::new(),
                     events: 0,
+                    sources: Vec::new(),
                 });
             }
             Decision::Attributed {

@@ -62,6 +62,9 @@ pub struct Incident {
     pub actions: Vec<ActionRow>,
     /// Fault events in it.
     pub events: u64,
+    /// Where its fault events came from: `kmsg` (the kernel log), `devlink` (devlink health),
+    /// `aer_counters` (sysfs AER counters beyond the log).
+    pub sources: Vec<String>,
 }
 
 /// One action the agent took.
@@ -186,6 +189,17 @@ fn attribution(e: &FaultEvent, t: &Topology) -> Attribution {
     }
 }
 
+/// Where a fault event came from, as [`Incident::sources`] names it.
+pub fn source_of(e: &FaultEvent) -> &'static str {
+    if e.details.get("source").map(String::as_str) == Some("devlink") {
+        "devlink"
+    } else if e.catalog_id == "aer.counters" {
+        "aer_counters"
+    } else {
+        "kmsg"
+    }
+}
+
 /// Plays the scenario on the host alone and reports (see the module docs).
 pub fn host_only(sim: &mut SimHost) -> Report {
     let mut boundaries: Vec<u64> = sim.scenario().event.iter().map(|e| e.at_ms).collect();
@@ -275,8 +289,14 @@ fn build_report(sim: &SimHost, events: &[(FaultEvent, Attribution)], records: u6
                 contained_ms: None,
                 actions: Vec::new(),
                 events: 0,
+                sources: Vec::new(),
             }
         });
+        let source = crate::report::source_of(e).to_owned();
+        if !inc.sources.contains(&source) {
+            inc.sources.push(source);
+            inc.sources.sort();
+        }
         if !inc.kinds.contains(&e.kind) {
             inc.kinds.push(e.kind);
             inc.kinds.sort();
