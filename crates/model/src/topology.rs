@@ -326,6 +326,18 @@ impl Topology {
     /// bus:dev.fn, the one among several that `unit` translates, else every candidate (or none
     /// when the map has no function there).
     pub fn place_requester(&self, printed: Bdf, unit: Option<&str>) -> Placement<'_> {
+        // Most hosts have one segment: a lookup, not a scan of every VF (a DMAR storm calls
+        // this for every line). A VF is always in its PF's segment.
+        if self
+            .pfs
+            .iter()
+            .all(|p| p.bdf.segment() == printed.segment())
+        {
+            return match self.function(printed) {
+                Some(r) => Placement::One(r),
+                None => Placement::Several(Vec::new()),
+            };
+        }
         let all = self.in_any_segment(printed.bus(), printed.device(), printed.function());
         if let [only] = all.as_slice() {
             return Placement::One(*only);
@@ -419,4 +431,95 @@ pub enum VfChange {
     },
     /// `mac X` (`IFLA_VF_MAC`).
     Mac(MacAddr),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pf(bdf: &str, unit: Option<&str>, vfs: &[&str]) -> Pf {
+        Pf {
+            bdf: bdf.parse().unwrap(),
+            vendor: None,
+            device: None,
+            driver: None,
+            netdevs: Vec::new(),
+            netdev: None,
+            numvfs: 0,
+            totalvfs: 0,
+            numa_node: None,
+            reset_method: None,
+            aer: false,
+            iommu_group: None,
+            iommu_unit: unit.map(str::to_owned),
+            owner: Owner::default(),
+            vfs: vfs
+                .iter()
+                .enumerate()
+                .map(|(i, b)| Vf {
+                    index: VfIndex(u16::try_from(i).unwrap()),
+                    bdf: b.parse().unwrap(),
+                    driver: None,
+                    netdev: None,
+                    iommu_group: None,
+                    group_peers: Vec::new(),
+                    iommu_unit: unit.map(str::to_owned),
+                    owner: Owner::default(),
+                    state: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn placed(p: &Placement<'_>) -> (Option<String>, Vec<String>) {
+        match p {
+            Placement::One(r) => (Some(r.bdf().to_string()), Vec::new()),
+            Placement::ByUnit(r, all) => (
+                Some(r.bdf().to_string()),
+                all.iter().map(|c| c.bdf().to_string()).collect(),
+            ),
+            Placement::Several(all) => (None, all.iter().map(|c| c.bdf().to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn a_segmentless_requester_is_placed_by_the_map_and_the_iommu_unit() {
+        let printed: Bdf = "3c:00.3".parse().unwrap();
+        let one = Topology {
+            pfs: vec![pf("0000:3b:00.0", None, &["0000:3c:00.3"])],
+            ..Topology::default()
+        };
+        assert_eq!(
+            placed(&one.place_requester(printed, None)),
+            (Some("0000:3c:00.3".into()), vec![])
+        );
+        let only_elsewhere = Topology {
+            pfs: vec![pf("0001:3b:00.0", Some("dmar7"), &["0001:3c:00.3"])],
+            ..Topology::default()
+        };
+        assert_eq!(
+            placed(&only_elsewhere.place_requester(printed, None)).0,
+            Some("0001:3c:00.3".into())
+        );
+        let two = Topology {
+            pfs: vec![
+                pf("0000:3b:00.0", Some("dmar1"), &["0000:3c:00.3"]),
+                pf("0001:3b:00.0", Some("dmar7"), &["0001:3c:00.3"]),
+            ],
+            ..Topology::default()
+        };
+        let both = vec!["0000:3c:00.3".to_owned(), "0001:3c:00.3".to_owned()];
+        assert_eq!(
+            placed(&two.place_requester(printed, Some("dmar7"))),
+            (Some("0001:3c:00.3".into()), both.clone())
+        );
+        assert_eq!(
+            placed(&two.place_requester(printed, None)),
+            (None, both.clone())
+        );
+        assert_eq!(
+            placed(&two.place_requester(printed, Some("dmar3"))),
+            (None, both)
+        );
+    }
 }
