@@ -375,6 +375,33 @@ fn a_notification_alone_triggers_the_dump() {
 }
 
 proptest! {
+    /// Counter deltas survive a reset (a counter that went down counts from 0) and are never
+    /// negative: the events of a run of diagnoses count exactly what the counters grew by.
+    #[test]
+    fn vnic_deltas_count_growth_and_survive_resets(
+        values in proptest::collection::vec((0u32..50, 0u64..50), 1..12),
+    ) {
+        use vfguard_sources::devlink::fmsg::Fmsg;
+        use vfguard_sources::devlink::health::HealthState;
+        let id = rid(MLX5, Some(3), "vnic");
+        let mut state = HealthState::default();
+        let mut prev: Option<(u64, u64)> = None;
+        for (eq, quota) in values {
+            let bytes = vnic_diagnose(6, eq, quota);
+            let f: Fmsg = parse_fmsg(&bytes, FAMILY).unwrap();
+            let ev = state.vnic_events(&id, None, Some(VfIndex(1)), &f);
+            let growth = |now: u64, before: u64| if now >= before { now - before } else { now };
+            let (want_mdd, want_cmd) = match prev {
+                None => (0, 0),
+                Some((pe, pq)) => (growth(u64::from(eq), pe), growth(quota, pq)),
+            };
+            let got = |k: FaultKind| ev.iter().filter(|e| e.kind == k).map(|e| e.count).sum::<u64>();
+            prop_assert_eq!(got(FaultKind::Mdd), want_mdd);
+            prop_assert_eq!(got(FaultKind::Mailbox), want_cmd);
+            prev = Some((u64::from(eq), quota));
+        }
+    }
+
     #[test]
     fn the_decoders_never_panic_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = parse_reporters(&bytes, FAMILY);

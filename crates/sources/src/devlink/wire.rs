@@ -242,8 +242,12 @@ impl<'a> Attr<'a> {
         Ok(u32::from_ne_bytes(self.fixed::<4>(name)?))
     }
 
-    /// A `u64` (`nla_put_u64_64bit`: 8 bytes, the pad is an attribute of its own).
+    /// A `u64`: 8 bytes (`nla_put_u64_64bit`, the pad an attribute of its own), or 4 when
+    /// the kernel put it as `nla_put_uint` does for a value that fits (`nla_get_uint`).
     pub fn u64(&self, name: &'static str) -> Result<u64, WireError> {
+        if self.data.len() == 4 {
+            return Ok(u64::from(self.u32(name)?));
+        }
         Ok(u64::from_ne_bytes(self.fixed::<8>(name)?))
     }
 
@@ -426,6 +430,18 @@ mod tests {
             attrs(&[2, 0, 1, 0]),
             Err(WireError::BadLength { .. })
         ));
+    }
+
+    #[test]
+    fn a_u64_may_come_in_four_bytes() {
+        let d = 7u32.to_ne_bytes();
+        let a = Attr { kind: 1, data: &d };
+        assert_eq!(a.u64("x").unwrap(), 7);
+        let a = Attr {
+            kind: 1,
+            data: &d[..3],
+        };
+        assert!(matches!(a.u64("x"), Err(WireError::BadSize { .. })));
     }
 
     #[test]
