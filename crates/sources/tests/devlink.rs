@@ -448,3 +448,26 @@ fn the_live_kernel_is_read() {
         false => eprintln!("no devlink: {:?}", src.unavailable()),
     }
 }
+
+#[test]
+fn refused_diagnoses_are_counted_apart_from_garbage() {
+    let link = Scripted {
+        answers: [
+            "ctrl-family.bin",
+            "reporters.bin",
+            "ports.bin",
+            "dump-clear-eperm.bin",
+            "dump-clear-eperm.bin",
+        ]
+        .iter()
+        .map(|n| load(n))
+        .collect(),
+        notes: VecDeque::new(),
+        asked: Vec::new(),
+        joined: Vec::new(),
+    };
+    let mut src = DevlinkSource::new(link);
+    assert!(src.start().unwrap());
+    assert!(src.poll(true).unwrap().is_empty());
+    assert_eq!((src.stats.refused, src.stats.malformed), (2, 0));
+}

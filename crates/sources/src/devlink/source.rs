@@ -62,6 +62,9 @@ pub struct DevlinkStats {
     pub clears_refused: u64,
     /// Diagnoses read.
     pub diagnoses: u64,
+    /// Dump reads and diagnoses the kernel refused (`EPERM`: they need `CAP_NET_ADMIN`, as
+    /// does the clear): the errors are still counted, without their details.
+    pub refused: u64,
     /// Answers and notifications that could not be read (skipped).
     pub malformed: u64,
     /// Health events produced.
@@ -261,9 +264,7 @@ impl<L: GenlLink> DevlinkSource<L> {
             Ok(f) if f.pairs().is_empty() => return Ok(None),
             Ok(f) => f,
             Err(e) => {
-                if refusal(&e).is_none() {
-                    self.stats.malformed += 1;
-                }
+                self.count_failure(&e);
                 return Ok(None);
             }
         };
@@ -290,10 +291,19 @@ impl<L: GenlLink> DevlinkSource<L> {
                 self.stats.diagnoses += 1;
                 Ok(self.state.vnic_events(id, pf, Some(vf), &d))
             }
-            Err(_) => {
-                self.stats.malformed += 1;
+            Err(e) => {
+                self.count_failure(&e);
                 Ok(Vec::new())
             }
+        }
+    }
+
+    /// A refusal (no `CAP_NET_ADMIN`) or an answer that could not be read, counted apart.
+    fn count_failure(&mut self, e: &ProtoError) {
+        match refusal(e) {
+            Some(EPERM | EACCES) => self.stats.refused += 1,
+            Some(_) => {}
+            None => self.stats.malformed += 1,
         }
     }
 }
