@@ -353,6 +353,42 @@ impl Topology {
         }
     }
 
+    /// Moves a resolved event whose requester was printed without its PCI segment
+    /// ([`crate::segment_unprinted`]) to where [`Topology::place_requester`] puts it, given the
+    /// IOMMU unit its details name (`unit`, `iommu_unit`); when several functions answer to it,
+    /// nobody is named: `function`, `pf`, `vf` and `owner` are cleared and `details.candidates`
+    /// lists them. Front ends without the engine (host-only reports, `vfguard scan --root`)
+    /// call it after [`FaultEvent::resolve`]; the engine does the same with its evidence.
+    pub fn place_segmentless(&self, e: &mut crate::FaultEvent) {
+        let Some(f) = e
+            .function
+            .filter(|_| crate::segment_unprinted(&e.catalog_id, e.device.is_some()))
+        else {
+            return;
+        };
+        let unit = ["iommu_unit", "unit"]
+            .iter()
+            .find_map(|k| e.details.get(*k))
+            .cloned();
+        let to = match self.place_requester(f, unit.as_deref()) {
+            Placement::One(r) | Placement::ByUnit(r, _) if r.bdf() == f => return,
+            Placement::One(r) | Placement::ByUnit(r, _) => Some(r.bdf()),
+            Placement::Several(all) if all.is_empty() => return,
+            Placement::Several(all) => {
+                let list: Vec<String> = all.iter().map(|c| c.bdf().to_string()).collect();
+                e.details.insert("candidates".to_owned(), list.join(", "));
+                None
+            }
+        };
+        e.function = to;
+        e.pf = None;
+        e.vf = None;
+        e.owner = None;
+        if to.is_some() {
+            e.resolve(self);
+        }
+    }
+
     /// The owner of any function (PF or VF) by address, with the PF it belongs to.
     pub fn function(&self, bdf: Bdf) -> Option<FunctionRef<'_>> {
         let &(pi, vi) = self.lookup().get(&bdf)?;

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use vfguard_model::{segment_unprinted, Bdf, FaultEvent, FaultKind, Placement, Topology};
+use vfguard_model::{Bdf, FaultEvent, FaultKind, Topology};
 use vfguard_parse::{kmsg_line, Classifier};
 
 pub use crate::expect::Expectations;
@@ -118,38 +118,6 @@ fn owner_ref(e: &FaultEvent) -> OwnerRef {
     }
 }
 
-/// Places a requester printed without its PCI segment as the engine does
-/// (`crates/engine/src/segment.rs`): the one function of the map at that bus:dev.fn, or the one
-/// the IOMMU unit the log names translates; else no one (its candidates kept in the details).
-fn place_segmentless(e: &mut FaultEvent, t: &Topology) {
-    let Some(f) = e
-        .function
-        .filter(|_| segment_unprinted(&e.catalog_id, e.device.is_some()))
-    else {
-        return;
-    };
-    let unit = ["iommu_unit", "unit"]
-        .iter()
-        .find_map(|k| e.details.get(*k))
-        .cloned();
-    let to = match t.place_requester(f, unit.as_deref()) {
-        Placement::One(r) | Placement::ByUnit(r, _) => Some(r.bdf()),
-        Placement::Several(all) if all.is_empty() => return,
-        Placement::Several(all) => {
-            let list: Vec<String> = all.iter().map(|c| c.bdf().to_string()).collect();
-            e.details.insert("candidates".to_owned(), list.join(", "));
-            None
-        }
-    };
-    e.function = to;
-    e.pf = None;
-    e.vf = None;
-    e.owner = None;
-    if to.is_some() {
-        e.resolve(t);
-    }
-}
-
 fn attribution(e: &FaultEvent, t: &Topology) -> Attribution {
     if e.function.is_none() && e.details.contains_key("candidates") {
         return Attribution {
@@ -242,7 +210,8 @@ pub fn host_only(sim: &mut SimHost) -> Report {
         }
         for mut e in out.drain(..) {
             e.resolve(&topology);
-            place_segmentless(&mut e, &topology);
+            // A requester printed without its segment, placed as the engine does.
+            topology.place_segmentless(&mut e);
             let a = attribution(&e, &topology);
             events.push((e, a));
         }

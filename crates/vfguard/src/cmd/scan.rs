@@ -61,6 +61,9 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<ExitCode> {
                 Some(t) => {
                     let mut e = ev.clone();
                     e.resolve(t);
+                    // A requester printed without its PCI segment (DMAR): placed by the map and
+                    // the IOMMU unit, or nobody named on a multi-segment host.
+                    t.place_segmentless(&mut e);
                     resolved = e;
                     &resolved
                 }
