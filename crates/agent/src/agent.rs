@@ -182,6 +182,8 @@ pub struct Agent {
     last_devlink: Millis,
     /// When a failed devlink poll was last logged.
     devlink_warned: Option<Millis>,
+    /// Whether the kernel's refusal of dumps and diagnoses (no `CAP_NET_ADMIN`) was told.
+    devlink_refusal_told: bool,
     /// Fault events devlink health gave.
     pub devlink_events: u64,
     /// devlink polls that failed (the socket, or an answer that could not be read).
@@ -316,6 +318,7 @@ impl Agent {
             devlink,
             last_devlink: now,
             devlink_warned: None,
+            devlink_refusal_told: false,
             devlink_events: 0,
             devlink_errors: 0,
             records: 0,
@@ -682,6 +685,15 @@ impl Agent {
                 return Vec::new();
             }
         };
+        let refused = src.stats.refused + src.stats.clears_refused;
+        if refused > 0 && !self.devlink_refusal_told {
+            self.devlink_refusal_told = true;
+            tracing::warn!(
+                refused,
+                "devlink health dumps or diagnoses refused (they need CAP_NET_ADMIN): errors are \
+                 counted without their details, and no vnic counters are read"
+            );
+        }
         let mut out = Vec::with_capacity(events.len());
         for h in events {
             let driver =
@@ -699,6 +711,11 @@ impl Agent {
             out.push(Observation::Fault(e));
         }
         out
+    }
+
+    /// The devlink health source's counts, when it is on.
+    pub fn devlink_stats(&self) -> Option<vfguard_sources::devlink::DevlinkStats> {
+        self.devlink.as_ref().map(|d| d.stats.clone())
     }
 
     /// VF counters of every PF with VFs, and AER counter deltas the log did not account for.

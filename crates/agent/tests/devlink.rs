@@ -41,6 +41,9 @@ fn vnic_events_are_journalled_and_counted() {
     pace::run_until(&mut agent, &mut clock, &mut count).unwrap();
     assert!(agent.devlink_events >= 4, "{}", agent.devlink_events);
     assert_eq!(agent.devlink_errors, 0);
+    let stats = agent.devlink_stats().unwrap();
+    assert!(stats.diagnoses > 0 && stats.dumps > 0, "{stats:?}");
+    assert_eq!((stats.malformed, stats.refused), (0, 0));
     let text = metrics.encode();
     let line = text
         .lines()
@@ -90,6 +93,7 @@ fn devlink_off_sees_nothing_of_mlx5_vfs() {
     let mut count = pace::each_step(|_, _, _| Ok(Flow::Go));
     pace::run_until(&mut agent, &mut clock, &mut count).unwrap();
     assert_eq!(agent.devlink_events, 0);
+    assert!(agent.devlink_stats().is_none());
     // Only the PF's Tx timeouts reach the log: notified, no tenant touched.
     assert!(sim
         .control_calls()
