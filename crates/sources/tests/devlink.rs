@@ -232,8 +232,12 @@ fn the_ice_mdd_dump_spans_messages_and_names_its_vf() {
     );
     assert_eq!(f.get("vf_num").and_then(|v| v.as_u64()), Some(2));
     assert_eq!(f.get("queue").and_then(|v| v.as_u64()), Some(130));
-    let ev =
-        vfguard_sources::devlink::health::error_events(&rid(ICE, None, "mdd"), None, 1, Some(&f));
+    let ev = vfguard_sources::devlink::health::error_events(
+        &rid(ICE, None, "mdd"),
+        (None, None),
+        1,
+        Some(&f),
+    );
     assert_eq!(ev[0].kind, FaultKind::MddTx);
     assert_eq!(ev[0].vf, Some(VfIndex(2)));
     assert_eq!(ev[0].pf.map(|b| b.to_string()).as_deref(), Some(ICE));

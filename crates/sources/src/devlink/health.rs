@@ -145,6 +145,10 @@ fn reporter_kind(name: &str) -> Option<FaultKind> {
 /// The VF a per-port reporter stands for: the port's PCI VF number.
 pub type PortVf = Option<VfIndex>;
 
+/// What a reporter's port stands for: the PF (by the port's PF number) and the VF; for a
+/// reporter of the instance, `(None, None)` (the instance's own PF).
+pub type PortFunction = (Option<Bdf>, PortVf);
+
 /// Error counts and vnic counters last seen, per reporter.
 #[derive(Debug, Default)]
 pub struct HealthState {
@@ -166,6 +170,7 @@ impl HealthState {
 
     /// Forgets reporters not in `seen` (a driver unloaded, a VF port gone).
     pub fn retain(&mut self, seen: &[ReporterId]) {
+        let seen: std::collections::HashSet<&ReporterId> = seen.iter().collect();
         self.errors.retain(|k, _| seen.contains(k));
         self.vnic.retain(|k, _| seen.contains(k));
     }
@@ -233,24 +238,25 @@ fn vnic_class(counter: &str) -> Option<(&'static str, FaultKind)> {
     })
 }
 
-/// The events of `new_errors` errors of reporter `id` (port VF `vf`), with its held dump when
+/// The events of `new_errors` errors of reporter `id` (on `port`'s function), with its held dump when
 /// there is one. A dump says what the first error since the last clear was: for `mdd` that one
 /// error is pinned on the VF it names, and the others (which may be other VFs') make a second,
 /// PF-level event that names no VF; for the adapter's own reporters one event counts them all.
 pub fn error_events(
     id: &ReporterId,
-    vf: PortVf,
+    port: PortFunction,
     new_errors: u64,
     dump: Option<&Fmsg>,
 ) -> Vec<HealthEvent> {
     let Some(mut kind) = reporter_kind(&id.name) else {
         return Vec::new();
     };
+    let (port_pf, vf) = port;
     let device = id.dev.pci();
     let mut ev = HealthEvent {
         reporter: id.clone(),
         device,
-        pf: device,
+        pf: port_pf.or(device),
         vf,
         kind,
         count: new_errors.max(1),
@@ -353,8 +359,8 @@ mod tests {
 
     #[test]
     fn unknown_reporters_say_nothing_and_fw_is_the_adapters() {
-        assert!(error_events(&id("something"), None, 1, None).is_empty());
-        let e = error_events(&id("fw_fatal"), None, 2, None);
+        assert!(error_events(&id("something"), (None, None), 1, None).is_empty());
+        let e = error_events(&id("fw_fatal"), (None, None), 2, None);
         assert_eq!(
             (e[0].kind, e[0].count, e[0].vf),
             (FaultKind::FwFault, 2, None)

@@ -225,13 +225,13 @@ impl<L: GenlLink> DevlinkSource<L> {
             self.state.retain(&ids);
         }
         for (id, n) in pending {
-            let vf = id.port.and_then(|p| self.port_vf(&id.dev, p).1);
+            let port = id.port.map_or((None, None), |p| self.port_vf(&id.dev, p));
             let dump = if dumps_events(&id.name) {
                 self.read_dump(&id)?
             } else {
                 None
             };
-            events.extend(error_events(&id, vf, n, dump.as_ref()));
+            events.extend(error_events(&id, port, n, dump.as_ref()));
         }
         self.stats.events += events.len() as u64;
         Ok(events)
