@@ -507,11 +507,20 @@ impl SimHost {
     fn act(&mut self, at: u64, kind: BehaviourKind, pi: usize, vi: Option<usize>, bits: u64) {
         let mut s = self.lock();
         let mut p = Printer::new(at);
+        // A NIC a VM holds whole is bound to vfio-pci: AER prints its details under that.
+        let held_whole = s
+            .owners
+            .iter()
+            .any(|o| o.present && o.vm && o.functions.contains(&(pi, None)));
         let Some(pf) = s.pfs.get_mut(pi) else { return };
         let dmar_unit = pf.spec.iommu_unit.clone();
         match (kind, vi) {
             (BehaviourKind::AerStorm, _) => {
-                let driver = pf.family().pf_driver();
+                let driver = if held_whole {
+                    "vfio-pci"
+                } else {
+                    pf.family().pf_driver()
+                };
                 drivers::aer_storm(&mut p, pf, driver);
                 let text = format!("RxErr {0}\nBadTLP 0\nTOTAL_ERR_COR {0}\n", pf.aer_rxerr);
                 let bdf = pf.spec.bdf;
