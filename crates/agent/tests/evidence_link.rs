@@ -47,7 +47,9 @@ fn foreign_links(file: &Path) -> (Vec<String>, usize) {
             match &o.observation {
                 Observation::Fault(e) => {
                     checked += 1;
-                    let names = [e.device, e.function, e.pf];
+                    // An AER error a root port logged names its sender in its TLP header.
+                    let sender = topo.tlp_sender(e).map(|(b, _)| b);
+                    let names = [e.device, e.function, e.pf, sender];
                     // A requester printed without its segment (DMAR) names its bus:dev.fn in
                     // every segment (issue 14: the engine places it by the IOMMU unit).
                     let same_in_any_segment = |b: &Bdf, o: &Bdf| {

@@ -10,58 +10,15 @@
 //! though the line is printed on the port. The sender is in the reporter's PCI segment (a TLP
 //! never crosses a host bridge), and is attributed only when the map knows it.
 
-use vfguard_model::{Bdf, FaultEvent, FaultKind, Method, Topology};
+use vfguard_model::{FaultEvent, Method, Topology};
 
 use crate::attribute::{owner_label, Attributed, Key};
 
-/// The decoded header's fields, as the parser names them.
-const TLP_TYPE: &str = "tlp_type";
-const TLP_REQUESTER: &str = "tlp_requester";
-const TLP_COMPLETER: &str = "tlp_completer";
-
-/// Whether a decoded TLP type is a completion (`Cpl`, `CplD`, `CplLk`, `CplDLk`): its sender is
-/// the completer, not the requester its header also names.
-fn is_completion(tlp_type: &str) -> bool {
-    tlp_type.trim().starts_with("Cpl")
-}
-
-/// The function that sent the bad TLP, and its role in the header (`requester`, `completer`).
-fn sender(e: &FaultEvent) -> Option<(Bdf, &'static str)> {
-    if !matches!(
-        e.kind,
-        FaultKind::AerCorrectable | FaultKind::AerNonfatal | FaultKind::AerFatal
-    ) {
-        return None;
-    }
-    let completion = e.details.get(TLP_TYPE).is_some_and(|t| is_completion(t));
-    let (key, role) = if completion {
-        (TLP_COMPLETER, "completer")
-    } else {
-        (TLP_REQUESTER, "requester")
-    };
-    let raw = e.details.get(key)?.trim();
-    let id: Bdf = raw.parse().ok()?;
-    if raw.matches(':').count() == 2 {
-        return Some((id, role));
-    }
-    // Printed bus:dev.fn: the reporter's segment.
-    let segment = e.device.or(e.function)?.segment();
-    Bdf::new(segment, id.bus(), id.device(), id.function()).map(|b| (b, role))
-}
-
-/// The fault attributed to the function its TLP header names as the sender, when a root port
-/// or a PF (not the sender itself, not a VF reporting its own error) logged it.
+/// The fault attributed to the function its TLP header names as the sender
+/// ([`Topology::tlp_sender`]: a root port or a PF logged it, not the sender itself, not a VF
+/// reporting its own error).
 pub(crate) fn attribute(e: &FaultEvent, t: &Topology) -> Option<Attributed> {
-    let (to, role) = sender(e)?;
-    if e.function == Some(to) {
-        return None;
-    }
-    if e.function
-        .and_then(|f| t.function(f))
-        .is_some_and(|r| r.vf.is_some())
-    {
-        return None;
-    }
+    let (to, role) = t.tlp_sender(e)?;
     let r = t.function(to)?;
     let peers = r.vf.map_or(0, |v| v.group_peers.len());
     let confidence = if peers > 0 { 0.6 } else { 0.9 };
@@ -83,7 +40,7 @@ pub(crate) fn attribute(e: &FaultEvent, t: &Topology) -> Option<Attributed> {
          that sent the bad TLP ({peers} IOMMU group peers); owner {}",
         ev.catalog_id,
         e.details
-            .get(TLP_TYPE)
+            .get("tlp_type")
             .map_or("type not decoded", String::as_str),
         owner_label(ev.owner.as_ref())
     );

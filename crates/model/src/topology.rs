@@ -389,6 +389,44 @@ impl Topology {
         }
     }
 
+    /// The function that sent the bad TLP of an AER error, by the decoded header the parser
+    /// put in its details (`tlp_type`, `tlp_requester`, `tlp_completer`): the completer of a
+    /// completion (`Cpl*`), else the requester, in the reporter's PCI segment (a TLP never
+    /// leaves its segment), with its role (`requester`, `completer`). Only when a root port or
+    /// a PF reported it (not a VF reporting its own error), the sender is another function,
+    /// and the map knows it.
+    pub fn tlp_sender(&self, e: &crate::FaultEvent) -> Option<(Bdf, &'static str)> {
+        use crate::FaultKind as K;
+        if !matches!(e.kind, K::AerCorrectable | K::AerNonfatal | K::AerFatal) {
+            return None;
+        }
+        let completion = e
+            .details
+            .get("tlp_type")
+            .is_some_and(|t| t.trim().starts_with("Cpl"));
+        let (key, role) = if completion {
+            ("tlp_completer", "completer")
+        } else {
+            ("tlp_requester", "requester")
+        };
+        let raw = e.details.get(key)?.trim();
+        let id: Bdf = raw.parse().ok()?;
+        let sender = if raw.matches(':').count() == 2 {
+            id
+        } else {
+            let segment = e.device.or(e.function)?.segment();
+            Bdf::new(segment, id.bus(), id.device(), id.function())?
+        };
+        let reporter_is_vf = e
+            .function
+            .and_then(|f| self.function(f))
+            .is_some_and(|r| r.vf.is_some());
+        if e.function == Some(sender) || reporter_is_vf {
+            return None;
+        }
+        self.function(sender).map(|_| (sender, role))
+    }
+
     /// The owner of any function (PF or VF) by address, with the PF it belongs to.
     pub fn function(&self, bdf: Bdf) -> Option<FunctionRef<'_>> {
         let &(pi, vi) = self.lookup().get(&bdf)?;

@@ -191,7 +191,7 @@ pub fn vf_event(
             let bdf = vf.bdf;
             dma_fault(p, bdf, rng_bits);
         }
-        BehaviourKind::AerStorm | BehaviourKind::PfTxHang => {}
+        BehaviourKind::AerStorm | BehaviourKind::PfTxHang | BehaviourKind::MalformedTlp => {}
     }
 }
 

@@ -527,6 +527,7 @@ impl SimHost {
                 let _ = s.fixture.write_aer(bdf, "aer_dev_correctable", &text);
             }
             (BehaviourKind::PfTxHang, _) => drivers::pf_tx_hang(&mut p, pf, bits),
+            (BehaviourKind::MalformedTlp, v) => render::malformed_tlp(&mut p, pf, v, bits),
             (BehaviourKind::DmaFault, None) => drivers::dma_fault(&mut p, pf.spec.bdf, bits),
             (k, Some(v)) => drivers::vf_event(&mut p, pf, v, k, at, bits),
             (_, None) => {}

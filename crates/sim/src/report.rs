@@ -118,7 +118,26 @@ fn owner_ref(e: &FaultEvent) -> OwnerRef {
     }
 }
 
+/// An AER error a root port or PF logged, moved to the function its TLP header names as the
+/// sender, as the engine attributes it (`tlp_header`).
+fn place_tlp_sender(e: &mut FaultEvent, t: &Topology) {
+    if let Some((to, _)) = t.tlp_sender(e) {
+        e.details.insert("tlp_sender".to_owned(), to.to_string());
+        e.function = Some(to);
+        e.pf = None;
+        e.vf = None;
+        e.owner = None;
+        e.resolve(t);
+    }
+}
+
 fn attribution(e: &FaultEvent, t: &Topology) -> Attribution {
+    if e.details.contains_key("tlp_sender") {
+        return Attribution {
+            method: "tlp_header".into(),
+            confidence: 0.9,
+        };
+    }
     if e.function.is_none() && e.details.contains_key("candidates") {
         return Attribution {
             method: "ambiguous".into(),
@@ -210,8 +229,10 @@ pub fn host_only(sim: &mut SimHost) -> Report {
         }
         for mut e in out.drain(..) {
             e.resolve(&topology);
-            // A requester printed without its segment, placed as the engine does.
+            // A requester printed without its segment, placed as the engine does; an AER
+            // error by the sender its TLP header names.
             topology.place_segmentless(&mut e);
+            place_tlp_sender(&mut e, &topology);
             let a = attribution(&e, &topology);
             events.push((e, a));
         }

@@ -216,6 +216,10 @@ pub enum BehaviourKind {
     DmaFault,
     /// Hardware: correctable AER errors on the PF (no VM caused them).
     AerStorm,
+    /// A function sends malformed TLPs upstream (a DMA write whose length disagrees with its
+    /// payload): the root port above its PF reports an uncorrectable (non-fatal) Malformed TLP
+    /// with the header of the TLP, whose requester ID is the sender's.
+    MalformedTlp,
     /// Hardware: the PF's transmit queue hangs and the adapter resets.
     PfTxHang,
 }
