@@ -361,6 +361,16 @@ impl Agent {
         Ok((agent, report))
     }
 
+    /// Moves a journal cursor forward (`fleet`: what the fleet acknowledged), so that a
+    /// restart resumes there; nothing without a journal.
+    pub fn advance_cursor(&mut self, source: &str, seq: u64) -> anyhow::Result<()> {
+        if let Some(j) = &mut self.journal {
+            j.set_cursor(source, seq)
+                .with_context(|| format!("moving the journal's {source} cursor"))?;
+        }
+        Ok(())
+    }
+
     /// The topology in use.
     pub fn topology(&self) -> &Topology {
         &self.topo

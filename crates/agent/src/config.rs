@@ -167,6 +167,8 @@ pub struct RawConfig {
     pub api: Option<RawApi>,
     /// devlink health (docs/devlink.md).
     pub devlink: Option<RawDevlink>,
+    /// Publishing to the fleet's NATS JetStream (docs/fleet.md).
+    pub fleet: Option<RawFleet>,
     /// Log lines: `auto` (journald under systemd, else text), `text`, `json`, `journald`.
     pub log_format: Option<String>,
 }
@@ -207,6 +209,61 @@ pub struct RawDevlink {
     /// Dump every reporter and diagnose every VF port's `vnic` this often ("5s"); the
     /// notifications are read every step.
     pub period: Option<String>,
+}
+
+/// `[fleet]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleet {
+    /// The NATS server (`nats://nats.example:4222`); unset, nothing is published.
+    pub url: Option<String>,
+    /// This host's site (a NATS subject token; default `default`).
+    pub site: Option<String>,
+    /// This host's name in the fleet (default: the kernel's hostname).
+    pub host: Option<String>,
+    /// A heartbeat this often ("10s").
+    pub heartbeat: Option<String>,
+    /// The most messages published after an outage; older ones are dropped and counted.
+    pub max_backlog: Option<u64>,
+}
+
+/// Where and how the agent publishes to the fleet (`[fleet]`, or `run --fleet`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// The NATS server.
+    pub url: String,
+    /// This host's site.
+    pub site: String,
+    /// This host's name; `None`: the kernel's hostname, read at start.
+    pub host: Option<String>,
+    /// Heartbeat period, ms.
+    pub heartbeat_ms: u64,
+    /// The backlog's bound after an outage, in messages.
+    pub max_backlog: u64,
+}
+
+impl FleetConfig {
+    /// Publishing to `url` with the defaults: site `default`, the hostname, a heartbeat every
+    /// 10 s, at most 100 000 messages caught up after an outage.
+    pub fn new(url: &str) -> FleetConfig {
+        FleetConfig {
+            url: url.to_owned(),
+            site: "default".to_owned(),
+            host: None,
+            heartbeat_ms: 10_000,
+            max_backlog: 100_000,
+        }
+    }
+
+    /// Checks what the file gave: a `nats://` URL, subject-safe site and host names.
+    fn check(&self) -> anyhow::Result<()> {
+        if !(self.url.starts_with("nats://") || self.url.starts_with("tls://")) {
+            anyhow::bail!("fleet.url ({}) must be a nats:// (or tls://) URL", self.url);
+        }
+        vfguard_fleet::Subjects::new(&self.site, self.host.as_deref().unwrap_or("placeholder"))
+            .map_err(|e| anyhow::anyhow!("fleet: {e}"))?;
+        Ok(())
+    }
 }
 
 /// `[notify]` as written.
@@ -255,6 +312,8 @@ pub struct Config {
     pub api_limits: vfguard_api::Limits,
     /// Log format: `auto`, `text`, `json`, `journald`.
     pub log_format: String,
+    /// Publishing to the fleet, when configured.
+    pub fleet: Option<FleetConfig>,
 }
 
 impl Default for Config {
@@ -274,6 +333,7 @@ impl Default for Config {
             api_socket_group: None,
             api_limits: vfguard_api::Limits::default(),
             log_format: "auto".to_owned(),
+            fleet: None,
         }
     }
 }
@@ -487,6 +547,28 @@ impl Config {
             }
             if let Some(ms) = dur("devlink.period", &d.period, 1000)? {
                 agent.devlink_every_ms = ms;
+            }
+        }
+        if let Some(f) = &raw.fleet {
+            if let Some(url) = &f.url {
+                let mut fleet = FleetConfig::new(url);
+                if let Some(site) = &f.site {
+                    fleet.site.clone_from(site);
+                }
+                fleet.host.clone_from(&f.host);
+                if let Some(ms) = dur("fleet.heartbeat", &f.heartbeat, 1000)? {
+                    fleet.heartbeat_ms = ms;
+                }
+                if let Some(n) = f.max_backlog {
+                    if n == 0 {
+                        anyhow::bail!("fleet.max_backlog (0) must be > 0");
+                    }
+                    fleet.max_backlog = n;
+                }
+                fleet.check()?;
+                c.fleet = Some(fleet);
+            } else if f.site.is_some() || f.host.is_some() {
+                anyhow::bail!("fleet.url is missing: [fleet] names a site or host but no server to publish to");
             }
         }
         if let Some(n) = &raw.notify {
@@ -716,6 +798,47 @@ mod tests {
         let c = Config::parse(&format!("journal = {:?}\n", dir.path())).unwrap();
         let e = c.check_host().unwrap_err().to_string();
         assert!(e.contains("is a directory"), "{e}");
+    }
+
+    #[test]
+    fn fleet_is_off_by_default_and_its_keys_are_checked() {
+        assert_eq!(Config::parse("").unwrap().fleet, None);
+        let c = Config::parse(
+            "[fleet]\nurl = \"nats://10.0.0.1:4222\"\nsite = \"fra1\"\nhost = \"hv-7\"\nheartbeat = \"30s\"\nmax_backlog = 500\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.fleet,
+            Some(FleetConfig {
+                url: "nats://10.0.0.1:4222".into(),
+                site: "fra1".into(),
+                host: Some("hv-7".into()),
+                heartbeat_ms: 30_000,
+                max_backlog: 500,
+            })
+        );
+        for (text, says) in [
+            (
+                "[fleet]\nurl = \"http://x\"\n",
+                "line 2: fleet.url (http://x) must be a nats://",
+            ),
+            (
+                "[fleet]\nurl = \"nats://x\"\nsite = \"a.b\"\n",
+                "cannot be part of a NATS subject",
+            ),
+            (
+                "[fleet]\nurl = \"nats://x\"\nheartbeat = \"10ms\"\n",
+                "line 3: fleet.heartbeat (10ms) must be at least 1000 ms",
+            ),
+            ("[fleet]\nsite = \"fra1\"\n", "fleet.url is missing"),
+            (
+                "[fleet]\nurl = \"nats://x\"\nmax_backlog = 0\n",
+                "fleet.max_backlog (0) must be > 0",
+            ),
+        ] {
+            let e = format!("{:#}", Config::parse(text).unwrap_err());
+            assert!(e.contains(says), "{text:?}: {e}");
+        }
     }
 
     #[test]

@@ -66,8 +66,12 @@ pub fn run(
     control: &mpsc::Receiver<Control>,
     view: &LiveView,
     metrics: &Metrics,
+    fleet: Option<Arc<vfguard_fleet::publish::Progress>>,
 ) -> anyhow::Result<()> {
     let mut duties = Daemon::new(control, view, metrics);
+    if let Some(p) = fleet {
+        duties = duties.with_fleet(p);
+    }
     match sim {
         Some(s) => {
             let mut host = SimHost::new(s.scenario).context("building the simulated host")?;
@@ -133,6 +137,8 @@ pub struct Daemon<'a> {
     /// Half systemd's watchdog period, when it set one.
     watchdog: Option<Duration>,
     last_ping: Instant,
+    /// The fleet publisher's progress, when it runs, and the cursor last written.
+    fleet: Option<(Arc<vfguard_fleet::publish::Progress>, u64)>,
 }
 
 impl<'a> Daemon<'a> {
@@ -154,7 +160,29 @@ impl<'a> Daemon<'a> {
             published: Published::default(),
             watchdog,
             last_ping: Instant::now(),
+            fleet: None,
         }
+    }
+
+    /// Writes the fleet publisher's acknowledged cursor into the journal as it moves, and
+    /// shows its progress in the metrics.
+    pub fn with_fleet(mut self, progress: Arc<vfguard_fleet::publish::Progress>) -> Daemon<'a> {
+        self.fleet = Some((progress, 0));
+        self
+    }
+
+    /// The fleet's acknowledged cursor into the journal (when it moved) and its metrics.
+    fn fleet(&mut self, agent: &mut Agent) -> anyhow::Result<()> {
+        let Some((progress, written)) = &mut self.fleet else {
+            return Ok(());
+        };
+        self.metrics.publish_fleet(progress);
+        let acked = progress.acked.load(std::sync::atomic::Ordering::Acquire);
+        if acked > *written {
+            agent.advance_cursor(vfguard_fleet::publish::CURSOR, acked)?;
+            *written = acked;
+        }
+        Ok(())
     }
 
     /// The agent has started (at `now`; `first`: what its start did): said, counted, published,
@@ -181,6 +209,7 @@ impl<'a> Daemon<'a> {
     ) -> anyhow::Result<()> {
         let period = Duration::from_millis(period_ms);
         while self.between(agent, clock, Some(Instant::now() + period))? == Flow::Go {
+            self.fleet(agent)?;
             self.ping();
         }
         Ok(())
@@ -284,6 +313,7 @@ impl Duties for Daemon<'_> {
     ) -> anyhow::Result<Flow> {
         self.record(&report);
         self.publish(agent, at);
+        self.fleet(agent)?;
         self.ping();
         Ok(Flow::Go)
     }

@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod config;
 pub mod daemon;
+pub mod fleet;
 pub mod host;
 pub mod metrics;
 pub mod notify;

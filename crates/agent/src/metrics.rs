@@ -85,6 +85,10 @@ pub struct Metrics {
     vf_link_enabled: Family<Labels, Gauge>,
     vf_spoof_check: Family<Labels, Gauge>,
     vf_in_incident: Family<Labels, Gauge>,
+    fleet_published: Counter,
+    fleet_dropped: Counter,
+    fleet_backlog: Gauge,
+    fleet_connected: Gauge,
     /// Held while the gauges are rebuilt and while they are encoded, so a scrape never sees a
     /// half-published state; also the last totals the counters were advanced to.
     state: Mutex<Totals>,
@@ -96,6 +100,8 @@ struct Totals {
     lost: u64,
     topology_read_failures: u64,
     fd_exhausted: u64,
+    fleet_published: u64,
+    fleet_dropped: u64,
     /// Actions decided and not yet answered: their name and whether they were a dry run.
     pending: HashMap<ActionId, (String, bool)>,
     /// The fingerprint of what the VF families show.
@@ -205,6 +211,30 @@ impl Metrics {
             "Whether the VF has an open incident",
             vf_in_incident.clone(),
         );
+        let fleet_published = Counter::default();
+        r.register(
+            "fleet_published",
+            "Messages the fleet's JetStream acknowledged (docs/fleet.md; 0 without a fleet)",
+            fleet_published.clone(),
+        );
+        let fleet_dropped = Counter::default();
+        r.register(
+            "fleet_dropped",
+            "Messages not published because the backlog passed its bound while the bus was away (the journal keeps them)",
+            fleet_dropped.clone(),
+        );
+        let fleet_backlog = Gauge::default();
+        r.register(
+            "fleet_backlog",
+            "Messages waiting to be published, when last counted",
+            fleet_backlog.clone(),
+        );
+        let fleet_connected = Gauge::default();
+        r.register(
+            "fleet_connected",
+            "1 while the last publish to the fleet succeeded (0 without a fleet)",
+            fleet_connected.clone(),
+        );
         // A gauge at 1 rather than an OpenMetrics `info`: the classic text format's tools
         // (promtool 2.x) know no `info` type.
         let build = Family::<Labels, Gauge>::default();
@@ -229,6 +259,10 @@ impl Metrics {
             vf_link_enabled,
             vf_spoof_check,
             vf_in_incident,
+            fleet_published,
+            fleet_dropped,
+            fleet_backlog,
+            fleet_connected,
             state: Mutex::new(Totals::default()),
         }
     }
@@ -326,6 +360,27 @@ impl Metrics {
                 .get_or_create(&labels([("state", state)]))
                 .set(i64::try_from(*n).unwrap_or(i64::MAX));
         }
+    }
+
+    /// Advances the fleet's counters and sets its gauges from the publisher's progress.
+    pub fn publish_fleet(&self, p: &vfguard_fleet::publish::Progress) {
+        use std::sync::atomic::Ordering;
+        let mut totals = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let published = p.published.load(Ordering::Acquire);
+        let dropped = p.dropped.load(Ordering::Acquire);
+        self.fleet_published
+            .inc_by(published.saturating_sub(totals.fleet_published));
+        self.fleet_dropped
+            .inc_by(dropped.saturating_sub(totals.fleet_dropped));
+        totals.fleet_published = totals.fleet_published.max(published);
+        totals.fleet_dropped = totals.fleet_dropped.max(dropped);
+        self.fleet_backlog
+            .set(i64::try_from(p.backlog.load(Ordering::Acquire)).unwrap_or(i64::MAX));
+        self.fleet_connected
+            .set(i64::from(p.connected.load(Ordering::Acquire)));
     }
 
     /// Sets the host map's gauges: its version and each VF's state; the VF families are rebuilt

@@ -169,7 +169,7 @@ impl Daemon {
                     speed: 0.0,
                     linger: true,
                 };
-                daemon::run(&cfg, Some(sim), &rx, &view, &metrics)
+                daemon::run(&cfg, Some(sim), &rx, &view, &metrics, None)
             })
         };
         let sock = dir.path().join("api.sock");

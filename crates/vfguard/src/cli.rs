@@ -122,7 +122,7 @@ pub enum Command {
     /// several hosts (by its libvirt UUID, across migrations), and one (driver, firmware, fault
     /// class) on many hosts, a driver or firmware bug that no tenant is blamed for.
     ///
-    /// Agents publish with `vfguard run --fleet nats://HOST:4222 --site SITE --host NAME`
+    /// Agents publish with `vfguard run --fleet nats://HOST:4222 --site SITE --fleet-host NAME`
     /// (docs/fleet.md).
     ///
     /// Examples:
@@ -220,19 +220,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "FORMAT", value_parser = ["auto", "text", "json", "journald"])]
     pub log_format: Option<String>,
     /// Publish incidents, actions, outcomes and heartbeats to this NATS JetStream server
-    /// (docs/fleet.md); the journal is the outbox, so nothing is lost while it is down.
+    /// (docs/fleet.md; overrides the configuration's fleet.url); the journal is the outbox, so
+    /// nothing is lost while it is down.
     #[arg(long, value_name = "URL")]
     pub fleet: Option<String>,
-    /// With --fleet: this host's site (a NATS subject token).
-    #[arg(
-        long,
-        value_name = "NAME",
-        default_value = "default",
-        requires = "fleet"
-    )]
-    pub site: String,
-    /// With --fleet: this host's name in the fleet (default: the kernel's hostname).
-    #[arg(long = "fleet-host", value_name = "NAME", requires = "fleet")]
+    /// This host's site in the fleet (a NATS subject token; overrides fleet.site; default
+    /// `default`).
+    #[arg(long, value_name = "NAME")]
+    pub site: Option<String>,
+    /// This host's name in the fleet (overrides fleet.host; default: the kernel's hostname).
+    #[arg(long = "fleet-host", value_name = "NAME")]
     pub fleet_host: Option<String>,
 }
 

@@ -120,3 +120,69 @@ fn four_simulated_hosts_make_one_fleet_view() {
         text(&out)
     );
 }
+
+/// The daemon writes what the fleet acknowledged into its journal (cursor `fleet`), so that a
+/// restart resumes there; and the metrics show the publisher's progress.
+#[test]
+fn the_daemon_keeps_the_acknowledged_cursor_in_its_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = LocalServer::start(&dir.path().join("nats"), None).unwrap_or_else(|e| panic!("{e}"));
+    let db = dir.path().join("j.db");
+    let sock = dir.path().join("s.sock");
+    let mut child = common::spawn(&[
+        "run",
+        "--sim",
+        &scenario("mdd-flood-i40e.toml"),
+        "--speed",
+        "0",
+        "--linger",
+        "--journal",
+        db.to_str().unwrap(),
+        "--socket",
+        sock.to_str().unwrap(),
+        "--fleet",
+        &nats.url(),
+        "--fleet-host",
+        "hv-9",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let cursor = loop {
+        let c = vfguard_journal::Journal::open_read_only(&db)
+            .ok()
+            .and_then(|j| j.cursor("fleet").ok().flatten());
+        if let Some(c) = c.filter(|c| *c > 0) {
+            break c;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no fleet cursor in the journal"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // Everything up to the cursor is on the bus: the incident the journal holds.
+    let j = vfguard_journal::Journal::open_read_only(&db).unwrap();
+    let last = j.outbox_after(0).map(|e| e.unwrap().seq()).max().unwrap();
+    assert!(cursor <= last, "{cursor} > {last}");
+    drop(j);
+    let metrics = vfguard(&["status", "--socket", sock.to_str().unwrap(), "--json"]);
+    assert_eq!(metrics.status.code(), Some(0), "{}", text(&metrics));
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--unix-socket",
+            sock.to_str().unwrap(),
+            "http://vfguard/metrics",
+        ])
+        .output()
+        .expect("curl (Debian's curl package) reads the metrics");
+    let m = String::from_utf8_lossy(&out.stdout);
+    assert!(m.contains("vfguard_fleet_connected 1"), "{m}");
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("vfguard_fleet_published_total ") && !l.ends_with(" 0")),
+        "{m}"
+    );
+    common::kill(child.id(), 15);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

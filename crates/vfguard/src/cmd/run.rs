@@ -44,6 +44,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(f) = &args.log_format {
         cfg.log_format = f.clone();
     }
+    fleet_overrides(&mut cfg, args)?;
     init_logging(&cfg.log_format)?;
     // Every read of the host, API client and journal holds a descriptor: 1024, the usual soft
     // limit, is not much (issue 13).
@@ -81,7 +82,21 @@ async fn serve(cfg: Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
         tx.clone(),
     ));
     let worker_view = view.clone();
-    let fleet_view = view.clone();
+    let fleet = match &cfg.fleet {
+        Some(f) => {
+            let topology_view = view.clone();
+            Some(vfguard_agent::fleet::Fleet::start(
+                f,
+                cfg.journal.clone(),
+                move || {
+                    use vfguard_api::AgentView as _;
+                    topology_view.topology()
+                },
+            )?)
+        }
+        None => None,
+    };
+    let fleet_progress = fleet.as_ref().map(|f| f.progress.clone());
     std::thread::Builder::new()
         .name("vfguard-agent".into())
         .spawn(move || {
@@ -92,6 +107,7 @@ async fn serve(cfg: Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
                 &rx,
                 &worker_view,
                 &metrics,
+                fleet_progress,
             );
             let _ = done_tx.send(r);
         })
@@ -133,78 +149,45 @@ async fn serve(cfg: Config, args: &RunArgs) -> anyhow::Result<ExitCode> {
         access,
         tokens,
     };
-    let fleet = match &args.fleet {
-        Some(url) => Some(start_fleet(url, args, &cfg, fleet_view)?),
-        None => None,
-    };
     let result = serve_signals(&mut done_rx, &tx, args, &live).await;
     let _ = api_stop.send(true);
     for api in apis {
         let _ = tokio::time::timeout(Duration::from_secs(2), api).await;
     }
-    if let Some((progress, publisher)) = fleet {
+    if let Some(f) = fleet {
         // What the agent committed before it stopped is published (one last pass, bounded).
-        progress
-            .stop
-            .store(true, std::sync::atomic::Ordering::Release);
-        let _ = tokio::task::spawn_blocking(move || publisher.join()).await;
+        let _ = tokio::task::spawn_blocking(move || f.stop()).await;
     }
     result
 }
 
-/// Starts publishing the journal to the fleet (`--fleet URL`), in a thread of its own with its
-/// own runtime: its journal reads never hold up the API.
-fn start_fleet(
-    url: &str,
-    args: &RunArgs,
-    cfg: &Config,
-    view: Arc<LiveView>,
-) -> anyhow::Result<(
-    Arc<vfguard_fleet::publish::Progress>,
-    std::thread::JoinHandle<()>,
-)> {
-    use vfguard_api::AgentView as _;
-    let host = match &args.fleet_host {
-        Some(h) => h.clone(),
-        None => read_trimmed("/proc/sys/kernel/hostname")
-            .context("--fleet: the hostname could not be read; give --fleet-host NAME")?,
-    };
-    let subjects = vfguard_fleet::Subjects::new(&args.site, &host)?;
-    let mut pcfg = vfguard_fleet::publish::PublishConfig::new(url, subjects, cfg.journal.clone());
-    pcfg.version = env!("CARGO_PKG_VERSION").to_owned();
-    pcfg.kernel = read_trimmed("/proc/sys/kernel/osrelease").ok();
-    let progress = Arc::new(vfguard_fleet::publish::Progress::default());
-    let p = progress.clone();
-    tracing::info!(url, site = %args.site, host = %host, "publishing to the fleet");
-    let handle = std::thread::Builder::new()
-        .name("vfguard-fleet".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!("fleet: no runtime: {e}; not publishing");
-                    return;
-                }
-            };
-            rt.block_on(vfguard_fleet::publish::run(
-                pcfg,
-                p,
-                move || view.topology(),
-                vfguard_agent::pace::wall_ms,
-            ));
-        })
-        .context("starting the fleet publisher")?;
-    Ok((progress, handle))
-}
-
-fn read_trimmed(path: &str) -> anyhow::Result<String> {
-    Ok(std::fs::read_to_string(path)
-        .with_context(|| format!("reading {path}"))?
-        .trim()
-        .to_owned())
+/// `--fleet`, `--site`, `--fleet-host` over the configuration's `[fleet]`.
+fn fleet_overrides(cfg: &mut Config, args: &RunArgs) -> anyhow::Result<()> {
+    if let Some(url) = &args.fleet {
+        let mut f = cfg
+            .fleet
+            .take()
+            .unwrap_or_else(|| vfguard_agent::config::FleetConfig::new(url));
+        f.url.clone_from(url);
+        cfg.fleet = Some(f);
+    }
+    let given = args.site.is_some() || args.fleet_host.is_some();
+    match &mut cfg.fleet {
+        Some(f) => {
+            if let Some(site) = &args.site {
+                f.site.clone_from(site);
+            }
+            if let Some(host) = &args.fleet_host {
+                f.host = Some(host.clone());
+            }
+            vfguard_fleet::Subjects::new(&f.site, f.host.as_deref().unwrap_or("host"))?;
+        }
+        None if given => anyhow::bail!(
+            "--site and --fleet-host name this host in a fleet: give --fleet URL too (or fleet.url in the configuration)"
+        ),
+        None => {}
+    }
+    Ok(())
 }
 
 /// Who may change things over the socket: root, the daemon's user, `api.users`.
@@ -330,6 +313,7 @@ fn agent_thread(
     rx: &mpsc::Receiver<Control>,
     view: &LiveView,
     metrics: &Metrics,
+    fleet: Option<Arc<vfguard_fleet::publish::Progress>>,
 ) -> anyhow::Result<()> {
     let sim = match sim {
         Some(name) => {
@@ -347,5 +331,5 @@ fn agent_thread(
         }
         None => None,
     };
-    daemon::run(cfg, sim, rx, view, metrics)
+    daemon::run(cfg, sim, rx, view, metrics, fleet)
 }
