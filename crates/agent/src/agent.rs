@@ -177,6 +177,8 @@ pub struct Agent {
     aer_last: HashMap<Bdf, vfguard_model::AerCounters>,
     aer_logged: HashMap<Bdf, u64>,
     aer_absent: HashSet<Bdf>,
+    /// Each mlx5 VF's last tx_dropped: its growth is the VF's spoof signal.
+    drops: vfguard_sources::vf_drops::DropWatch,
     /// devlink health, when on and this host has it.
     devlink: Option<DevlinkSource<Box<dyn GenlLink>>>,
     last_devlink: Millis,
@@ -315,6 +317,7 @@ impl Agent {
             aer_last: HashMap::new(),
             aer_logged: HashMap::new(),
             aer_absent: HashSet::new(),
+            drops: vfguard_sources::vf_drops::DropWatch::new(),
             devlink,
             last_devlink: now,
             devlink_warned: None,
@@ -586,7 +589,18 @@ impl Agent {
         queue.extend(self.poll_devlink(now, &mut report));
         if now >= self.last_stats + self.cfg.stats_every_ms {
             self.last_stats = now;
-            queue.extend(self.sample());
+            let sampled = self.sample();
+            for o in &sampled {
+                if let Observation::Fault(e) = o {
+                    report.faults.push(FaultTally {
+                        kind: e.kind,
+                        pf: e.pf,
+                        driver: e.driver.clone(),
+                        records: e.records(),
+                    });
+                }
+            }
+            queue.extend(sampled);
         }
         queue.push(Observation::Tick);
         // The records read this step are covered by the first batch of the step.
@@ -742,9 +756,17 @@ impl Agent {
             if let Ok(states) = self.vfnet.vf_states(nd) {
                 for s in states {
                     if let Some(stats) = s.stats {
+                        let vf = vfguard_model::VfIndex(s.index);
+                        // mlx5 drops a VF's spoofed frames without a line: its tx_dropped.
+                        if let Some(mut e) =
+                            self.drops.observe(pf.bdf, pf.driver.as_deref(), vf, &stats)
+                        {
+                            e.function = pf.vfs.iter().find(|v| v.index == vf).map(|v| v.bdf);
+                            out.push(Observation::Fault(e));
+                        }
                         out.push(Observation::VfStats {
                             pf: pf.bdf,
-                            vf: vfguard_model::VfIndex(s.index),
+                            vf,
                             stats,
                         });
                     }

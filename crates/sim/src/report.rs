@@ -180,6 +180,8 @@ fn attribution(e: &FaultEvent, t: &Topology) -> Attribution {
 pub fn source_of(e: &FaultEvent) -> &'static str {
     if e.details.get("source").map(String::as_str) == Some("devlink") {
         "devlink"
+    } else if e.details.get("source").map(String::as_str) == Some("vf_counters") {
+        "vf_counters"
     } else if e.catalog_id == "aer.counters" {
         "aer_counters"
     } else {

@@ -7,5 +7,6 @@
 pub mod aer;
 pub mod devlink;
 pub mod kmsg;
+pub mod vf_drops;
 
 pub use kmsg::{KmsgEvent, KmsgReader, ReaderStats};

@@ -199,3 +199,41 @@ fn the_log_it_writes_is_scanned_to_the_same_culprit_and_the_tree_reads_back() {
     let v: serde_json::Value = serde_json::from_slice(&inv.stdout).unwrap();
     assert_eq!(v["pfs"][0]["vfs"][3]["owner"]["name"], "dma-rogue");
 }
+
+/// Issue 14: the JSON report of the scenarios whose evidence is not (only) the kernel log:
+/// devlink health (ice `mdd` dumps, mlx5 `vnic` counters) and an mlx5 VF's silent
+/// `tx_dropped`. Each names its culprits with where the evidence came from.
+#[test]
+fn devlink_and_counter_scenarios_report_where_their_evidence_came_from() {
+    for (file, culprit, source) in [
+        ("devlink-ice-mdd.toml", "rogue-b", "devlink"),
+        ("mlx5-vnic.toml", "rogue-2", "devlink"),
+        ("mlx5-spoof.toml", "spoofer", "vf_counters"),
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../testdata/scenarios")
+            .join(file);
+        let out = common::vfguard(&["simulate", "--json", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{file}: {}", common::text(&out));
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            r["expectations"]["passed"], true,
+            "{file}: {}",
+            r["expectations"]
+        );
+        let i = r["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["owner"]["name"] == culprit)
+            .unwrap_or_else(|| panic!("{file}: no incident of {culprit}: {r}"));
+        assert!(
+            i["sources"].as_array().unwrap().iter().any(|s| s == source),
+            "{file}: {i}"
+        );
+        assert!(i["contained_ms"].is_u64(), "{file}: {i}");
+        if source == "devlink" {
+            assert!(r["devlink_events"].as_u64().unwrap() > 0, "{file}: {r}");
+        }
+    }
+}
