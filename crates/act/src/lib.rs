@@ -288,6 +288,7 @@ mod tests {
             id: None,
             pid: Some(6000),
             evidence: vec![],
+            metadata: Default::default(),
         }
     }
 

@@ -396,6 +396,11 @@ fn owner(kind: OwnerKind) -> Owner {
         id: Some("9f1c2a3e-0000-4000-8000-000000000007".into()),
         pid: Some(4242),
         evidence: vec!["/run/libvirt/qemu/web-7.xml: hostdev 0000:3b:02.1".into()],
+        metadata: [
+            ("nova.name".to_owned(), "web-7".to_owned()),
+            ("nova.project".to_owned(), "retail".to_owned()),
+        ]
+        .into(),
     }
 }
 

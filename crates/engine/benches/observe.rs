@@ -37,6 +37,7 @@ fn topology() -> Topology {
                     id: None,
                     pid: Some(10_000 + u32::from(p) * 1000 + u32::from(i)),
                     evidence: vec![],
+                    metadata: Default::default(),
                 },
                 state: None,
             })

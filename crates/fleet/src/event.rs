@@ -73,15 +73,25 @@ pub struct VmIdentity {
     pub uuid: String,
     /// The libvirt domain name.
     pub name: Option<String>,
+    /// OpenStack's name for the instance (Nova's metadata in the domain XML), when present.
+    pub nova_name: Option<String>,
+    /// Its OpenStack project, when present.
+    pub project: Option<String>,
+    /// That project's UUID, when present.
+    pub project_uuid: Option<String>,
 }
 
 impl VmIdentity {
     /// The identity of a VM owner with a UUID; `None` for anything else.
     pub fn of(owner: &Owner) -> Option<VmIdentity> {
+        let meta = |k: &str| owner.metadata.get(k).cloned();
         match (owner.kind, &owner.id) {
             (OwnerKind::Vm, Some(uuid)) => Some(VmIdentity {
                 uuid: uuid.clone(),
                 name: owner.name.clone(),
+                nova_name: meta("nova.name"),
+                project: meta("nova.project"),
+                project_uuid: meta("nova.project_uuid"),
             }),
             _ => None,
         }

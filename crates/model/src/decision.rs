@@ -25,6 +25,8 @@ pub struct IncidentId(pub u64);
 pub struct ActionId(pub u64);
 
 /// Something the engine is told.
+// Faults are most of what flows; boxing them would cost an allocation per kernel record.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Observation {

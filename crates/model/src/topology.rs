@@ -156,6 +156,11 @@ pub struct Owner {
     pub pid: Option<u32>,
     /// Which files or processes said so, one line each.
     pub evidence: Vec<String>,
+    /// What the orchestrator says of it, when its files do: OpenStack Nova's instance name and
+    /// project from the domain XML's `<nova:instance>` metadata (`nova.name`, `nova.project`,
+    /// `nova.project_uuid`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 impl Owner {
@@ -167,6 +172,7 @@ impl Owner {
             id: None,
             pid: None,
             evidence: vec![evidence.into()],
+            metadata: std::collections::BTreeMap::new(),
         }
     }
 
@@ -178,6 +184,7 @@ impl Owner {
             id: None,
             pid: None,
             evidence: vec![evidence.into()],
+            metadata: std::collections::BTreeMap::new(),
         }
     }
 

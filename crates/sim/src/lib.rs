@@ -35,7 +35,7 @@ use vfguard_host::{
     FsNetns, HostFs, KmsgDevice, NetnsControl, NetnsProbe, VfControl, VfNet, VmControl,
 };
 use vfguard_model::{Bdf, KmsgRecord, VfIndex, VfLinkState, VfStats};
-use vfguard_topology::fixture::{DomainSpec, FunctionSpec, HostFixture, QemuSpec};
+use vfguard_topology::fixture::{DomainSpec, FunctionSpec, HostFixture, NovaSpec, QemuSpec};
 use vfguard_topology::TopologyReader;
 
 use drivers::Printer;
@@ -312,7 +312,10 @@ impl SimHost {
                 })
                 .collect();
             if o.vm {
-                let uuid = format!("00000000-0000-4000-8000-{:012x}", k + 1);
+                let spec = self.scenario.vm.iter().find(|v| v.name == o.name);
+                let uuid = spec
+                    .and_then(|v| v.uuid.clone())
+                    .unwrap_or_else(|| format!("00000000-0000-4000-8000-{:012x}", k + 1));
                 s.fixture.add_qemu(&QemuSpec {
                     pid: o.pid,
                     name: o.name.clone(),
@@ -334,6 +337,11 @@ impl SimHost {
                         pid: o.pid,
                         hostdevs: bdfs.iter().map(|(b, _)| *b).collect(),
                         interfaces: vec![],
+                        nova: spec.and_then(|v| v.nova.as_ref()).map(|n| NovaSpec {
+                            name: n.name.clone(),
+                            project: n.project.clone(),
+                            project_uuid: n.project_uuid.clone(),
+                        }),
                     })?;
                 }
             } else {

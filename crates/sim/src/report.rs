@@ -204,6 +204,27 @@ pub fn host_only(sim: &mut SimHost) -> Report {
     let mut devlink = vfguard_sources::devlink::DevlinkSource::new(sim.devlink());
     let devlink_on = devlink.start().unwrap_or(false) && devlink.poll(true).is_ok();
     let mut devlink_events = 0u64;
+    // VF counters as the agent samples them: an mlx5 VF's tx_dropped growth is its spoof signal.
+    let vfnet = sim.vfnet();
+    let mut drops = vfguard_sources::vf_drops::DropWatch::new();
+    // The baseline: every VF's counters at the start.
+    for pf in &topology.pfs {
+        for st in pf
+            .netdev
+            .as_deref()
+            .map(|nd| vfnet.vf_states(nd).unwrap_or_default())
+            .unwrap_or_default()
+        {
+            if let Some(s) = st.stats {
+                drops.observe(
+                    pf.bdf,
+                    pf.driver.as_deref(),
+                    vfguard_model::VfIndex(st.index),
+                    &s,
+                );
+            }
+        }
+    }
     // Each segment's lines are attributed against the map as it stood then; after the last
     // boundary, whatever the final step printed.
     for b in boundaries.into_iter().map(Some).chain([None]) {
@@ -227,6 +248,21 @@ pub fn host_only(sim: &mut SimHost) -> Report {
                 e.timestamp = Some(now_s);
                 devlink_events += 1;
                 out.push(e);
+            }
+        }
+        for pf in &topology.pfs {
+            let Some(nd) = pf.netdev.as_deref() else {
+                continue;
+            };
+            for st in vfnet.vf_states(nd).unwrap_or_default() {
+                let vf = vfguard_model::VfIndex(st.index);
+                if let Some(mut e) = st
+                    .stats
+                    .and_then(|s| drops.observe(pf.bdf, pf.driver.as_deref(), vf, &s))
+                {
+                    e.timestamp = Some(sim.now_ms() as f64 / 1000.0);
+                    out.push(e);
+                }
             }
         }
         for mut e in out.drain(..) {

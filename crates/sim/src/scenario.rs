@@ -180,6 +180,27 @@ pub struct VmSpec {
     /// Described by libvirt (live XML) as well as by its QEMU command line.
     #[serde(default = "yes")]
     pub libvirt: bool,
+    /// Its libvirt UUID (= OpenStack's instance UUID); default one derived from its place in
+    /// the scenario. A VM that "migrates" between two simulated hosts keeps it.
+    #[serde(default)]
+    pub uuid: Option<String>,
+    /// An OpenStack instance: Nova's metadata in its domain XML, `{name, project,
+    /// project_uuid}`.
+    #[serde(default)]
+    pub nova: Option<NovaMeta>,
+}
+
+/// `[[vm]] nova`: what Nova writes into a domain's metadata.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NovaMeta {
+    /// The instance's name in OpenStack.
+    pub name: String,
+    /// Its project.
+    pub project: String,
+    /// The project's UUID.
+    #[serde(default)]
+    pub project_uuid: String,
 }
 
 fn yes() -> bool {

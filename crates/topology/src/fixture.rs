@@ -92,6 +92,29 @@ pub struct DomainSpec {
     pub hostdevs: Vec<Bdf>,
     /// `<interface type='hostdev'>` sources.
     pub interfaces: Vec<Bdf>,
+    /// OpenStack Nova's `<metadata><nova:instance>`: the instance's name and its project
+    /// (name, uuid), when the domain is a Nova instance.
+    pub nova: Option<NovaSpec>,
+}
+
+/// What Nova writes into a domain's metadata.
+#[derive(Debug, Clone, Default)]
+pub struct NovaSpec {
+    /// `<nova:name>`.
+    pub name: String,
+    /// `<nova:project>`.
+    pub project: String,
+    /// Its `uuid` attribute.
+    pub project_uuid: String,
+}
+
+/// XML text: `&`, `<`, `>`, `"` and `'` escaped.
+fn xml_text(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
 }
 
 /// A host tree under a directory.
@@ -390,8 +413,16 @@ impl HostFixture {
                 addr(h).replace("<address ", "<address type='pci' ")
             ));
         }
+        let metadata = d.nova.as_ref().map_or_else(String::new, |n| {
+            format!(
+                "    <metadata>\n      <nova:instance xmlns:nova=\"http://openstack.org/xmlns/libvirt/nova/1.1\">\n        <nova:name>{}</nova:name>\n        <nova:owner>\n          <nova:project uuid=\"{}\">{}</nova:project>\n        </nova:owner>\n      </nova:instance>\n    </metadata>\n",
+                xml_text(&n.name),
+                xml_text(&n.project_uuid),
+                xml_text(&n.project)
+            )
+        });
         let xml = format!(
-            "<domstatus state='running' reason='booted' pid='{}'>\n  <domain type='kvm' id='1'>\n    <name>{}</name>\n    <uuid>{}</uuid>\n    <devices>\n{devices}    </devices>\n  </domain>\n</domstatus>\n",
+            "<domstatus state='running' reason='booted' pid='{}'>\n  <domain type='kvm' id='1'>\n    <name>{}</name>\n    <uuid>{}</uuid>\n{metadata}    <devices>\n{devices}    </devices>\n  </domain>\n</domstatus>\n",
             d.pid, d.name, d.uuid
         );
         write(
@@ -522,6 +553,7 @@ pub fn sample_host(root: &Path) -> io::Result<HostFixture> {
         pid: 4200,
         hostdevs: vec![],
         interfaces: vec![vf_bdf(1)],
+        nova: None,
     })?;
     // VF2: its netdev in a pod's namespace; VF3: in a named namespace.
     let cid = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -542,6 +574,7 @@ pub fn sample_host(root: &Path) -> io::Result<HostFixture> {
         pid: 4700,
         hostdevs: vec![vf_bdf(7)],
         interfaces: vec![],
+        nova: None,
     })?;
     // A two-port igb NIC: port 0 on the host, port 1 passed through whole to a VM.
     f.add_function(&FunctionSpec {

@@ -1,5 +1,6 @@
 //! libvirt's live domain XML (`/run/libvirt/qemu/<name>.xml`): the domain's name, UUID, QEMU
-//! pid, and every PCI function it holds (`<hostdev>`, `<interface type='hostdev'>`, and the VF a
+//! pid, OpenStack Nova's metadata when present (`<metadata><nova:instance>`: the instance's
+//! name and project), and every PCI function it holds (`<hostdev>`, `<interface type='hostdev'>`, and the VF a
 //! `<forward mode='hostdev'>` network pool chose, in `<actual type='hostdev'>`).
 
 use vfguard_model::Bdf;
@@ -15,6 +16,12 @@ pub struct LiveDomain {
     pub pid: Option<u32>,
     /// PCI functions assigned to it.
     pub hostdevs: Vec<Bdf>,
+    /// `<metadata><nova:instance><nova:name>`: the instance's name in OpenStack.
+    pub nova_name: Option<String>,
+    /// `<nova:owner><nova:project>`: its project's name.
+    pub nova_project: Option<String>,
+    /// That project's `uuid` attribute.
+    pub nova_project_uuid: Option<String>,
 }
 
 /// Elements nested deeper than this are refused (libxml2's `xmlParserMaxDepth`, which libvirt
@@ -51,7 +58,11 @@ pub fn parse_domain_xml(text: &str) -> Result<LiveDomain, LibvirtXmlError> {
     let wanted = |stack: &[Open]| {
         matches!(
             in_domain(stack).map(names).as_deref(),
-            Some(["name" | "uuid"])
+            Some(
+                ["name" | "uuid"]
+                    | ["metadata", "instance", "name"]
+                    | ["metadata", "instance", "owner", "project"]
+            )
         )
     };
     loop {
@@ -69,6 +80,8 @@ pub fn parse_domain_xml(text: &str) -> Result<LiveDomain, LibvirtXmlError> {
                     let field = match in_domain(&stack).map(names).as_deref() {
                         Some(["name"]) => &mut out.name,
                         Some(["uuid"]) => &mut out.uuid,
+                        Some(["metadata", "instance", "name"]) => &mut out.nova_name,
+                        Some(["metadata", "instance", "owner", "project"]) => &mut out.nova_project,
                         _ => &mut None,
                     };
                     if field.is_none() {
@@ -149,6 +162,10 @@ fn enter(
         kind: attr("type"),
         name,
     });
+    if in_domain(stack).map(names).as_deref() == Some(&["metadata", "instance", "owner", "project"])
+    {
+        out.nova_project_uuid = attr("uuid");
+    }
     if in_domain(stack).is_some_and(is_function_address) {
         if let Some(bdf) = address_bdf(attr) {
             out.hostdevs.push(bdf);
@@ -241,6 +258,31 @@ mod tests {
         assert_eq!(d.pid, Some(4242));
         let h: Vec<String> = d.hostdevs.iter().map(ToString::to_string).collect();
         assert_eq!(h, ["0000:3b:02.1", "0000:3b:02.2", "0001:86:01.3"]);
+    }
+
+    /// OpenStack Nova writes its instance's name and project into the domain's metadata.
+    #[test]
+    fn reads_novas_metadata_when_present() {
+        let xml = r#"<domain type='kvm'><name>instance-0000002a</name>
+          <uuid>6f2e1c3a-0000-4000-8000-00000000002a</uuid>
+          <metadata>
+            <nova:instance xmlns:nova="http://openstack.org/xmlns/libvirt/nova/1.1">
+              <nova:package version="27.1.0"/>
+              <nova:name>web-shop &amp; cart</nova:name>
+              <nova:owner>
+                <nova:user uuid="u-1">alice</nova:user>
+                <nova:project uuid="p-42">retail</nova:project>
+              </nova:owner>
+            </nova:instance>
+          </metadata></domain>"#;
+        let d = parse_domain_xml(xml).unwrap();
+        assert_eq!(d.name.as_deref(), Some("instance-0000002a"));
+        assert_eq!(d.nova_name.as_deref(), Some("web-shop & cart"));
+        assert_eq!(d.nova_project.as_deref(), Some("retail"));
+        assert_eq!(d.nova_project_uuid.as_deref(), Some("p-42"));
+        // Without it: nothing invented.
+        let d = parse_domain_xml("<domain><name>x</name></domain>").unwrap();
+        assert_eq!((d.nova_name, d.nova_project), (None, None));
     }
 
     #[test]

@@ -201,12 +201,23 @@ impl OwnerIndex {
                     ));
                 }
             }
+            let mut metadata = BTreeMap::new();
+            for (key, value) in [
+                ("nova.name", &d.nova_name),
+                ("nova.project", &d.nova_project),
+                ("nova.project_uuid", &d.nova_project_uuid),
+            ] {
+                if let Some(v) = value {
+                    metadata.insert(key.to_owned(), v.clone());
+                }
+            }
             return Owner {
                 kind: OwnerKind::Vm,
                 name: d.name.clone(),
                 id: d.uuid.clone(),
                 pid: d.pid.or(qemu.map(|q| q.pid)),
                 evidence,
+                metadata,
             };
         }
         match qemu {
@@ -220,6 +231,7 @@ impl OwnerIndex {
                 id: q.vm.as_ref().and_then(|v| v.uuid.clone()),
                 pid: Some(q.pid),
                 evidence,
+                metadata: BTreeMap::new(),
             },
             None => {
                 evidence.push("no process holds its vfio device and no VM names it".to_owned());
@@ -229,6 +241,7 @@ impl OwnerIndex {
                     id: None,
                     pid: None,
                     evidence,
+                    metadata: BTreeMap::new(),
                 }
             }
         }
@@ -266,6 +279,7 @@ impl OwnerIndex {
             id: container.or_else(|| ns.inode.map(|i| format!("net:[{i}]"))),
             pid: ns.pid,
             evidence,
+            metadata: BTreeMap::new(),
         })
     }
 }

@@ -23,11 +23,12 @@ fn four_simulated_hosts_make_one_fleet_view() {
     let dir = tempfile::tempdir().unwrap();
     let nats = LocalServer::start(&dir.path().join("nats"), None).unwrap_or_else(|e| panic!("{e}"));
     let url = nats.url();
-    // hv-1 and hv-2: the same VM (evil-2, one UUID) floods MDD on each, as after a migration;
-    // hv-3 and hv-4: other tenants hit i40e MDD too.
+    // hv-1 and hv-2: the same VM (evil-2, one UUID) floods MDD on each, as after a migration
+    // (hv-2 is an OpenStack host: its domains carry Nova's metadata); hv-3 and hv-4: other
+    // tenants hit i40e MDD too.
     for (host, s) in [
         ("hv-1", "mdd-flood-i40e.toml"),
-        ("hv-2", "mdd-flood-i40e.toml"),
+        ("hv-2", "openstack-mdd-i40e.toml"),
         ("hv-3", "actuator-failure.toml"),
         ("hv-4", "demo.toml"),
     ] {
@@ -88,6 +89,12 @@ fn four_simulated_hosts_make_one_fleet_view() {
     assert!(evil
         .iter()
         .all(|i| i["class"] == "mdd" && i["platform"]["driver"] == "i40e"));
+    // Nova's metadata where the domain XML has it: the instance's name and project.
+    let on_hv2 = evil.iter().find(|i| i["host"] == "hv-2").unwrap();
+    assert_eq!(on_hv2["vm"]["nova_name"], "shop-backend", "{on_hv2}");
+    assert_eq!(on_hv2["vm"]["project"], "retail", "{on_hv2}");
+    let on_hv1 = evil.iter().find(|i| i["host"] == "hv-1").unwrap();
+    assert_eq!(on_hv1["vm"]["project"], serde_json::Value::Null, "{on_hv1}");
     // One VM on two hosts, by UUID.
     let vms = r["vms_on_several_hosts"].as_array().unwrap();
     assert_eq!(vms.len(), 1, "{r}");

@@ -207,6 +207,7 @@ mod tests {
             id: id.map(str::to_owned),
             pid,
             evidence: vec![],
+            metadata: Default::default(),
         }
     }
 

@@ -29,6 +29,7 @@ pub fn vm(name: &str) -> Owner {
         id: Some(format!("uuid-{name}")),
         pid: Some(4242),
         evidence: vec![format!("/run/libvirt/qemu/{name}.xml")],
+        metadata: Default::default(),
     }
 }
 
