@@ -32,11 +32,11 @@ fi
 # rust-version, as crate:feature=version; crate is rustc's crate name, or "workspace" for the
 # workspace's own crates (crates/sim/src/lib.rs, crates/journal's crash test and record bench
 # call u64::is_multiple_of); quick-xml 0.42 (topology's libvirt XML reader; rust-version 1.86)
-# calls str::split_at in const fns; time 0.3.55 (async-nats's, the fleet's; rust-version 1.88)
-# uses let chains, cast_signed/cast_unsigned, is_multiple_of and str::from_utf8_unchecked.
-BRIDGE="workspace:unsigned_is_multiple_of=1.87 quick_xml:const_str_split_at=1.86
-    time:let_chains=1.88 time:integer_sign_cast=1.87 time:unsigned_is_multiple_of=1.87
-    time:inherent_str_constructors=1.87"
+# calls str::split_at in const fns. The fleet's async-nats brings `time` and `url` (idna): they
+# are locked at time 0.3.41 and idna_adapter 1.1.0, whose code builds with 1.85 (time 0.3.55 and
+# the icu crates of idna_adapter 1.2 call str::from_utf8_unchecked and let chains, which no
+# feature flag brings to 1.85); `cargo update` keeps them unless told.
+BRIDGE="workspace:unsigned_is_multiple_of=1.87 quick_xml:const_str_split_at=1.86"
 
 cd "$(dirname "$0")/.."
 root=$PWD
