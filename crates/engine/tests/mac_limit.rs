@@ -9,18 +9,7 @@ mod common;
 
 use common::*;
 use vfguard_engine::Engine;
-use vfguard_model::{Decision, Method};
-
-fn attributed(d: &[Decision]) -> Vec<(Method, String)> {
-    d.iter()
-        .filter_map(|d| match d {
-            Decision::Attributed {
-                method, evidence, ..
-            } => Some((*method, evidence.clone())),
-            _ => None,
-        })
-        .collect()
-}
+use vfguard_model::Method;
 
 #[test]
 fn the_mac_limit_line_is_pinned_on_the_vf_the_next_line_names() {

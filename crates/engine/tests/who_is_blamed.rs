@@ -15,17 +15,6 @@ use vfguard_model::{
 use vfguard_sim::scenario::Scenario;
 use vfguard_sim::SimHost;
 
-fn attributed(d: &[Decision]) -> Vec<(Method, String)> {
-    d.iter()
-        .filter_map(|d| match d {
-            Decision::Attributed {
-                method, evidence, ..
-            } => Some((*method, evidence.clone())),
-            _ => None,
-        })
-        .collect()
-}
-
 fn bdf(s: &str) -> Bdf {
     s.parse().unwrap()
 }

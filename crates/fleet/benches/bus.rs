@@ -19,12 +19,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use async_nats::jetstream;
 use vfguard_fleet::local_server::LocalServer;
 use vfguard_fleet::publish::{self, Progress, PublishConfig};
 use vfguard_fleet::Subjects;
-use vfguard_journal::{Batch, Journal};
-use vfguard_model::{Decision, IncidentId, Observation, Owner, OwnerKind};
+use vfguard_journal::Journal;
 
 fn events() -> u64 {
     std::env::var("VFGUARD_BENCH_EVENTS")
@@ -104,33 +106,8 @@ fn main() {
     // The agent's publisher, from a journal: n / 2 incidents make n messages (opened, rule).
     let db = dir.path().join("j.db");
     let mut j = Journal::open(&db).unwrap();
-    for id in 1..=n / 2 {
-        let incident = IncidentId(id);
-        j.record_batch(&Batch {
-            at: id,
-            observations: vec![(Observation::Tick, Some(incident))],
-            decisions: vec![
-                Decision::IncidentOpened {
-                    incident,
-                    function: "0000:3b:02.1".parse().unwrap(),
-                    owner: Some(Owner {
-                        kind: OwnerKind::Vm,
-                        name: Some(format!("vm-{id}")),
-                        id: Some(format!("00000000-0000-4000-8000-{id:012x}")),
-                        ..Owner::default()
-                    }),
-                },
-                Decision::ThresholdCrossed {
-                    incident,
-                    rule: "mdd".into(),
-                    count: 1,
-                },
-            ],
-            cursor: None,
-        })
-        .unwrap();
-    }
-    let end = j.outbox_after(0).map(|e| e.unwrap().seq()).max().unwrap();
+    common::incidents(&mut j, 1, n / 2);
+    let end = common::last_seq(&j);
     drop(j);
     let mut cfg = PublishConfig::new(&url, Subjects::new("bench", "hv-1").unwrap(), db);
     cfg.poll_every = Duration::from_millis(5);

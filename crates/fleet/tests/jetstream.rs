@@ -5,6 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::{incidents, last_seq};
+
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,46 +18,11 @@ use vfguard_fleet::local_server::{free_port, LocalServer};
 use vfguard_fleet::publish::{self, Progress, PublishConfig};
 use vfguard_fleet::view::{ReportOptions, View};
 use vfguard_fleet::Subjects;
-use vfguard_journal::{Batch, Journal};
-use vfguard_model::{Bdf, Decision, IncidentId, Observation, Owner, OwnerKind};
+use vfguard_journal::Journal;
 
 /// A nats-server on a free (or given) loopback port, its store in `store`.
 fn server(store: &Path, port: Option<u16>) -> LocalServer {
     LocalServer::start(store, port).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn vf(n: u8) -> Bdf {
-    format!("0000:3b:02.{n}").parse().unwrap()
-}
-
-/// Opens `n` incidents (ids from `first`), each with a rule crossed.
-fn incidents(j: &mut Journal, first: u64, n: u64) {
-    for id in first..first + n {
-        let incident = IncidentId(id);
-        j.record_batch(&Batch {
-            at: id * 10,
-            observations: vec![(Observation::Tick, Some(incident))],
-            decisions: vec![
-                Decision::IncidentOpened {
-                    incident,
-                    function: vf(u8::try_from(id % 8).unwrap()),
-                    owner: Some(Owner {
-                        kind: OwnerKind::Vm,
-                        name: Some(format!("vm-{id}")),
-                        id: Some(format!("uuid-{id}")),
-                        ..Owner::default()
-                    }),
-                },
-                Decision::ThresholdCrossed {
-                    incident,
-                    rule: "mdd".into(),
-                    count: 1,
-                },
-            ],
-            cursor: None,
-        })
-        .unwrap();
-    }
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -100,13 +68,6 @@ fn read(url: &str) -> (View, u64) {
         let info = stream.info().await.unwrap();
         (view, info.state.messages)
     })
-}
-
-fn last_seq(j: &Journal) -> u64 {
-    j.outbox_after(0)
-        .map(|e| e.unwrap().seq())
-        .max()
-        .unwrap_or(0)
 }
 
 #[test]

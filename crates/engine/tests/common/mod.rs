@@ -5,7 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use vfguard_engine::Policy;
-use vfguard_model::{Decision, FaultEvent, Observation, Topology};
+use vfguard_model::{Decision, FaultEvent, Method, Observation, Topology};
 use vfguard_parse::{scan_text, FormatHint};
 use vfguard_sim::scenario::Scenario;
 use vfguard_sim::SimHost;
@@ -89,6 +89,18 @@ pub fn fault(line: &str) -> Observation {
     let mut v = faults(line);
     assert_eq!(v.len(), 1, "{line}");
     Observation::Fault(v.remove(0))
+}
+
+/// Each attribution decided: its method and evidence.
+pub fn attributed(d: &[Decision]) -> Vec<(Method, String)> {
+    d.iter()
+        .filter_map(|d| match d {
+            Decision::Attributed {
+                method, evidence, ..
+            } => Some((*method, evidence.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 pub fn acts(d: &[Decision]) -> Vec<(String, String)> {
