@@ -180,6 +180,14 @@ pub fn vf_event(
                 }
             }
         }
+        BehaviourKind::SpoofFrames => {
+            let frames = vf.tx_allowed(1 + rng_bits % 8);
+            if vf.spoofchk && frames > 0 {
+                // ixgbe's filter counts them PF-wide only; the VF's own counters do not show
+                // the drop (ixgbe_get_vf_stats() has no drop counter).
+                pf.ssvpc += frames;
+            }
+        }
         BehaviourKind::VlanSpoof => match family {
             Family::I40e => pf_line(p, pf, "i40e.vc.untrusted_vlan", &[]),
             Family::Ice => pf_line(p, pf, "ice.vc.untrusted_vlan", &[&i]),

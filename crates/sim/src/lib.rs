@@ -464,11 +464,12 @@ impl SimHost {
                             drivers::ixgbe_spoof_check(&mut p, pf);
                         }
                         // Traffic: every enabled VF that someone holds moves some packets.
+                        // A VF whose max_tx_rate caps it sends its share of that.
                         for vf in pf.vfs.iter_mut().filter(|v| v.enabled()) {
                             vf.stats.rx_packets += 1000;
-                            vf.stats.tx_packets += 800;
+                            vf.stats.tx_packets += vf.tx_allowed(800);
                             vf.stats.rx_bytes += 1_000_000;
-                            vf.stats.tx_bytes += 700_000;
+                            vf.stats.tx_bytes += vf.tx_allowed(700_000);
                         }
                     }
                 }

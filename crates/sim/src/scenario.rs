@@ -233,6 +233,11 @@ pub enum BehaviourKind {
     MacSpoof,
     /// Tries to change its administratively set VLAN.
     VlanSpoof,
+    /// Sends frames with a forged source MAC without asking the PF for it (no mailbox
+    /// request, so no line names the VF): the anti-spoof filter drops them, and only a
+    /// PF-wide counter sees them (ixgbe's SSVPC, printed every 2 s). 1 to 8 frames per event,
+    /// fewer when the VF's `max_tx_rate` caps it. What `crates/localize` exists for.
+    SpoofFrames,
     /// DMA to addresses the IOMMU does not map (the VF is the requester).
     DmaFault,
     /// Hardware: correctable AER errors on the PF (no VM caused them).

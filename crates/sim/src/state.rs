@@ -7,6 +7,9 @@ use vfguard_model::{Bdf, KmsgRecord, MacAddr, VfIndex, VfLinkState, VfState, VfS
 
 use crate::scenario::{Family, PfSpec};
 
+/// The simulated ports' line rate, Mbit/s.
+pub const LINE_RATE_MBPS: u64 = 10_000;
+
 /// One VF as the PF driver holds it.
 #[derive(Debug, Clone)]
 pub struct SimVf {
@@ -50,6 +53,17 @@ impl SimVf {
     /// Whether the VF can act at all (not forced down by the agent or disabled by its driver).
     pub fn enabled(&self) -> bool {
         !self.driver_disabled && self.link_state != VfLinkState::Disable
+    }
+
+    /// Of `n` frames the tenant tries to send in a moment, those its `max_tx_rate` lets out: all
+    /// of them unlimited, else the share the cap is of the line rate (a VF throttled to
+    /// 10 Mbit/s on a 10 Gbit/s port sends a thousandth of what it did). A throttle is the
+    /// localizer's least harmful gate (docs/localize.md).
+    pub fn tx_allowed(&self, n: u64) -> u64 {
+        if self.max_tx_rate == 0 {
+            return n;
+        }
+        n.saturating_mul(u64::from(self.max_tx_rate)) / LINE_RATE_MBPS
     }
 
     /// A VF reset (FLR, or the PF resetting it): the driver's per-VF state starts over.
