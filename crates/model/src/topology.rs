@@ -148,7 +148,8 @@ impl OwnerKind {
 pub struct Owner {
     /// The kind.
     pub kind: OwnerKind,
-    /// A VM's name, a netns name, `host`.
+    /// A VM's name, a netns name, `host`; a Kubernetes pod's namespace as Kubernetes names it,
+    /// `namespace/pod/container` (`namespace/pod` when the container is not known).
     pub name: Option<String>,
     /// A VM's UUID, a container ID, a netns inode.
     pub id: Option<String>,
@@ -158,7 +159,8 @@ pub struct Owner {
     pub evidence: Vec<String>,
     /// What the orchestrator says of it, when its files do: OpenStack Nova's instance name and
     /// project from the domain XML's `<nova:instance>` metadata (`nova.name`, `nova.project`,
-    /// `nova.project_uuid`).
+    /// `nova.project_uuid`); a Kubernetes pod's identity from its container runtime's files
+    /// (`k8s.namespace`, `k8s.pod`, `k8s.container`, `k8s.pod_uid`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metadata: std::collections::BTreeMap<String, String>,
 }
@@ -188,7 +190,8 @@ impl Owner {
         }
     }
 
-    /// A short label: `vm:web-7`, `netns:tenant-a`, `host`, `none`.
+    /// A short label: `vm:web-7`, `netns:tenant-a`, `netns:shop/web-5f7/nginx` (a pod's),
+    /// `host`, `none`.
     pub fn label(&self) -> String {
         match (&self.kind, &self.name) {
             (OwnerKind::Host, _) => "host".to_owned(),

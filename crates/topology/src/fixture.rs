@@ -108,6 +108,32 @@ pub struct NovaSpec {
     pub project_uuid: String,
 }
 
+/// A Kubernetes container's OCI bundle as its CRI runtime keeps it (see [`crate::cri`]): its
+/// `config.json` with the pod's annotations and its network namespace, and its pid file.
+#[derive(Debug, Clone)]
+pub struct CriBundleSpec {
+    /// The runtime whose layout and annotation keys to write.
+    pub runtime: crate::cri::CriRuntime,
+    /// Container ID (the bundle directory).
+    pub id: String,
+    /// The pod sandbox (`pause`) rather than a container in it.
+    pub sandbox: bool,
+    /// The sandbox's container ID.
+    pub sandbox_id: String,
+    /// The pod's Kubernetes namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub pod: String,
+    /// The pod's UID.
+    pub pod_uid: String,
+    /// The container's name (ignored for the sandbox).
+    pub container: String,
+    /// `linux.namespaces[type=network].path`, when set.
+    pub netns_path: Option<String>,
+    /// The init pid written to the pid file, when set.
+    pub pid: Option<u32>,
+}
+
 /// XML text: `&`, `<`, `>`, `"` and `'` escaped.
 fn xml_text(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -479,6 +505,60 @@ impl HostFixture {
                 &format!("../../../devices/pci{:04x}:00/{bdf}", bdf.segment()),
                 &self.path(&format!("/run/netns/{name}.sys/class/net/{ifname}/device")),
             )?;
+        }
+        Ok(())
+    }
+
+    /// Writes a Kubernetes container's CRI bundle (`config.json` and pid file).
+    pub fn add_cri_bundle(&self, b: &CriBundleSpec) -> io::Result<()> {
+        use crate::cri::CriRuntime;
+        let (config, pidfile) = b.runtime.bundle_files(&b.id);
+        let kind = if b.sandbox { "sandbox" } else { "container" };
+        let mut annotations = serde_json::Map::new();
+        let mut put = |k: &str, v: &str| {
+            annotations.insert(k.to_owned(), serde_json::Value::String(v.to_owned()));
+        };
+        match b.runtime {
+            CriRuntime::Containerd => {
+                put("io.kubernetes.cri.container-type", kind);
+                put("io.kubernetes.cri.sandbox-id", &b.sandbox_id);
+                put("io.kubernetes.cri.sandbox-name", &b.pod);
+                put("io.kubernetes.cri.sandbox-namespace", &b.namespace);
+                put("io.kubernetes.cri.sandbox-uid", &b.pod_uid);
+                if !b.sandbox {
+                    put("io.kubernetes.cri.container-name", &b.container);
+                }
+            }
+            CriRuntime::Crio => {
+                put("io.container.manager", "cri-o");
+                put("io.kubernetes.cri-o.ContainerType", kind);
+                put("io.kubernetes.cri-o.SandboxID", &b.sandbox_id);
+                put("io.kubernetes.pod.name", &b.pod);
+                put("io.kubernetes.pod.namespace", &b.namespace);
+                put("io.kubernetes.pod.uid", &b.pod_uid);
+                // CRI-O names its infra container `POD`.
+                put(
+                    "io.kubernetes.container.name",
+                    if b.sandbox { "POD" } else { &b.container },
+                );
+            }
+        }
+        let mut namespaces = vec![serde_json::json!({"type": "pid"})];
+        namespaces.push(match &b.netns_path {
+            Some(p) => serde_json::json!({"type": "network", "path": p}),
+            None => serde_json::json!({"type": "network"}),
+        });
+        let spec = serde_json::json!({
+            "ociVersion": "1.1.0",
+            "annotations": annotations,
+            "linux": {"namespaces": namespaces},
+        });
+        write(
+            &self.path(&config.to_string_lossy()),
+            &format!("{spec:#}\n"),
+        )?;
+        if let Some(pid) = b.pid {
+            write(&self.path(&pidfile.to_string_lossy()), &pid.to_string())?;
         }
         Ok(())
     }

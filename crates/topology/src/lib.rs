@@ -14,6 +14,7 @@
 //! good map, marked stale ([`vfguard_model::StaleMap`]), until a read succeeds, so culprits stay
 //! attributable (issue 13).
 
+pub mod cri;
 pub mod error;
 pub mod fixture;
 pub mod libvirt;

@@ -1,6 +1,7 @@
 //! Who holds each PCI function: a VM (QEMU through vfio, per its open file descriptors, its
-//! command line and libvirt's live XML), a network namespace (the VF's netdev lives there), the
-//! host, or nobody. Every answer carries the evidence it rests on.
+//! command line and libvirt's live XML), a network namespace (the VF's netdev lives there; a
+//! Kubernetes pod's is named `namespace/pod/container` from its runtime's files, [`crate::cri`]),
+//! the host, or nobody. Every answer carries the evidence it rests on.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 use vfguard_host::{HostFs, NetnsView};
 use vfguard_model::{Bdf, Owner, OwnerKind};
 
+use crate::cri::{CriIndex, PodMatch};
 use crate::libvirt::{parse_domain_xml, LiveDomain};
 use crate::qemu::{parse_cmdline, VmCmdline};
 use crate::sysfs::{is_vfio_driver, PciFunction};
@@ -33,6 +35,8 @@ pub struct OwnerIndex {
     procs: BTreeMap<u32, Process>,
     domains: Vec<(PathBuf, LiveDomain)>,
     netns: Vec<NetnsView>,
+    /// What the CRI runtime's files say of each of `netns` (same order).
+    pods: Vec<Option<PodMatch>>,
     /// What could not be read.
     pub warnings: Vec<String>,
 }
@@ -46,7 +50,25 @@ impl OwnerIndex {
         };
         idx.scan_proc(fs);
         idx.scan_libvirt(fs);
+        idx.scan_cri(fs);
         idx
+    }
+
+    /// Reads the CRI runtimes' bundles, only when some namespace holds a PCI function's netdev
+    /// (a host of VMs pays nothing), and ties them to the namespaces.
+    fn scan_cri(&mut self, fs: &dyn HostFs) {
+        let wanted = self
+            .netns
+            .iter()
+            .any(|ns| ns.links.iter().any(|l| l.parent.is_some()));
+        if !wanted {
+            return;
+        }
+        let cri = CriIndex::scan(fs);
+        if cri.bundles.is_empty() && cri.broken.is_empty() {
+            return;
+        }
+        self.pods = self.netns.iter().map(|ns| cri.pod_of(fs, ns)).collect();
     }
 
     fn scan_proc(&mut self, fs: &dyn HostFs) {
@@ -248,11 +270,11 @@ impl OwnerIndex {
     }
 
     fn netns_owner(&self, bdf: Bdf) -> Option<Owner> {
-        let (ns, link) = self.netns.iter().find_map(|ns| {
+        let (k, ns, link) = self.netns.iter().enumerate().find_map(|(k, ns)| {
             ns.links
                 .iter()
                 .find(|l| l.parent == Some(bdf))
-                .map(|l| (ns, l))
+                .map(|l| (k, ns, l))
         })?;
         let proc_ = ns.pid.and_then(|p| self.procs.get(&p));
         let mut evidence = vec![format!(
@@ -268,18 +290,28 @@ impl OwnerIndex {
         }
         // The namespace's name; else the process's name (a container runtime names its init);
         // else the container ID; else the pid.
-        let name = ns.name.clone().or_else(|| match (proc_, &container) {
+        let mut name = ns.name.clone().or_else(|| match (proc_, &container) {
             (Some(p), _) if !p.comm.is_empty() => Some(p.comm.clone()),
             (_, Some(c)) => Some(format!("container {}", c.get(..12).unwrap_or(c))),
             _ => ns.pid.map(|p| format!("pid {p}")),
         });
+        // A Kubernetes pod's namespace is named as Kubernetes names it: `namespace/pod/container`
+        // (`namespace/pod` when the container is not known), whatever its pinned name or process.
+        let mut metadata = BTreeMap::new();
+        if let Some(Some(pod)) = self.pods.get(k) {
+            evidence.extend(pod.evidence.iter().cloned());
+            if let Some(id) = &pod.identity {
+                name = Some(id.name());
+                metadata.extend(id.metadata().into_iter().map(|(k, v)| (k.to_owned(), v)));
+            }
+        }
         Some(Owner {
             kind: OwnerKind::Netns,
             name,
             id: container.or_else(|| ns.inode.map(|i| format!("net:[{i}]"))),
             pid: ns.pid,
             evidence,
-            metadata: BTreeMap::new(),
+            metadata,
         })
     }
 }
