@@ -252,8 +252,9 @@ fn build(
             Decision::Act(a) => {
                 let owner = a.owner.as_ref().and_then(|o| o.name.clone());
                 if acts_on(a) {
+                    // By the scenario's name (a pod is reported as namespace/pod/container).
                     if let Some(o) = &owner {
-                        touched.insert(o.clone());
+                        touched.insert(sc.tenant_name(o).to_owned());
                     }
                 }
                 let row = ActionRow {
@@ -301,9 +302,10 @@ fn build(
         .into_iter()
         .filter(|o| {
             !touched.contains(o)
-                && !list
-                    .iter()
-                    .any(|i| i.owner.name.as_deref() == Some(o) && !i.kinds.is_empty())
+                && !list.iter().any(|i| {
+                    i.owner.name.as_deref().map(|n| sc.tenant_name(n)) == Some(o.as_str())
+                        && !i.kinds.is_empty()
+                })
         })
         .collect();
     Report {

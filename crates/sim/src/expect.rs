@@ -90,14 +90,18 @@ fn secs(ms: Millis) -> String {
 fn host_only(sc: &Scenario, list: &[Incident], x: &mut Expectations) {
     let culprits = culprits(sc);
     for c in &culprits {
-        if !list.iter().any(|i| i.owner.name.as_deref() == Some(c)) {
+        if !list
+            .iter()
+            .any(|i| i.owner.name.as_deref().map(|n| sc.tenant_name(n)) == Some(c))
+        {
             x.failures
                 .push(format!("culprit {c}: no fault was attributed to it"));
         }
     }
     for i in list {
         let tenant = matches!(i.owner.kind.as_str(), "vm" | "netns");
-        if let (true, Some(n)) = (tenant, i.owner.name.as_deref()) {
+        let name = i.owner.name.as_deref().map(|n| sc.tenant_name(n));
+        if let (true, Some(n)) = (tenant, name) {
             if !culprits.contains(n) && !whole_nic_hardware(sc, i.function) {
                 x.failures.push(format!(
                     "{n} is not a culprit but incident {} ({:?}) was attributed to it",
@@ -373,7 +377,10 @@ fn agent(sc: &Scenario, decisions: &[(Millis, Decision)], x: &mut Expectations) 
                 incs.entry(*incident).or_insert_with(|| Inc {
                     function: *function,
                     owner_kind: owner.as_ref().map(|o| o.kind),
-                    owner: owner.as_ref().and_then(|o| o.name.clone()),
+                    owner: owner
+                        .as_ref()
+                        .and_then(|o| o.name.as_deref())
+                        .map(|n| sc.tenant_name(n).to_owned()),
                     opened_ms: at,
                     first_contained_ms: None,
                     first_evidence: None,
@@ -427,7 +434,11 @@ fn agent(sc: &Scenario, decisions: &[(Millis, Decision)], x: &mut Expectations) 
                     }
                 }
                 if acts_on(a) {
-                    let name = a.owner.as_ref().and_then(|o| o.name.clone());
+                    let name = a
+                        .owner
+                        .as_ref()
+                        .and_then(|o| o.name.as_deref())
+                        .map(|n| sc.tenant_name(n).to_owned());
                     let innocent = name.as_deref().is_none_or(|n| !culprits.contains(n));
                     if innocent {
                         let who = name.unwrap_or_else(|| {

@@ -18,6 +18,7 @@
 pub mod devlink;
 pub mod drivers;
 pub mod expect;
+mod pod;
 pub mod render;
 pub mod report;
 pub mod rng;
@@ -352,8 +353,17 @@ impl SimHost {
                     .map(|(n, (b, _))| (format!("net{}", n + 1), *b))
                     .collect();
                 let refs: Vec<(&str, Bdf)> = links.iter().map(|(n, b)| (n.as_str(), *b)).collect();
-                s.fixture
-                    .add_container(o.pid, &o.name, &id, 4_026_532_100 + k as u64, &refs)?;
+                let inode = 4_026_532_100 + k as u64;
+                s.fixture.add_container(o.pid, &o.name, &id, inode, &refs)?;
+                let k8s = self
+                    .scenario
+                    .container
+                    .iter()
+                    .find(|c| c.name == o.name)
+                    .and_then(|c| c.k8s.as_ref());
+                if let Some(meta) = k8s {
+                    pod::write(&s.fixture, meta, k, o.pid, &id, inode)?;
+                }
             }
         }
         Ok(())

@@ -215,6 +215,54 @@ pub struct ContainerSpec {
     pub name: String,
     /// VFs whose netdevs live in its namespace.
     pub functions: Vec<Spanned<FnRef>>,
+    /// A Kubernetes pod: its runtime's bundles are written (`config.json` with the pod's
+    /// annotations, the pid file), so the host map names it `namespace/pod/container`.
+    #[serde(default)]
+    pub k8s: Option<K8sMeta>,
+}
+
+impl ContainerSpec {
+    /// The owner name the host map gives it: `namespace/pod/container` (`namespace/pod`
+    /// without a container) for a pod, else its name.
+    pub fn owner_name(&self) -> String {
+        match &self.k8s {
+            Some(k) => match &k.container {
+                Some(c) => format!("{}/{}/{c}", k.namespace, k.pod),
+                None => format!("{}/{}", k.namespace, k.pod),
+            },
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// `[[container]] k8s`: the pod a container is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct K8sMeta {
+    /// The pod's Kubernetes namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub pod: String,
+    /// The one container in it besides its sandbox, when any.
+    #[serde(default)]
+    pub container: Option<String>,
+    /// The container runtime whose files to write.
+    #[serde(default)]
+    pub runtime: K8sRuntime,
+    /// The pod's UID; default one derived from its place in the scenario.
+    #[serde(default)]
+    pub uid: Option<String>,
+}
+
+/// `[[container]] k8s.runtime`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum K8sRuntime {
+    /// containerd's CRI plugin.
+    #[default]
+    Containerd,
+    /// CRI-O.
+    Crio,
 }
 
 /// What a tenant, or the hardware, does.
@@ -482,6 +530,16 @@ pub fn files_in(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
 }
 
 impl Scenario {
+    /// The scenario's name of the tenant the host map calls `owner_name`: a pod's container is
+    /// reported as `namespace/pod/container` ([`ContainerSpec::owner_name`]) and referred to by
+    /// its `name` in behaviours and expectations.
+    pub fn tenant_name<'a>(&'a self, owner_name: &'a str) -> &'a str {
+        self.container
+            .iter()
+            .find(|c| c.k8s.is_some() && c.owner_name() == owner_name)
+            .map_or(owner_name, |c| c.name.as_str())
+    }
+
     /// Reads and validates a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
