@@ -59,6 +59,9 @@ pub struct IncidentEvent {
     pub owner: Option<Owner>,
     /// The owner's identity across hosts, for a VM.
     pub vm: Option<VmIdentity>,
+    /// The owner's identity in Kubernetes, for a pod (absent from older agents' messages).
+    #[serde(default)]
+    pub pod: Option<PodIdentity>,
     /// The fault class: the policy rule that crossed its threshold (`mdd`, `spoof`, ...).
     pub class: Option<String>,
     /// The PF's driver, firmware and the host's kernel.
@@ -98,6 +101,34 @@ impl VmIdentity {
     }
 }
 
+/// A Kubernetes pod as the fleet knows it: what its runtime's files on the node say
+/// (`k8s.*` in the owner's metadata). The UID tells a pod apart from a later one of the same
+/// name (a StatefulSet's `web-0` recreated, on this node or another).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodIdentity {
+    /// The pod's Kubernetes namespace.
+    pub k8s_namespace: String,
+    /// The pod's name.
+    pub k8s_pod: String,
+    /// The container, when the pod has one besides its sandbox.
+    pub k8s_container: Option<String>,
+    /// The pod's UID, when the runtime records it.
+    pub k8s_pod_uid: Option<String>,
+}
+
+impl PodIdentity {
+    /// The identity of an owner Kubernetes named; `None` for anything else.
+    pub fn of(owner: &Owner) -> Option<PodIdentity> {
+        let meta = |k: &str| owner.metadata.get(k).cloned();
+        Some(PodIdentity {
+            k8s_namespace: meta("k8s.namespace")?,
+            k8s_pod: meta("k8s.pod")?,
+            k8s_container: meta("k8s.container"),
+            k8s_pod_uid: meta("k8s.pod_uid"),
+        })
+    }
+}
+
 /// What a fault ran on: the same (driver, firmware, class) on many hosts is a platform bug.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Platform {
@@ -116,6 +147,9 @@ pub struct ActionEvent {
     pub action: Action,
     /// The owner's identity across hosts, for a VM.
     pub vm: Option<VmIdentity>,
+    /// The owner's identity in Kubernetes, for a pod (absent from older agents' messages).
+    #[serde(default)]
+    pub pod: Option<PodIdentity>,
 }
 
 /// An action's outcome.

@@ -14,8 +14,8 @@ use vfguard_model::{Bdf, Decision, IncidentId, IncidentState, Millis, Topology};
 
 use crate::error::FleetError;
 use crate::event::{
-    ActionEvent, Body, Envelope, Heartbeat, IncidentEvent, OutcomeEvent, Platform, VmIdentity,
-    VERSION,
+    ActionEvent, Body, Envelope, Heartbeat, IncidentEvent, OutcomeEvent, Platform, PodIdentity,
+    VmIdentity, VERSION,
 };
 use crate::subject::{Kind, Subjects};
 
@@ -93,6 +93,7 @@ impl Outbox {
                 state: i.state,
                 owner: i.owner.clone(),
                 vm: i.owner.as_ref().and_then(VmIdentity::of),
+                pod: i.owner.as_ref().and_then(PodIdentity::of),
                 class: None,
                 platform: self.platform(pf),
             };
@@ -119,9 +120,11 @@ impl Outbox {
             },
             Entry::Intent { seq, action } => {
                 let vm = action.owner.as_ref().and_then(VmIdentity::of);
+                let pod = action.owner.as_ref().and_then(PodIdentity::of);
                 let body = Body::Action(ActionEvent {
                     action: action.clone(),
                     vm,
+                    pod,
                 });
                 (*seq, action.at, body, Kind::Action)
             }
@@ -182,6 +185,7 @@ impl Outbox {
                     state: IncidentState::Open,
                     owner: owner.clone(),
                     vm: owner.as_ref().and_then(VmIdentity::of),
+                    pod: owner.as_ref().and_then(PodIdentity::of),
                     class: None,
                     platform: self.platform(pf),
                 };

@@ -285,3 +285,44 @@ fn a_closed_incident_leaves_the_open_list() {
     }
     assert!(view.report(ReportOptions::default()).open.is_empty());
 }
+
+#[test]
+fn a_pods_incident_carries_its_kubernetes_identity_and_an_older_message_reads_without_it() {
+    let mut pod = Owner {
+        kind: OwnerKind::Netns,
+        name: Some("telco/pktgen-7d9f/dpdk".into()),
+        pid: Some(6000),
+        ..Owner::default()
+    };
+    for (k, v) in [
+        ("k8s.namespace", "telco"),
+        ("k8s.pod", "pktgen-7d9f"),
+        ("k8s.container", "dpdk"),
+        ("k8s.pod_uid", "3f1c2a9e"),
+    ] {
+        pod.metadata.insert(k.into(), v.into());
+    }
+    let ms = incident("node-1", "i40e", 3, 2, &pod, "mdd");
+    let v: serde_json::Value = serde_json::from_slice(&ms[0].payload).unwrap();
+    assert_eq!(
+        v["pod"],
+        serde_json::json!({
+            "k8s_namespace": "telco",
+            "k8s_pod": "pktgen-7d9f",
+            "k8s_container": "dpdk",
+            "k8s_pod_uid": "3f1c2a9e"
+        })
+    );
+    assert!(v["vm"].is_null(), "a pod is no VM");
+    // A VM's incident has no pod; a message from an agent before pods parses.
+    let vm_ms = incident("hv-1", "i40e", 7, 2, &vm("web", "u-1"), "mdd");
+    let mut old: serde_json::Value = serde_json::from_slice(&vm_ms[0].payload).unwrap();
+    assert!(old["pod"].is_null());
+    old.as_object_mut().unwrap().remove("pod");
+    let e: Envelope = serde_json::from_value(old).unwrap();
+    let Body::Incident(ev) = e.body else {
+        panic!("{e:?}")
+    };
+    assert_eq!(ev.pod, None);
+    assert_eq!(ev.vm.map(|v| v.uuid), Some("u-1".to_owned()));
+}
