@@ -85,6 +85,7 @@ pub struct Metrics {
     vf_link_enabled: Family<Labels, Gauge>,
     vf_spoof_check: Family<Labels, Gauge>,
     vf_in_incident: Family<Labels, Gauge>,
+    vf_pod_info: Family<Labels, Gauge>,
     fleet_published: Counter,
     fleet_dropped: Counter,
     fleet_backlog: Gauge,
@@ -211,6 +212,14 @@ impl Metrics {
             "Whether the VF has an open incident",
             vf_in_incident.clone(),
         );
+        // One series per VF a pod holds (the VF gauges' own bound): join them on (pf, vf) to
+        // group by Kubernetes namespace or pod.
+        let vf_pod_info = Family::<Labels, Gauge>::default();
+        r.register(
+            "vf_pod_info",
+            "The Kubernetes pod holding the VF, as its runtime's files name it (always 1)",
+            vf_pod_info.clone(),
+        );
         let fleet_published = Counter::default();
         r.register(
             "fleet_published",
@@ -259,6 +268,7 @@ impl Metrics {
             vf_link_enabled,
             vf_spoof_check,
             vf_in_incident,
+            vf_pod_info,
             fleet_published,
             fleet_dropped,
             fleet_backlog,
@@ -403,6 +413,7 @@ impl Metrics {
         for pf in &t.pfs {
             for vf in &pf.vfs {
                 (pf.bdf, vf.index.0, &vf.owner.kind, &vf.owner.name).hash(&mut h);
+                vf.owner.metadata.hash(&mut h);
                 let s = vf.state.as_ref();
                 (s.and_then(|s| s.link_state), s.and_then(|s| s.spoofchk)).hash(&mut h);
                 in_incident.contains(&vf.bdf).hash(&mut h);
@@ -416,6 +427,7 @@ impl Metrics {
         self.vf_link_enabled.clear();
         self.vf_spoof_check.clear();
         self.vf_in_incident.clear();
+        self.vf_pod_info.clear();
         for pf in &t.pfs {
             for vf in &pf.vfs {
                 let l = labels([
@@ -435,6 +447,18 @@ impl Metrics {
                 self.vf_in_incident
                     .get_or_create(&l)
                     .set(i64::from(in_incident.contains(&vf.bdf)));
+                let meta = |k: &str| vf.owner.metadata.get(k).map(String::as_str);
+                if let (Some(ns), Some(pod)) = (meta("k8s.namespace"), meta("k8s.pod")) {
+                    self.vf_pod_info
+                        .get_or_create(&labels([
+                            ("pf", &pf.bdf.to_string()),
+                            ("vf", &vf.index.0.to_string()),
+                            ("namespace", ns),
+                            ("pod", pod),
+                            ("container", meta("k8s.container").unwrap_or("")),
+                        ]))
+                        .set(1);
+                }
             }
         }
     }
