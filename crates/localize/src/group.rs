@@ -106,6 +106,22 @@ pub struct Outcome {
     pub before: f64,
     /// Faults in the window the gate was on.
     pub during: f64,
+    /// How much more the counts scatter than Poisson counts would (variance over mean of the
+    /// baseline's windows, at least 1): faults that come in bursts (a PF-wide counter read
+    /// every 2 s) are less sure than their number says, so every deviation is widened by its
+    /// square root.
+    pub dispersion: f64,
+}
+
+impl Outcome {
+    /// Counts that scatter as Poisson counts do.
+    pub fn poisson(before: f64, during: f64) -> Outcome {
+        Outcome {
+            before,
+            during,
+            dispersion: 1.0,
+        }
+    }
 }
 
 /// Where the search stands.
@@ -361,7 +377,13 @@ impl<K: Ord + Clone> Localizer<K> {
         let fell = before - during;
         // The deviation of the difference: Poisson counts, the baseline averaged over
         // `baseline_windows` windows as long as the probe's.
-        let sigma = (before / f64::from(self.cfg.baseline_windows.max(1)) + during).sqrt();
+        let spread = if outcome.dispersion.is_finite() {
+            outcome.dispersion.max(1.0)
+        } else {
+            1.0
+        };
+        let sigma =
+            (spread * (before / f64::from(self.cfg.baseline_windows.max(1)) + during)).sqrt();
         let z = self.cfg.z * sigma.max(1.0);
         match pending {
             Pending::Test { gated } => self.tested(&gated, before, fell, z, probe),

@@ -55,10 +55,7 @@ impl<K: Ord + Clone> SimulatedPf<K> {
                 }
             })
             .sum();
-        Outcome {
-            before,
-            during: self.noisy(during * scale),
-        }
+        Outcome::poisson(before, self.noisy(during * scale))
     }
 
     /// A Poisson sample of mean `mean` (Knuth's method; exact value without noise).

@@ -151,11 +151,43 @@ fn a_throttle_that_does_not_stop_the_faults_gives_way_to_the_link_state_gate() {
 fn faults_that_stop_on_their_own_end_the_search() {
     let mut l = Localizer::new((0..8u16).collect(), Vec::new(), 8, ProbeConfig::default());
     assert!(matches!(l.step(), Verdict::Probe(_)));
-    l.observe(vfguard_localize::Outcome {
-        before: 0.0,
-        during: 0.0,
-    });
+    l.observe(vfguard_localize::Outcome::poisson(0.0, 0.0));
     assert_eq!(l.step(), Verdict::Quiet { rounds: 1 });
+}
+
+/// Counts in bursts (a PF-wide counter read every 2 s) scatter more than Poisson counts: the
+/// same fall that names a culprit when the counts are Poisson is measured again, longer, when
+/// the baseline's windows scattered forty times as much.
+#[test]
+fn bursty_counts_need_a_larger_fall_to_name_anyone() {
+    let run = |dispersion: f64| {
+        let mut l = Localizer::new(vec![0u16, 1], Vec::new(), 2, ProbeConfig::default());
+        let Verdict::Probe(p) = l.step() else {
+            panic!("no probe")
+        };
+        assert_eq!(p.gated, [0]);
+        // Gating VF 0 changes nothing: it is cleared, VF 1 is the candidate.
+        l.observe(vfguard_localize::Outcome {
+            before: 1000.0,
+            during: 1000.0,
+            dispersion,
+        });
+        let Verdict::Probe(c) = l.step() else {
+            panic!("no confirmation")
+        };
+        assert!(c.confirmation && c.gated == [1]);
+        l.observe(vfguard_localize::Outcome {
+            before: 1000.0,
+            during: 400.0,
+            dispersion,
+        });
+        l.step()
+    };
+    assert!(matches!(run(1.0), Verdict::Found { ref culprits, .. } if culprits[0].0 == 1));
+    match run(40.0) {
+        Verdict::Probe(again) => assert!(again.confirmation && again.window_ms == 20_000),
+        other => panic!("named on a bursty fall: {other:?}"),
+    }
 }
 
 /// With Poisson noise and rates of 15 to 60 faults a 10 s window: 2000 searches for one or two
