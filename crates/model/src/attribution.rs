@@ -32,6 +32,9 @@ pub enum Method {
     /// and nothing the log says (no IOMMU unit) tells them apart: every candidate is listed, no
     /// one is blamed.
     Ambiguous,
+    /// A fault that names no VF, pinned on the VF that group testing found: gated alone, its
+    /// PF's faults fell by what its search found for it (docs/localize.md).
+    Localized,
 }
 
 /// How the evidence of a victim-side event begins: a line a VF's own driver printed about what
@@ -40,7 +43,7 @@ pub const VICTIM_CONTEXT: &str = "victim side (context only, never counted): ";
 
 impl Method {
     /// Every method, in the order above.
-    pub const ALL: [Method; 9] = [
+    pub const ALL: [Method; 10] = [
         Method::Direct,
         Method::WholeDevice,
         Method::Mac,
@@ -50,6 +53,7 @@ impl Method {
         Method::Unattributed,
         Method::TlpHeader,
         Method::Ambiguous,
+        Method::Localized,
     ];
 
     /// The stable name (also its JSON form and its metric label).
@@ -64,6 +68,7 @@ impl Method {
             Method::Unattributed => "unattributed",
             Method::TlpHeader => "tlp_header",
             Method::Ambiguous => "ambiguous",
+            Method::Localized => "localized",
         }
     }
 
@@ -108,7 +113,8 @@ mod tests {
                 "sequence",
                 "unattributed",
                 "tlp_header",
-                "ambiguous"
+                "ambiguous",
+                "localized"
             ]
         );
         assert!(serde_json::from_str::<Method>("\"guessed\"").is_err());

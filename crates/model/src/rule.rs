@@ -38,6 +38,10 @@ const UNCONTAINED: &str = "uncontained: no rung of the ladder is left that works
 const AFTER: &str = " (after ";
 const STILL: &str = "still uncontained: ";
 const SINCE_NOTICE: &str = " faults since the last notice";
+const PROBE: &str = "localize probe round ";
+const GATED_FOR: &str = ": gated for ";
+const TTL: &str = " ms, reverted within ";
+const REVERTED: &str = ": reverted";
 
 /// What made an action (an [`crate::Action`]'s `rule`). Serialized as the sentence its
 /// `Display` writes.
@@ -102,6 +106,21 @@ pub enum RuleRef {
         /// Faults since the notice before.
         faults: u64,
     },
+    /// A localization probe's gate on a suspect VF (docs/localize.md), never a punishment:
+    /// `localize probe round 3: gated for 10000 ms, reverted within 30000 ms`.
+    Probe {
+        /// The search's round.
+        round: u32,
+        /// How long the gate is meant to stay on.
+        window_ms: u64,
+        /// When it is reverted whatever happens (its time to live).
+        ttl_ms: u64,
+    },
+    /// A probe's gate taken off: `localize probe round 3: reverted`.
+    ProbeReverted {
+        /// The search's round.
+        round: u32,
+    },
 }
 
 impl RuleRef {
@@ -159,6 +178,20 @@ impl RuleRef {
                 after: Box::new(RuleRef::parse(after)),
             });
         }
+        if let Some(rest) = text.strip_prefix(PROBE) {
+            if let Some(round) = rest.strip_suffix(REVERTED) {
+                return Some(RuleRef::ProbeReverted {
+                    round: number(round)?,
+                });
+            }
+            let (round, rest) = rest.split_once(GATED_FOR)?;
+            let (window, ttl) = rest.strip_suffix(" ms")?.split_once(TTL)?;
+            return Some(RuleRef::Probe {
+                round: number(round)?,
+                window_ms: number(window)?,
+                ttl_ms: number(ttl)?,
+            });
+        }
         if let Some(rest) = text.strip_prefix(STILL) {
             return Some(RuleRef::StillUncontained {
                 faults: number(rest.strip_suffix(SINCE_NOTICE)?)?,
@@ -199,6 +232,12 @@ impl fmt::Display for RuleRef {
                 write!(f, "{UNCONTAINED}{owner}{AFTER}{after})")
             }
             RuleRef::StillUncontained { faults } => write!(f, "{STILL}{faults}{SINCE_NOTICE}"),
+            RuleRef::Probe {
+                round,
+                window_ms,
+                ttl_ms,
+            } => write!(f, "{PROBE}{round}{GATED_FOR}{window_ms}{TTL}{ttl_ms} ms"),
+            RuleRef::ProbeReverted { round } => write!(f, "{PROBE}{round}{REVERTED}"),
         }
     }
 }
@@ -289,6 +328,18 @@ mod tests {
                 },
                 "uncontained: no rung of the ladder is left that works for netns:pod-a \
                  (after fallback after set_vf:link_state failed: EOPNOTSUPP)",
+            ),
+            (
+                RuleRef::Probe {
+                    round: 3,
+                    window_ms: 10_000,
+                    ttl_ms: 30_000,
+                },
+                "localize probe round 3: gated for 10000 ms, reverted within 30000 ms",
+            ),
+            (
+                RuleRef::ProbeReverted { round: 3 },
+                "localize probe round 3: reverted",
             ),
             (
                 RuleRef::StillUncontained { faults: 12 },
