@@ -100,6 +100,72 @@ pub struct RawGuard {
     pub exclude: Option<Vec<String>>,
 }
 
+/// The localization of faults that name no VF, as written (`[localize]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLocalize {
+    /// Allow active group testing (gating suspects). Passive narrowing is always on.
+    pub active: Option<bool>,
+    /// Faults (records) a PF must show before a search starts.
+    pub min_faults: Option<u32>,
+    /// How long a probe's gate stays on.
+    pub window: Option<String>,
+    /// When a gate is reverted whatever happens.
+    pub ttl: Option<String>,
+    /// How late the driver reports what happened (ixgbe reads its spoof counter every 2 s).
+    pub lag: Option<String>,
+    /// After a search ends, how long before another on the same PF.
+    pub rest: Option<String>,
+    /// The throttle gate's rate, Mbit/s.
+    pub throttle_mbps: Option<u32>,
+    /// The largest share of a PF's tenants gated at once.
+    pub max_share: Option<f64>,
+    /// Windows the rate before a probe is averaged over.
+    pub baseline_windows: Option<u32>,
+    /// Standard deviations a fall must reach to count.
+    pub z: Option<f64>,
+    /// The same, to name a culprit.
+    pub z_confirm: Option<f64>,
+    /// Rounds before giving up.
+    pub max_rounds: Option<u32>,
+}
+
+/// The localization of faults that name no VF (docs/localize.md), validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Localize {
+    /// Active group testing allowed (in `enforce` mode; `dry_run` journals the first probe it
+    /// would make; `observe` never probes).
+    pub active: bool,
+    /// Faults a PF must show (within the baseline) before a search starts.
+    pub min_faults: u32,
+    /// How late the driver reports a fault (a counter polled every `lag`): a probe's faults
+    /// are counted from `lag` after its gate went on to `lag` after it came off.
+    pub lag: Millis,
+    /// After a search ends, how long before another on the same PF.
+    pub rest: Millis,
+    /// How the search probes.
+    pub probe: vfguard_localize::ProbeConfig,
+}
+
+impl Default for Localize {
+    fn default() -> Localize {
+        Localize {
+            active: false,
+            min_faults: 3,
+            lag: 2_000,
+            rest: 600_000,
+            // Three deviations, not the search's two: a PF's fault counts are sums of bursts
+            // read every few seconds, and at two deviations about one round in fifty reads
+            // noise as a split (the search then chases a phantom culprit for several rounds;
+            // the confirmation still never names it).
+            probe: vfguard_localize::ProbeConfig {
+                z: 3.0,
+                ..vfguard_localize::ProbeConfig::default()
+            },
+        }
+    }
+}
+
 /// A policy as written in TOML.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,6 +192,8 @@ pub struct RawPolicy {
     pub quarantine_vlan: Option<u16>,
     /// The blast-radius guard.
     pub guard: Option<RawGuard>,
+    /// Localizing faults that name no VF.
+    pub localize: Option<RawLocalize>,
 }
 
 /// A validated rule.
@@ -176,6 +244,8 @@ pub struct Policy {
     pub allow_pf_reset: bool,
     /// Exclusion patterns.
     pub exclude: Vec<String>,
+    /// Localizing faults that name no VF.
+    pub localize: Localize,
 }
 
 /// A policy that does not validate: the field, the value, and what it must be.
@@ -274,6 +344,7 @@ impl Default for Policy {
             guard_window: 60_000,
             allow_pf_reset: false,
             exclude: Vec::new(),
+            localize: Localize::default(),
         }
     }
 }
@@ -466,6 +537,9 @@ impl Policy {
                 p.exclude = e.clone();
             }
         }
+        if let Some(l) = &raw.localize {
+            p.localize = validate_localize(l)?;
+        }
         Ok(p)
     }
 
@@ -478,9 +552,126 @@ impl Policy {
     }
 }
 
+fn validate_localize(l: &RawLocalize) -> Result<Localize, PolicyError> {
+    let bad = |field: &str, value: String, must: &str| PolicyError {
+        field: format!("localize.{field}"),
+        value,
+        must: must.into(),
+    };
+    let mut out = Localize::default();
+    let c = &mut out.probe;
+    out.active = l.active.unwrap_or(out.active);
+    if let Some(n) = l.min_faults {
+        if n == 0 {
+            return Err(bad("min_faults", "0".into(), "must be >= 1"));
+        }
+        out.min_faults = n;
+    }
+    let duration = |field: &str, text: &Option<String>, default: Millis| {
+        text.as_deref().map_or(Ok(default), |t| {
+            parse_duration(&format!("localize.{field}"), t)
+        })
+    };
+    c.window_ms = duration("window", &l.window, c.window_ms)?;
+    if c.window_ms == 0 {
+        return Err(bad("window", "0s".into(), "must be > 0"));
+    }
+    out.lag = duration("lag", &l.lag, out.lag)?;
+    out.rest = duration("rest", &l.rest, out.rest)?;
+    c.ttl_ms = duration("ttl", &l.ttl, c.ttl_ms)?;
+    if c.ttl_ms <= c.window_ms + out.lag {
+        return Err(bad(
+            "ttl",
+            format!("{} ms", c.ttl_ms),
+            &format!(
+                "must be longer than window + lag ({} ms): a gate is reverted when its window \
+                 ends, the time to live is the backstop",
+                c.window_ms + out.lag
+            ),
+        ));
+    }
+    if let Some(r) = l.throttle_mbps {
+        if r == 0 {
+            return Err(bad(
+                "throttle_mbps",
+                "0".into(),
+                "must be > 0 (0 means no limit to the kernel)",
+            ));
+        }
+        c.throttle_mbps = r;
+    }
+    if let Some(s) = l.max_share {
+        if !(s > 0.0 && s <= 1.0) {
+            return Err(bad("max_share", s.to_string(), "must be > 0 and <= 1"));
+        }
+        c.max_share = s;
+    }
+    if let Some(n) = l.baseline_windows {
+        if n == 0 {
+            return Err(bad("baseline_windows", "0".into(), "must be >= 1"));
+        }
+        c.baseline_windows = n;
+    }
+    if let Some(z) = l.z {
+        if !(z > 0.0 && z.is_finite()) {
+            return Err(bad("z", z.to_string(), "must be > 0"));
+        }
+        c.z = z;
+    }
+    if let Some(z) = l.z_confirm {
+        if !(z.is_finite() && z >= c.z) {
+            return Err(bad(
+                "z_confirm",
+                z.to_string(),
+                &format!(
+                    "must be >= localize.z ({}): naming a tenant needs more",
+                    c.z
+                ),
+            ));
+        }
+        c.z_confirm = z;
+    }
+    if let Some(n) = l.max_rounds {
+        if n == 0 {
+            return Err(bad("max_rounds", "0".into(), "must be >= 1"));
+        }
+        c.max_rounds = n;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn localize_defaults_and_errors() {
+        let p = Policy::from_toml("[localize]\nactive = true\nwindow = \"5s\"\n").unwrap();
+        assert!(p.localize.active);
+        assert_eq!(p.localize.probe.window_ms, 5_000);
+        assert!(
+            !Policy::default().localize.active,
+            "active probing is opt-in"
+        );
+        let e = Policy::from_toml("[localize]\nwindow = \"20s\"\nttl = \"21s\"\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("localize.ttl (21000 ms) must be longer than window + lag (22000 ms)"),
+            "{e}"
+        );
+        let e = Policy::from_toml("[localize]\nmax_share = 1.5\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "localize.max_share (1.5) must be > 0 and <= 1"
+        );
+        let e = Policy::from_toml("[localize]\nz = 3.0\nz_confirm = 2.0\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("localize.z_confirm (2) must be >= localize.z (3)"),
+            "{e}"
+        );
+        assert!(Policy::from_toml("[localize]\ngate = \"trust\"\n").is_err());
+    }
 
     #[test]
     fn durations() {

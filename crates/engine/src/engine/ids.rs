@@ -49,6 +49,8 @@ impl Engine {
         &mut self,
         journalled: &std::collections::HashSet<(ActionId, String, Bdf)>,
     ) -> usize {
+        let ids: std::collections::HashSet<ActionId> = journalled.iter().map(|k| k.0).collect();
+        self.abandon_probes(&ids);
         let gone: Vec<ActionId> = self
             .pending
             .iter()

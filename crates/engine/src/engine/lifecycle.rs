@@ -278,9 +278,10 @@ impl Engine {
                 .map_or(!pending && inc.contained_at.is_none(), |r| {
                     now >= r.saturating_add(close_after)
                 });
-            if done && quiet >= close_after && !inc.restoring && !doubted_on {
+            if done && quiet >= close_after && !inc.restoring && !doubted_on && !self.probing(id) {
                 self.close(id, "quiet", out);
             }
         }
+        self.localize_tick(t, now, out);
     }
 }

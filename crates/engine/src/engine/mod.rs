@@ -24,6 +24,7 @@ mod guard;
 mod ids;
 mod ladder;
 mod lifecycle;
+mod localization;
 mod operator;
 mod reconsider;
 mod victim;
@@ -57,6 +58,14 @@ pub struct Engine {
     stats: HashMap<(Bdf, VfIndex), StatsEntry>,
     /// The last victim-side line of each function, and when (corroboration only).
     victims: HashMap<Bdf, (Millis, String)>,
+    /// When each VF's `tx_packets` last moved (passive localization).
+    tx_moved: HashMap<(Bdf, VfIndex), Millis>,
+    /// Localization searches, by PF.
+    searches: localization::Searches,
+    /// Probe gates not yet reported on, and their PF.
+    probes: HashMap<ActionId, Bdf>,
+    /// Probe reverts not yet reported as done.
+    reverts: HashMap<ActionId, localization::Revert>,
 }
 
 impl Engine {
@@ -74,6 +83,10 @@ impl Engine {
             recent: VecDeque::new(),
             stats: HashMap::new(),
             victims: HashMap::new(),
+            tx_moved: HashMap::new(),
+            searches: BTreeMap::new(),
+            probes: HashMap::new(),
+            reverts: HashMap::new(),
         }
     }
 
@@ -174,6 +187,10 @@ impl Engine {
             }
             Observation::VfStats { pf, vf, stats } => self.sampled(*pf, *vf, stats, now),
             Observation::Outcome(o) => {
+                // A localization probe's gate or revert is no rung of a ladder.
+                if let Some(id) = self.probe_outcome(o, t, now, &mut out) {
+                    return (out, id);
+                }
                 own = self.pending.get(&o.id).map(|(id, _)| *id);
                 self.outcome(o, t, now, &mut out);
             }
@@ -253,6 +270,9 @@ impl Engine {
         }
         let id = self.open(a.key, a, now, out);
         self.fault_in(id, a, counts, t, now, out);
+        if let (Key::PfLevel(pf), true) = (a.key, counts) {
+            self.localize_fault(pf, id, a, t, now, out);
+        }
         Some(id)
     }
 
