@@ -415,6 +415,10 @@ impl Agent {
             ActionKind::SetVf(vfguard_model::VfChange::LinkState(l)) => s.link_state = Some(*l),
             ActionKind::SetVf(vfguard_model::VfChange::SpoofChk(on)) => s.spoofchk = Some(*on),
             ActionKind::SetVf(vfguard_model::VfChange::Trust(on)) => s.trust = Some(*on),
+            ActionKind::SetVf(vfguard_model::VfChange::Rate { min_mbps, max_mbps }) => {
+                s.min_tx_rate = Some(*min_mbps);
+                s.max_tx_rate = Some(*max_mbps);
+            }
             ActionKind::Restore(before) => {
                 s.link_state = before.link_state;
                 s.spoofchk = before.spoofchk;
@@ -843,8 +847,14 @@ impl Agent {
             };
             let mut acts = Vec::new();
             for obs in round.drain(..) {
+                // Counters a localization reads are journalled though they decide nothing: a
+                // replay must see them to decide as the live run did.
+                let matters = self.engine.matters(&obs);
                 let (decisions, incident) = self.engine.observe_linked(&obs, &self.topo, now);
                 if decisions.is_empty() {
+                    if let (Some(i), Some(_)) = (matters, self.journal.as_ref()) {
+                        batch.observations.push((obs, Some(i)));
+                    }
                     continue;
                 }
                 if let (Observation::Fault(e), Some(i)) = (&obs, incident) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use vfguard_act::MemoryNotifier;
 use vfguard_engine::policy::RawPolicy;
 use vfguard_engine::Policy;
-use vfguard_model::{Decision, Errno, IncidentId, Millis};
+use vfguard_model::{Decision, Errno, IncidentId, Millis, RuleRef};
 use vfguard_sim::expect::{acts_on, check, Run};
 use vfguard_sim::report::{ActionRow, Attribution, Incident, OwnerRef, Report};
 use vfguard_sim::scenario::{Scenario, ScenarioError};
@@ -260,8 +260,13 @@ fn build(
                 let row = ActionRow {
                     at_ms: *at,
                     action: format!(
-                        "{}{}",
+                        "{}{}{}",
                         if a.dry_run { "dry_run:" } else { "" },
+                        match a.rule {
+                            RuleRef::Probe { .. } => "probe:",
+                            RuleRef::ProbeReverted { .. } => "probe_revert:",
+                            _ => "",
+                        },
                         a.kind.name()
                     ),
                     function: Some(a.function),

@@ -89,7 +89,22 @@ fn secs(ms: Millis) -> String {
 
 fn host_only(sc: &Scenario, list: &[Incident], x: &mut Expectations) {
     let culprits = culprits(sc);
-    for c in &culprits {
+    if sc.expect.localized {
+        let names: Vec<&str> = culprits.iter().copied().collect();
+        x.skipped.push(format!(
+            "culprits ({}): not looked for, their faults name no VF and only the agent's localization finds them",
+            names.join(", ")
+        ));
+        if !list
+            .iter()
+            .any(|i| i.vf.is_none() && i.owner.kind == "host")
+        {
+            x.failures.push(
+                "the faults naming no VF must stay on their PF (no PF-level incident)".into(),
+            );
+        }
+    }
+    for c in culprits.iter().filter(|_| !sc.expect.localized) {
         if !list
             .iter()
             .any(|i| i.owner.name.as_deref().map(|n| sc.tenant_name(n)) == Some(c))
@@ -316,9 +331,15 @@ fn pf_of(sc: &Scenario, f: Bdf) -> Option<Bdf> {
 }
 
 /// Whether an action acts on its function's owner: anything beyond telling someone and putting
-/// things back (a notify, a restore, the cool-down). Only culprits may be acted on.
+/// things back (a notify, a restore, the cool-down) or a localization probe's gate (a reverted
+/// test, never a punishment; every gate must come off: [`agent`] checks). Only culprits may be
+/// acted on.
 pub fn acts_on(a: &vfguard_model::Action) -> bool {
-    !matches!(a.kind, ActionKind::Notify | ActionKind::Restore(_)) && a.rule != RuleRef::CoolDown
+    !matches!(a.kind, ActionKind::Notify | ActionKind::Restore(_))
+        && !matches!(
+            a.rule,
+            RuleRef::CoolDown | RuleRef::Probe { .. } | RuleRef::ProbeReverted { .. }
+        )
 }
 
 fn agent(sc: &Scenario, decisions: &[(Millis, Decision)], x: &mut Expectations) {
@@ -338,6 +359,8 @@ fn agent(sc: &Scenario, decisions: &[(Millis, Decision)], x: &mut Expectations) 
         .collect();
     // Innocents acted on: name (or function and owner kind) -> what was done, first time.
     let mut acted_on: BTreeMap<String, (Millis, String)> = BTreeMap::new();
+    // Localization gates on and not yet taken off: function -> (when, round).
+    let mut gated: BTreeMap<Bdf, (Millis, u32)> = BTreeMap::new();
     let set_state = |incs: &mut BTreeMap<IncidentId, Inc>,
                      clocks: &mut BTreeMap<&str, Clock>,
                      i: IncidentId,
@@ -428,6 +451,15 @@ fn agent(sc: &Scenario, decisions: &[(Millis, Decision)], x: &mut Expectations) 
                 }
             }
             Decision::Act(a) => {
+                match a.rule {
+                    RuleRef::Probe { round, .. } if !a.dry_run => {
+                        gated.insert(a.function, (at, round));
+                    }
+                    RuleRef::ProbeReverted { .. } => {
+                        gated.remove(&a.function);
+                    }
+                    _ => {}
+                }
                 if matches!(a.kind, ActionKind::Notify) {
                     if let Some(inc) = incs.get_mut(&a.incident) {
                         inc.notified.push(at);
@@ -453,6 +485,12 @@ fn agent(sc: &Scenario, decisions: &[(Millis, Decision)], x: &mut Expectations) 
             | Decision::Suppressed { .. }
             | Decision::ModeChanged { .. } => {}
         }
+    }
+    for (f, (at, round)) in &gated {
+        x.failures.push(format!(
+            "localization gate of round {round} on {f} at {} was never taken off",
+            secs(*at)
+        ));
     }
     let end = sc.scenario.duration_ms;
     for clock in clocks.values_mut() {

@@ -395,6 +395,11 @@ pub struct ExpectSpec {
     /// Each must also be listed in `culprits`.
     #[serde(default)]
     pub uncontained: Vec<Spanned<String>>,
+    /// The culprits' faults name no VF (a PF-wide count): only the agent's localization
+    /// (docs/localize.md) finds them. The host alone must show the PF-level incident and blame
+    /// no tenant; the culprits are looked for only when the agent runs.
+    #[serde(default)]
+    pub localized: bool,
 }
 
 /// A whole scenario file.

@@ -110,8 +110,25 @@ pub fn print_report(out: &mut impl Write, r: &Report) -> io::Result<()> {
             i.attribution.method,
             i.attribution.confidence
         )?;
-        for a in &i.actions {
-            writeln!(out, "    {:>7} ms  {:<22} {}", a.at_ms, a.action, a.result)?;
+        // The same action at the same moment (a localization round's gates on half a PF's
+        // VFs) is one line with its count.
+        let mut k = 0;
+        while let Some(a) = i.actions.get(k) {
+            let same = i.actions[k..]
+                .iter()
+                .take_while(|b| (b.at_ms, &b.action, &b.result) == (a.at_ms, &a.action, &a.result))
+                .count();
+            let times = if same > 1 {
+                format!(" (x{same})")
+            } else {
+                String::new()
+            };
+            writeln!(
+                out,
+                "    {:>7} ms  {:<22} {}{times}",
+                a.at_ms, a.action, a.result
+            )?;
+            k += same.max(1);
         }
         if let Some(c) = i.contained_ms {
             writeln!(
