@@ -5,7 +5,8 @@
 //! This module takes observations in and files faults under their incidents; the rest is split
 //! by concern: [`ids`] (incident and action ids, across a replay), [`windows`] (rule windows),
 //! [`correlation`] (per-VF counters around PF-level faults), [`ladder`] (the next rung, deciding
-//! actions, exhaustion), [`guard`] (the blast-radius caps), [`lifecycle`] (outcomes, re-offence,
+//! actions, exhaustion), [`guard`] (the blast-radius caps), [`localization`] (finding the VF a
+//! PF-level fault came from), [`lifecycle`] (outcomes, re-offence,
 //! restore, close: the state machine's moves) and [`operator`] (an operator's requests).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
