@@ -60,7 +60,7 @@ impl AgentHost {
         let kmsg = open_kmsg(&cfg.kmsg, true)
             .with_context(|| format!("opening {}", cfg.kmsg.display()))?;
         let fs: Arc<dyn HostFs> = Arc::new(FsRoot::new(&cfg.root));
-        let vfnet: Arc<dyn VfNet> = Arc::new(NetlinkVfNet);
+        let vfnet: Arc<dyn VfNet> = Arc::new(NetlinkVfNet::default());
         Ok(AgentHost {
             devlink: live_devlink(cfg),
             kmsg,
@@ -100,7 +100,7 @@ pub fn topology_reader(root: &Path) -> TopologyReader {
     if fs.is_live() {
         let fs: Arc<dyn HostFs> = Arc::new(fs);
         let netns: Arc<dyn NetnsProbe> = Arc::new(LiveNetns);
-        let vfnet: Arc<dyn VfNet> = Arc::new(NetlinkVfNet);
+        let vfnet: Arc<dyn VfNet> = Arc::new(NetlinkVfNet::default());
         TopologyReader::new(fs, netns, Some(vfnet))
     } else {
         let fs: Arc<dyn HostFs> = Arc::new(fs);

@@ -335,6 +335,7 @@ fn map(names: &[(bool, String)]) -> Topology {
             aer: false,
             iommu_group: None,
             iommu_unit: None,
+            firmware: None,
             owner: Owner::host("test"),
             vfs,
         }],

@@ -487,6 +487,7 @@ fn topology() -> Topology {
         aer: false,
         iommu_group: None,
         iommu_unit: None,
+        firmware: None,
         owner: Owner::none("no driver bound"),
         vfs: vec![Vf {
             index: VfIndex(0),
@@ -518,6 +519,7 @@ fn topology() -> Topology {
                 aer: true,
                 iommu_group: Some(39),
                 iommu_unit: Some("dmar1".into()),
+                firmware: Some("9.20 0x8000d8c5 1.3353.0".into()),
                 owner: owner(OwnerKind::Host),
                 vfs,
             },

@@ -56,6 +56,7 @@ fn topology() -> Topology {
             aer: false,
             iommu_group: None,
             iommu_unit: None,
+            firmware: None,
             owner: Owner::host("bench"),
             vfs,
         });

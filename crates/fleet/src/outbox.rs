@@ -70,7 +70,7 @@ impl Outbox {
                 pf.bdf,
                 Platform {
                     driver: pf.driver.clone(),
-                    firmware: None,
+                    firmware: pf.firmware.clone(),
                     kernel: self.kernel.clone(),
                 },
             );

@@ -54,6 +54,7 @@ fn topology(driver: &str) -> Topology {
             aer: false,
             iommu_group: None,
             iommu_unit: None,
+            firmware: Some("9.20 0x8000d8c5 1.3353.0".into()),
             owner: Owner::default(),
             vfs,
         }],
@@ -148,6 +149,11 @@ fn an_incident_becomes_messages_on_its_hosts_subject_with_ids_from_the_journal()
     assert_eq!(ev.pf, Some(bdf("0000:3b:00.0")));
     assert_eq!(ev.platform.driver.as_deref(), Some("i40e"));
     assert_eq!(ev.platform.kernel.as_deref(), Some("6.12.0"));
+    assert_eq!(
+        ev.platform.firmware.as_deref(),
+        Some("9.20 0x8000d8c5 1.3353.0"),
+        "the PF's firmware, as the host map has it"
+    );
     assert_eq!(ev.vm.map(|v| v.uuid), Some("u-1".to_owned()));
     // The JSON a consumer reads: the documented field names.
     let v: serde_json::Value = serde_json::from_slice(&ms[2].payload).unwrap();

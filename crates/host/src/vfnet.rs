@@ -10,4 +10,11 @@ pub trait VfNet: Send + Sync {
     /// The VFs of the PF whose netdev is `pf_netdev`, in index order; empty for a link without
     /// VFs.
     fn vf_states(&self, pf_netdev: &str) -> io::Result<Vec<VfState>>;
+
+    /// The adapter's firmware version as the PF's driver reports it (ethtool's driver info);
+    /// `None` when the driver reports none. Hosts that cannot ask say `None`.
+    fn firmware(&self, pf_netdev: &str) -> io::Result<Option<String>> {
+        let _ = pf_netdev;
+        Ok(None)
+    }
 }

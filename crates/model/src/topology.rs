@@ -87,6 +87,11 @@ pub struct Pf {
     /// by the unit it names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iommu_unit: Option<String>,
+    /// The adapter's firmware version as its driver reports it (ethtool's driver info,
+    /// `9.20 0x8000d8c5 1.3353.0` for an i40e port), when read: one (driver, firmware, fault
+    /// class) on many hosts is a platform bug, not a tenant's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<String>,
     /// Who holds it (a VM for whole-device passthrough, else the host or none).
     pub owner: Owner,
     /// Its VFs, by index.
@@ -536,6 +541,7 @@ mod tests {
             aer: false,
             iommu_group: None,
             iommu_unit: unit.map(str::to_owned),
+            firmware: None,
             owner: Owner::default(),
             vfs: vfs
                 .iter()

@@ -29,6 +29,18 @@ pub enum Family {
 }
 
 impl Family {
+    /// The firmware version its driver reports (`ethtool -i`'s `firmware-version`) on a
+    /// simulated PF that does not set one, in each driver's own format.
+    pub fn default_firmware(self) -> &'static str {
+        match self {
+            Family::I40e => "9.20 0x8000d8c5 1.3353.0",
+            Family::Ice => "4.40 0x8001c7d3 1.3534.0",
+            Family::Ixgbe => "0x800007f8",
+            Family::Igb => "3.25, 0x800005cc",
+            Family::Mlx5 => "22.36.1010 (MT_0000000436)",
+        }
+    }
+
     /// The PF driver's name.
     pub fn pf_driver(self) -> &'static str {
         match self {
@@ -162,6 +174,10 @@ pub struct PfSpec {
     /// at least.
     #[serde(default)]
     pub iommu_unit: Option<String>,
+    /// The firmware version its driver reports (`ethtool -i`); the driver family's usual one
+    /// when absent, none when empty.
+    #[serde(default)]
+    pub firmware: Option<String>,
 }
 
 fn default_totalvfs() -> u16 {

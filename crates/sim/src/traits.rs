@@ -152,6 +152,19 @@ impl VfNet for SimVfNet {
             .ok_or_else(|| io::Error::from_raw_os_error(19))?;
         Ok(pf.vfs.iter().map(|v| v.netlink()).collect())
     }
+
+    fn firmware(&self, pf_netdev: &str) -> io::Result<Option<String>> {
+        let mut s = lock(&self.shared);
+        let pf = s
+            .pf_by_netdev(pf_netdev)
+            .ok_or_else(|| io::Error::from_raw_os_error(19))?;
+        let v = pf
+            .spec
+            .firmware
+            .clone()
+            .unwrap_or_else(|| pf.spec.driver.default_firmware().to_owned());
+        Ok((!v.is_empty()).then_some(v))
+    }
 }
 
 /// The VF knobs: changes land on the model; unsupported knobs answer `EOPNOTSUPP`; injected

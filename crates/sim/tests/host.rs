@@ -36,6 +36,7 @@ driver = "igb"
 netdev = "enp2s0f0"
 numvfs = 2
 unsupported = ["link_state"]
+firmware = ""
 
 [[vm]]
 name = "flooder"
@@ -99,6 +100,23 @@ fn the_tree_reads_back_as_the_scenario_says() {
         .as_ref()
         .expect("VF state comes from the simulated netlink");
     assert_eq!(state.link_state, Some(VfLinkState::Auto));
+}
+
+#[test]
+fn the_map_has_the_firmware_each_driver_reports() {
+    let sim = host();
+    let t = sim.topology_reader().read();
+    let fw = |pf: &str| t.pf(pf.parse().unwrap()).and_then(|p| p.firmware.clone());
+    assert_eq!(fw("0000:08:00.0").as_deref(), Some("0x800007f8"));
+    assert_eq!(
+        fw("0000:3b:00.0").as_deref(),
+        Some("9.20 0x8000d8c5 1.3353.0")
+    );
+    assert_eq!(
+        fw("0000:02:00.0"),
+        None,
+        "firmware = \"\": the driver reports none"
+    );
 }
 
 #[test]

@@ -137,6 +137,24 @@ impl TopologyReader {
                 ));
             }
             let netdev = f.netdevs.first().cloned();
+            let mut firmware = None;
+            if let (Some(vfnet), Some(nd)) = (&self.vfnet, &netdev) {
+                match vfnet.firmware(nd) {
+                    Ok(v) => firmware = v,
+                    // A driver without driver info (or a netdev gone since the listing).
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENODEV)) => {
+                    }
+                    Err(e) => {
+                        // The ioctl needs a socket: exhaustion fails the read.
+                        let _ = fs
+                            .note(std::path::Path::new(nd), Err::<(), _>(e))
+                            .map_err(|e| {
+                                sys.warnings
+                                    .push(format!("{bdf} ({nd}): firmware version not read: {e}"));
+                            });
+                    }
+                }
+            }
             if let (Some(vfnet), Some(nd)) = (&self.vfnet, &netdev) {
                 if !vfs.is_empty() {
                     match vfnet.vf_states(nd) {
@@ -173,6 +191,7 @@ impl TopologyReader {
                 aer: f.aer,
                 iommu_group: f.iommu_group,
                 iommu_unit: f.iommu_unit.clone(),
+                firmware,
                 owner: idx.owner_of(f),
                 vfs,
             });

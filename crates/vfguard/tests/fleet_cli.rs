@@ -86,9 +86,10 @@ fn four_simulated_hosts_make_one_fleet_view() {
         .filter(|i| i["owner"]["name"] == "evil-2")
         .collect();
     assert_eq!(evil.len(), 2, "{r}");
-    assert!(evil
-        .iter()
-        .all(|i| i["class"] == "mdd" && i["platform"]["driver"] == "i40e"));
+    // The platform as each host's map has it: the PF's driver and the firmware it reports.
+    assert!(evil.iter().all(|i| i["class"] == "mdd"
+        && i["platform"]["driver"] == "i40e"
+        && i["platform"]["firmware"] == "9.20 0x8000d8c5 1.3353.0"));
     // Nova's metadata where the domain XML has it: the instance's name and project.
     let on_hv2 = evil.iter().find(|i| i["host"] == "hv-2").unwrap();
     assert_eq!(on_hv2["vm"]["nova_name"], "shop-backend", "{on_hv2}");
@@ -103,9 +104,10 @@ fn four_simulated_hosts_make_one_fleet_view() {
     // i40e MDD from three tenants on four hosts: a platform suspect.
     let suspects = r["platform_suspects"].as_array().unwrap();
     assert!(
-        suspects
-            .iter()
-            .any(|s| s["driver"] == "i40e" && s["class"] == "mdd" && s["tenants"] == 3),
+        suspects.iter().any(|s| s["driver"] == "i40e"
+            && s["firmware"] == "9.20 0x8000d8c5 1.3353.0"
+            && s["class"] == "mdd"
+            && s["tenants"] == 3),
         "{r}"
     );
     // As text.

@@ -1,6 +1,7 @@
 //! The Linux implementations of the host traits. Thin: translation only, no policy.
 
 pub mod devlink;
+pub mod ethtool;
 pub mod fdlimit;
 pub mod kmsg;
 pub mod netlink;

@@ -394,13 +394,20 @@ fn vf_state(info: &LinkVfInfo) -> VfState {
     s
 }
 
-/// [`VfNet`] over rtnetlink in the agent's own namespace.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NetlinkVfNet;
+/// [`VfNet`] over rtnetlink in the agent's own namespace (and `ethtool -i` for the firmware
+/// version, which no netlink family carries).
+#[derive(Debug, Default)]
+pub struct NetlinkVfNet {
+    ethtool: super::ethtool::Ethtool,
+}
 
 impl VfNet for NetlinkVfNet {
     fn vf_states(&self, pf_netdev: &str) -> io::Result<Vec<VfState>> {
         Rtnl::open()?.vf_states(pf_netdev)
+    }
+
+    fn firmware(&self, pf_netdev: &str) -> io::Result<Option<String>> {
+        self.ethtool.firmware(pf_netdev)
     }
 }
 

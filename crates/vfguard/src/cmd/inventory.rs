@@ -88,6 +88,9 @@ fn print_pf(out: &mut impl Write, pf: &Pf) -> io::Result<()> {
     if let Some(unit) = &pf.iommu_unit {
         write!(out, " iommu {}", printable(unit))?;
     }
+    if let Some(fw) = &pf.firmware {
+        write!(out, " firmware \"{}\"", printable(fw))?;
+    }
     writeln!(out, " owner {}", owner_text(&pf.owner))
 }
 
