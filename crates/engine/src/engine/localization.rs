@@ -25,14 +25,12 @@ use crate::incident::Evidence;
 use super::lifecycle::ACTION_BACKSTOP;
 use super::Engine;
 
-/// The kinds of PF-level fault a VF may have caused (not a PF reset or a firmware fault).
-const LOCALIZABLE: &[FaultKind] = &[
-    FaultKind::Spoof,
-    FaultKind::Mailbox,
-    FaultKind::TxHang,
-    FaultKind::MacOverride,
-    FaultKind::VlanOverride,
-];
+/// The kinds of PF-level fault a VF's Tx may cause, which a gate on its Tx (a throttle, its
+/// link) stops, and which its Tx counters tell about: spoofed frames, hangs from malformed
+/// descriptors. A VF's mailbox requests (igb's "Unhandled Msg", MAC and VLAN overrides,
+/// i40e's MAC limit) go on whatever its rate or link, and no per-VF counter shows them: no
+/// gate can test them, so they are left to the sequence attribution (docs/localize.md).
+const LOCALIZABLE: &[FaultKind] = &[FaultKind::Spoof, FaultKind::TxHang];
 
 /// Faults kept per PF (a bound on memory under a flood; the baselines need minutes of them).
 const HISTORY_CAP: usize = 100_000;
