@@ -11,6 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{fault, policy};
+use vfguard_engine::restart::replay;
 use vfguard_engine::{Engine, Policy};
 use vfguard_model::{
     ActionOutcome, Bdf, Decision, Errno, Method, Millis, Observation, RuleRef, Topology, VfChange,
@@ -56,6 +57,9 @@ struct World {
     /// Gates fail with this error (the PF refuses rate limits).
     refuse: Option<Errno>,
     decisions: Vec<(Millis, Decision)>,
+    /// What the agent's journal keeps: the observations that decided something, every
+    /// outcome, and the observations the engine says matter.
+    journal: Vec<(Millis, Observation)>,
 }
 
 impl World {
@@ -72,6 +76,7 @@ impl World {
             tx: [0; 8],
             refuse: None,
             decisions: Vec::new(),
+            journal: Vec::new(),
         }
     }
 
@@ -95,7 +100,14 @@ impl World {
     fn feed(&mut self, obs: Observation, now: Millis) {
         let mut queue = vec![obs];
         while let Some(o) = queue.pop() {
-            for d in self.engine.observe(&o, &self.t, now) {
+            let matters = self.engine.matters(&o).is_some();
+            let decided = self.engine.observe(&o, &self.t, now);
+            // The agent journals every outcome (right after its actuator returns).
+            let outcome = matches!(o, Observation::Outcome(_));
+            if matters || outcome || !decided.is_empty() {
+                self.journal.push((now, o.clone()));
+            }
+            for d in decided {
                 if let Decision::Act(a) = &d {
                     let vf = a.vf.map_or(u16::MAX, |v| v.0);
                     let before = self.state(vf);
@@ -339,4 +351,19 @@ fn the_passive_record_narrows_the_suspects_to_the_vfs_that_sent() {
         .iter()
         .all(|a| matches!(a.vf, Some(VfIndex(3 | 5 | 7)))));
     assert_eq!(w.blamed(), [w.vf_bdf(5)]);
+}
+
+#[test]
+fn a_replay_of_what_the_journal_keeps_decides_the_same() {
+    // Idle VFs make the passive record matter: the counters it read must be in the journal.
+    let p = policy(ACTIVE);
+    let mut w = World::new(p.clone(), 5);
+    w.idle = vec![0, 1, 2, 4, 6];
+    w.run(0, 200_000);
+    assert!(!w.blamed().is_empty());
+    let mut again = Engine::new(p);
+    let replayed = replay(&mut again, &w.journal, &w.t);
+    let live: Vec<Decision> = w.decisions.iter().map(|(_, d)| d.clone()).collect();
+    assert_eq!(replayed.len(), live.len());
+    assert!(replayed == live, "the replay decided otherwise");
 }

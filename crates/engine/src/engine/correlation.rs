@@ -11,14 +11,12 @@ impl Engine {
     /// A VF's counters were sampled: remember when its `tx_dropped` last moved, and by how much.
     pub(super) fn sampled(&mut self, pf: Bdf, vf: VfIndex, stats: &VfStats, now: Millis) {
         let entry = self.stats.entry((pf, vf)).or_insert((*stats, None));
-        if stats.tx_packets != entry.0.tx_packets {
-            self.tx_moved.insert((pf, vf), now);
-        }
         let moved = stats.tx_dropped.saturating_sub(entry.0.tx_dropped);
         if moved > 0 {
             entry.1 = Some((now, moved));
         }
         entry.0 = *stats;
+        self.localize_sampled(pf, vf, stats, now);
     }
 
     /// For a PF-level spoof line: which VFs' dropped counters moved lately (evidence only).

@@ -89,6 +89,10 @@ pub(super) struct Search {
     round: Option<Round>,
     rest_until: Millis,
     culprits: Vec<Bdf>,
+    /// Each VF's `tx_packets` as last sampled since the search began, and when it last moved.
+    /// Only samples seen while the search exists count: exactly those the journal keeps
+    /// ([`Engine::matters`]), so a replay sees the same movements.
+    tx: BTreeMap<u16, (u64, Option<Millis>)>,
     /// Tenant-milliseconds gated by the current search (each gate, from on to off).
     disturbed_ms: u64,
 }
@@ -232,14 +236,6 @@ impl Engine {
             return;
         }
         let lag = self.policy.localize.lag;
-        // The VFs whose Tx counters moved around the fault (unknown when none was sampled).
-        let sampled = self.stats.keys().any(|(p, _)| *p == pf);
-        let active: Vec<u16> = self
-            .tx_moved
-            .iter()
-            .filter(|((p, _), at)| *p == pf && at.saturating_add(lag + 2_000) >= now)
-            .map(|((_, vf), _)| vf.0)
-            .collect();
         let candidates: Vec<u16> = tenants(t, pf).iter().map(|v| v.index.0).collect();
         let s = self
             .searches
@@ -267,6 +263,7 @@ impl Engine {
                 round: None,
                 rest_until: 0,
                 culprits: Vec::new(),
+                tx: BTreeMap::new(),
                 disturbed_ms: 0,
             });
         if s.faults.len() >= HISTORY_CAP {
@@ -274,7 +271,15 @@ impl Engine {
         }
         s.faults.push_back((now, weight(a)));
         s.last = a.clone();
+        // The VFs whose Tx counters moved around the fault; nothing is known before a VF was
+        // sampled twice, nor while gates are on (they hold the gated VFs' counters).
+        let sampled = s.tx.values().any(|(_, moved)| moved.is_some());
         if sampled && s.round.is_none() {
+            let active: Vec<u16> =
+                s.tx.iter()
+                    .filter(|(_, (_, m))| m.is_some_and(|at| at.saturating_add(lag + 2_000) >= now))
+                    .map(|(vf, _)| *vf)
+                    .collect();
             s.passive.observe(&active);
         }
         let culprits = s.culprits.clone();
@@ -301,18 +306,34 @@ impl Engine {
     }
 
     /// Whether an observation must be journalled though it decides nothing, and under which
-    /// incident: a VF's counters on a PF under localization (the passive record reads them, so
-    /// a replay must see them too).
+    /// incident: a VF's counters on a PF under localization, the first since the search began
+    /// and each that moved (the passive record reads them, so a replay must see them too).
     pub fn matters(&self, obs: &vfguard_model::Observation) -> Option<IncidentId> {
         let vfguard_model::Observation::VfStats { pf, vf, stats } = obs else {
             return None;
         };
         let s = self.searches.get(pf)?;
-        let moved = self
-            .stats
-            .get(&(*pf, *vf))
-            .is_none_or(|(last, _)| last.tx_packets != stats.tx_packets);
-        moved.then_some(s.incident)
+        let news =
+            s.tx.get(&vf.0)
+                .is_none_or(|(last, _)| *last != stats.tx_packets);
+        news.then_some(s.incident)
+    }
+
+    /// A VF's counters were sampled: the search on its PF notes whether its Tx moved.
+    pub(super) fn localize_sampled(
+        &mut self,
+        pf: Bdf,
+        vf: VfIndex,
+        stats: &vfguard_model::VfStats,
+        now: Millis,
+    ) {
+        let Some(s) = self.searches.get_mut(&pf) else {
+            return;
+        };
+        let e = s.tx.entry(vf.0).or_insert((stats.tx_packets, None));
+        if e.0 != stats.tx_packets {
+            *e = (stats.tx_packets, Some(now));
+        }
     }
 
     /// Whether the incident has gates on (it is not closed before they are off).

@@ -59,8 +59,6 @@ pub struct Engine {
     stats: HashMap<(Bdf, VfIndex), StatsEntry>,
     /// The last victim-side line of each function, and when (corroboration only).
     victims: HashMap<Bdf, (Millis, String)>,
-    /// When each VF's `tx_packets` last moved (passive localization).
-    tx_moved: HashMap<(Bdf, VfIndex), Millis>,
     /// Localization searches, by PF.
     searches: localization::Searches,
     /// Probe gates not yet reported on, and their PF.
@@ -84,7 +82,6 @@ impl Engine {
             recent: VecDeque::new(),
             stats: HashMap::new(),
             victims: HashMap::new(),
-            tx_moved: HashMap::new(),
             searches: BTreeMap::new(),
             probes: HashMap::new(),
             reverts: HashMap::new(),
