@@ -6,6 +6,7 @@ pub mod fdlimit;
 pub mod kmsg;
 pub mod netlink;
 pub mod netns;
+pub mod podresources;
 pub mod virsh;
 
 pub use devlink::LinuxGenl;
@@ -13,4 +14,5 @@ pub use fdlimit::{fd_limits, raise_fd_limit, FdLimit};
 pub use kmsg::{monotonic_us, open_kmsg, DevKmsg, KmsgStream};
 pub use netlink::{NetlinkVfControl, NetlinkVfNet, Rtnl};
 pub use netns::{evicted_name, LiveNetns, LiveNetnsControl};
+pub use podresources::Kubelet;
 pub use virsh::Virsh;
