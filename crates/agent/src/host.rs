@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use vfguard_act::{Actuator, Notifier};
 use vfguard_host::linux::{
-    open_kmsg, LinuxGenl, LiveNetns, LiveNetnsControl, NetlinkVfControl, NetlinkVfNet, Virsh,
+    open_kmsg, Kubelet, LinuxGenl, LiveNetns, LiveNetnsControl, NetlinkVfControl, NetlinkVfNet,
+    Virsh,
 };
 use vfguard_host::{
     FsNetns, FsRoot, GenlLink, HostFs, KmsgDevice, NetnsControl, NetnsProbe, NoNetnsControl, VfNet,
@@ -101,7 +102,7 @@ pub fn topology_reader(root: &Path) -> TopologyReader {
         let fs: Arc<dyn HostFs> = Arc::new(fs);
         let netns: Arc<dyn NetnsProbe> = Arc::new(LiveNetns);
         let vfnet: Arc<dyn VfNet> = Arc::new(NetlinkVfNet::default());
-        TopologyReader::new(fs, netns, Some(vfnet))
+        TopologyReader::new(fs, netns, Some(vfnet)).with_pod_resources(Arc::new(Kubelet::default()))
     } else {
         let fs: Arc<dyn HostFs> = Arc::new(fs);
         let netns: Arc<dyn NetnsProbe> = Arc::new(FsNetns::new(fs.clone()));

@@ -660,8 +660,9 @@ impl SimHost {
         Box::new(devlink::SimGenl::new(self.shared.clone()))
     }
 
-    /// A topology reader over this host, with its VF tables.
+    /// A topology reader over this host, with its VF tables and its kubelet.
     pub fn topology_reader(&self) -> TopologyReader {
         TopologyReader::new(self.fs(), self.netns(), Some(self.vfnet()))
+            .with_pod_resources(Arc::new(pod::SimKubelet::of(&self.scenario)))
     }
 }

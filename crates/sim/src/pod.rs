@@ -68,3 +68,49 @@ pub(crate) fn write(
         ..base
     })
 }
+
+/// The simulated node's kubelet: the SR-IOV network device plugin gave each pod's container
+/// its VFs (resource `intel.com/intel_sriov_netdevice`, device IDs their PCI addresses), as
+/// its pod-resources API lists them. A pod without a named container lists nothing: its
+/// scenario leaves unsaid which container asked for the VF.
+#[derive(Debug, Clone, Default)]
+pub struct SimKubelet(Vec<vfguard_host::PodAllocation>);
+
+/// The resource the simulated device plugin advertises.
+pub const SRIOV_RESOURCE: &str = "intel.com/intel_sriov_netdevice";
+
+impl SimKubelet {
+    /// The allocations of the scenario's pods.
+    pub fn of(sc: &crate::scenario::Scenario) -> SimKubelet {
+        let mut out = Vec::new();
+        for c in &sc.container {
+            let Some(k) = &c.k8s else { continue };
+            let Some(container) = &k.container else {
+                continue;
+            };
+            let device_ids = c
+                .functions
+                .iter()
+                .map(|f| {
+                    let f = f.get_ref();
+                    f.vf.map_or(f.pf, |v| crate::state::vf_bdf(f.pf, v.0))
+                        .to_string()
+                })
+                .collect();
+            out.push(vfguard_host::PodAllocation {
+                namespace: k.namespace.clone(),
+                pod: k.pod.clone(),
+                container: container.clone(),
+                resource: SRIOV_RESOURCE.into(),
+                device_ids,
+            });
+        }
+        SimKubelet(out)
+    }
+}
+
+impl vfguard_host::PodResources for SimKubelet {
+    fn list(&self) -> io::Result<Vec<vfguard_host::PodAllocation>> {
+        Ok(self.0.clone())
+    }
+}

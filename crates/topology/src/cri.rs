@@ -19,12 +19,10 @@
 //! inode is the namespace's, or `/proc/<pid>/ns/net`).
 //!
 //! # Limitations
-//! - The kubelet's pod-resources API (which says which container each device plugin's VF went
-//!   to, and would name the pods of VFs bound to vfio-pci for DPDK) is gRPC over HTTP/2 on
-//!   `/var/lib/kubelet/pod-resources/kubelet.sock`; it is not queried (no HTTP/2 or protobuf
-//!   in the agent). Its presence is noted in the evidence. A pod with several containers is
-//!   therefore named `namespace/pod`: they share the namespace, and the files do not say which
-//!   container asked for the VF.
+//! - A pod with several containers is named `namespace/pod` from these files: they share the
+//!   namespace, and the files do not say which container asked for the VF. On a live host the
+//!   kubelet's pod-resources API says it ([`crate::owners`]); a host tree read without it
+//!   notes the socket in the evidence.
 
 use std::path::{Path, PathBuf};
 
@@ -36,7 +34,7 @@ pub const CONTAINERD_TASKS: &str = "/run/containerd/io.containerd.runtime.v2.tas
 /// CRI-O's (containers/storage's) per-container run directories.
 pub const CRIO_CONTAINERS: &str = "/run/containers/storage/overlay-containers";
 /// The kubelet's pod-resources socket.
-pub const KUBELET_POD_RESOURCES: &str = "/var/lib/kubelet/pod-resources/kubelet.sock";
+pub const KUBELET_POD_RESOURCES: &str = vfguard_host::linux::podresources::KUBELET_SOCKET;
 
 /// A container runtime with a CRI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -349,7 +347,7 @@ impl CriIndex {
         };
         if self.kubelet_socket {
             evidence.push(format!(
-                "kubelet pod-resources socket {KUBELET_POD_RESOURCES} present, not queried (no gRPC client): named from the runtime's files"
+                "kubelet pod-resources socket {KUBELET_POD_RESOURCES} present, not asked (a host tree, not the live host): named from the runtime's files"
             ));
         }
         Some(PodMatch {

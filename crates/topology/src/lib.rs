@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use vfguard_host::{HostFs, NetnsProbe, VfNet};
+use vfguard_host::{HostFs, NetnsProbe, PodResources, VfNet};
 use vfguard_model::{Bdf, Pf, StaleMap, Topology, Vf, VfIndex};
 
 pub use error::ReadError;
@@ -42,6 +42,7 @@ pub struct TopologyReader {
     fs: Arc<dyn HostFs>,
     netns: Arc<dyn NetnsProbe>,
     vfnet: Option<Arc<dyn VfNet>>,
+    pods: Option<Arc<dyn PodResources>>,
 }
 
 impl TopologyReader {
@@ -51,7 +52,19 @@ impl TopologyReader {
         netns: Arc<dyn NetnsProbe>,
         vfnet: Option<Arc<dyn VfNet>>,
     ) -> Self {
-        TopologyReader { fs, netns, vfnet }
+        TopologyReader {
+            fs,
+            netns,
+            vfnet,
+            pods: None,
+        }
+    }
+
+    /// Also asks the kubelet which container each device plugin's VF was given to.
+    #[must_use]
+    pub fn with_pod_resources(mut self, pods: Arc<dyn PodResources>) -> Self {
+        self.pods = Some(pods);
+        self
     }
 
     /// One snapshot (version 0; see [`TopologyWatcher`]); a read that failed as a whole gives
@@ -87,7 +100,15 @@ impl TopologyReader {
                 Vec::new()
             }
         };
-        let idx = OwnerIndex::gather(&fs, views);
+        let allocated = self.pods.as_ref().map(|p| match p.list() {
+            Ok(list) => owners::allocated(&list),
+            Err(e) => {
+                sys.warnings
+                    .push(format!("the kubelet's pod resources not read: {e}"));
+                BTreeMap::new()
+            }
+        });
+        let idx = OwnerIndex::gather(&fs, views, allocated);
         let mut pfs = Vec::new();
         for (bdf, f) in &all {
             if f.physfn.is_some() || !(f.totalvfs.is_some() || is_network_class(f.class)) {

@@ -1,12 +1,13 @@
 //! Who holds each PCI function: a VM (QEMU through vfio, per its open file descriptors, its
 //! command line and libvirt's live XML), a network namespace (the VF's netdev lives there; a
 //! Kubernetes pod's is named `namespace/pod/container` from its runtime's files, [`crate::cri`]),
-//! the host, or nobody. Every answer carries the evidence it rests on.
+//! the host, or nobody; a function the kubelet gave to a pod's container is that container's
+//! ([`allocated`]). Every answer carries the evidence it rests on.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use vfguard_host::{HostFs, NetnsView};
+use vfguard_host::{HostFs, NetnsView, PodAllocation};
 use vfguard_model::{Bdf, Owner, OwnerKind};
 
 use crate::cri::{CriIndex, PodMatch};
@@ -37,26 +38,35 @@ pub struct OwnerIndex {
     netns: Vec<NetnsView>,
     /// What the CRI runtime's files say of each of `netns` (same order).
     pods: Vec<Option<PodMatch>>,
+    /// What the kubelet allocated, by device (a device plugin's PCI address).
+    allocated: BTreeMap<Bdf, PodAllocation>,
     /// What could not be read.
     pub warnings: Vec<String>,
 }
 
 impl OwnerIndex {
     /// Scans `/proc`, `/run/libvirt/qemu` and takes the namespace views.
-    pub fn gather(fs: &dyn HostFs, netns: Vec<NetnsView>) -> OwnerIndex {
+    /// `allocated`: what the kubelet said of each device, `None` when it was not asked.
+    pub fn gather(
+        fs: &dyn HostFs,
+        netns: Vec<NetnsView>,
+        allocated: Option<BTreeMap<Bdf, PodAllocation>>,
+    ) -> OwnerIndex {
+        let asked = allocated.is_some();
         let mut idx = OwnerIndex {
             netns,
+            allocated: allocated.unwrap_or_default(),
             ..OwnerIndex::default()
         };
         idx.scan_proc(fs);
         idx.scan_libvirt(fs);
-        idx.scan_cri(fs);
+        idx.scan_cri(fs, asked);
         idx
     }
 
     /// Reads the CRI runtimes' bundles, only when some namespace holds a PCI function's netdev
     /// (a host of VMs pays nothing), and ties them to the namespaces.
-    fn scan_cri(&mut self, fs: &dyn HostFs) {
+    fn scan_cri(&mut self, fs: &dyn HostFs, kubelet_asked: bool) {
         let wanted = self
             .netns
             .iter()
@@ -64,7 +74,9 @@ impl OwnerIndex {
         if !wanted {
             return;
         }
-        let cri = CriIndex::scan(fs);
+        let mut cri = CriIndex::scan(fs);
+        // The kubelet answered for itself (its allocations are evidence of their own).
+        cri.kubelet_socket &= !kubelet_asked;
         if cri.bundles.is_empty() && cri.broken.is_empty() {
             return;
         }
@@ -144,6 +156,14 @@ impl OwnerIndex {
         let Some(bdf) = f.bdf else {
             return Owner::none("no address");
         };
+        let owner = self.owner_by_files(bdf, f);
+        match self.allocated.get(&bdf) {
+            Some(a) => given_to_pod(owner, bdf, a),
+            None => owner,
+        }
+    }
+
+    fn owner_by_files(&self, bdf: Bdf, f: &PciFunction) -> Owner {
         match f.driver.as_deref() {
             Some(d) if is_vfio_driver(d) => self.vm_owner(bdf, f, d),
             Some(d) if !f.netdevs.is_empty() => Owner::host(format!(
@@ -313,6 +333,85 @@ impl OwnerIndex {
             evidence,
             metadata,
         })
+    }
+}
+
+/// The kubelet's allocations by device: the IDs that are PCI addresses (the SR-IOV device
+/// plugins'); other plugins' IDs name no function.
+pub fn allocated(list: &[PodAllocation]) -> BTreeMap<Bdf, PodAllocation> {
+    let mut out = BTreeMap::new();
+    for a in list {
+        for id in &a.device_ids {
+            if let Ok(bdf) = id.parse::<Bdf>() {
+                out.entry(bdf).or_insert_with(|| a.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The owner of a function the kubelet gave to a pod's container: that container, named as
+/// Kubernetes names it, whatever the files said (a DPDK pod's vfio-bound VF, held by a process
+/// that is no VM), unless a VM that names itself holds it (KubeVirt runs QEMU in a pod: the VM
+/// is the tenant) or its netdev is in the host's namespace (not moved into the pod yet, or
+/// evicted from it). The kubelet's word is evidence either way, and a runtime's files that
+/// named another pod are kept as a disagreement.
+fn given_to_pod(owner: Owner, bdf: Bdf, a: &PodAllocation) -> Owner {
+    let name = format!("{}/{}/{}", a.namespace, a.pod, a.container);
+    let said = format!(
+        "kubelet pod-resources: {} device {bdf} allocated to {name}",
+        a.resource
+    );
+    let named_vm = owner.kind == OwnerKind::Vm
+        && owner
+            .name
+            .as_deref()
+            .is_some_and(|n| !n.starts_with("pid "));
+    let mut owner = owner;
+    owner.evidence.push(said);
+    if named_vm {
+        return owner;
+    }
+    if owner.kind == OwnerKind::Host {
+        // Its netdev is in the host's namespace: not moved into the pod yet, or taken back
+        // from it (an eviction): the pod does not hold it now.
+        owner.evidence.push(format!(
+            "its netdev is in the host namespace: {name} does not hold it now"
+        ));
+        return owner;
+    }
+    if owner.kind == OwnerKind::Netns
+        && owner.metadata.contains_key("k8s.pod")
+        && owner
+            .name
+            .as_deref()
+            .is_some_and(|n| n != name && n != format!("{}/{}", a.namespace, a.pod))
+    {
+        owner.evidence.push(format!(
+            "disagreement: the runtime's files say {}, the kubelet {name}",
+            owner.name.as_deref().unwrap_or("?")
+        ));
+        owner.metadata.remove("k8s.pod_uid");
+    }
+    let id = (owner.kind == OwnerKind::Netns)
+        .then(|| owner.id.clone())
+        .flatten();
+    let mut metadata = owner.metadata;
+    for (k, v) in [
+        ("k8s.namespace", &a.namespace),
+        ("k8s.pod", &a.pod),
+        ("k8s.container", &a.container),
+        ("k8s.resource", &a.resource),
+    ] {
+        metadata.insert(k.to_owned(), v.clone());
+    }
+    Owner {
+        kind: OwnerKind::Netns,
+        name: Some(name),
+        id,
+        pid: owner.pid,
+        evidence: owner.evidence,
+        metadata,
     }
 }
 

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use vfguard_host::{FsNetns, FsRoot, HostFs, NetnsProbe};
+use vfguard_host::{FsNetns, FsRoot, HostFs, NetnsProbe, PodAllocation, PodResources};
 use vfguard_model::{Bdf, Owner, OwnerKind, Topology, VfIndex};
 use vfguard_topology::cri::CriRuntime;
 use vfguard_topology::fixture::{sample_host, CriBundleSpec, HostFixture};
@@ -151,7 +151,7 @@ fn a_pod_of_several_containers_is_named_by_its_pod() {
 }
 
 #[test]
-fn kubelet_socket_is_noted_not_queried() {
+fn kubelet_socket_in_a_tree_not_asked_is_noted() {
     let dir = tempfile::tempdir().unwrap();
     let f = sample_host(dir.path()).unwrap();
     containerd_pod(&f);
@@ -218,4 +218,145 @@ fn bundles_of_two_pods_in_one_namespace_name_neither() {
         ),
         "{o:?}"
     );
+}
+
+/// A kubelet that answers with `0`.
+struct Kubelet(Vec<PodAllocation>);
+
+impl PodResources for Kubelet {
+    fn list(&self) -> std::io::Result<Vec<PodAllocation>> {
+        Ok(self.0.clone())
+    }
+}
+
+fn given(namespace: &str, pod: &str, container: &str, vfs: &[u16]) -> PodAllocation {
+    PodAllocation {
+        namespace: namespace.into(),
+        pod: pod.into(),
+        container: container.into(),
+        resource: "intel.com/intel_sriov_dpdk".into(),
+        device_ids: vfs
+            .iter()
+            .map(|i| format!("0000:3b:02.{i}"))
+            .chain(["gpu-7f3a".to_owned()])
+            .collect(),
+    }
+}
+
+fn read_asking(root: &Path, kubelet: Vec<PodAllocation>) -> Topology {
+    let fs: Arc<dyn HostFs> = Arc::new(FsRoot::new(root));
+    let netns: Arc<dyn NetnsProbe> = Arc::new(FsNetns::new(fs.clone()));
+    TopologyReader::new(fs, netns, None)
+        .with_pod_resources(Arc::new(Kubelet(kubelet)))
+        .read()
+}
+
+/// A DPDK pod's process holds VF6's vfio group open (`/dev/vfio/106`): without the kubelet it
+/// is a `vm` named `pid 6000`; the kubelet names the pod.
+#[test]
+fn the_kubelet_names_a_dpdk_pods_vfio_vf() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = sample_host(dir.path()).unwrap();
+    f.add_process(
+        6000,
+        "dpdk-testpmd",
+        &["dpdk-testpmd", "-a", "0000:3b:02.6"],
+    )
+    .unwrap();
+    std::fs::write(f.path("/dev/vfio/106"), "").unwrap();
+    std::os::unix::fs::symlink("/dev/vfio/106", f.path("/proc/6000/fd/21")).unwrap();
+    let before = owner(&read(dir.path()), 6);
+    assert_eq!(
+        (before.kind, before.name.as_deref()),
+        (OwnerKind::Vm, Some("pid 6000"))
+    );
+    let o = owner(
+        &read_asking(
+            dir.path(),
+            vec![given("telco", "pktgen-7d9f", "dpdk", &[6])],
+        ),
+        6,
+    );
+    assert_eq!(o.kind, OwnerKind::Netns);
+    assert_eq!(o.name.as_deref(), Some("telco/pktgen-7d9f/dpdk"));
+    assert_eq!(o.label(), "netns:telco/pktgen-7d9f/dpdk");
+    assert_eq!(o.pid, Some(6000));
+    assert_eq!(meta(&o, "k8s.container"), Some("dpdk"));
+    assert_eq!(meta(&o, "k8s.resource"), Some("intel.com/intel_sriov_dpdk"));
+    assert!(
+        has(
+            &o,
+            "kubelet pod-resources: intel.com/intel_sriov_dpdk device 0000:3b:02.6 allocated to telco/pktgen-7d9f/dpdk"
+        ),
+        "{o:?}"
+    );
+    assert!(has(&o, "pid 6000 (dpdk-testpmd) holds /dev/vfio/106 open"));
+}
+
+/// The runtime's files cannot tell which of a pod's containers asked for its VF; the kubelet
+/// can. Its socket is then asked, not noted.
+#[test]
+fn the_kubelet_names_the_container_of_a_pod_of_several() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = sample_host(dir.path()).unwrap();
+    containerd_pod(&f);
+    f.add_cri_bundle(&CriBundleSpec {
+        netns_path: Some(format!("/proc/{POD_PID}/ns/net")),
+        ..bundle(CriRuntime::Containerd, "app2", false, "istio-proxy")
+    })
+    .unwrap();
+    std::fs::create_dir_all(f.path("/var/lib/kubelet/pod-resources")).unwrap();
+    std::fs::write(f.path("/var/lib/kubelet/pod-resources/kubelet.sock"), "").unwrap();
+    let o = owner(
+        &read_asking(dir.path(), vec![given("telco", "dpdk-0", "pktgen", &[2])]),
+        2,
+    );
+    assert_eq!(o.name.as_deref(), Some("telco/dpdk-0/pktgen"));
+    assert_eq!(meta(&o, "k8s.container"), Some("pktgen"));
+    assert_eq!(
+        meta(&o, "k8s.pod_uid"),
+        Some("6b1c0d8e-1111-2222-3333-444455556666"),
+        "the runtime's pod UID is kept: the same pod"
+    );
+    assert!(!has(&o, "not asked"), "{o:?}");
+    assert!(has(&o, "allocated to telco/dpdk-0/pktgen"));
+}
+
+/// A runtime's files that name another pod than the kubelet's: the kubelet's word, and the
+/// disagreement said (the other pod's UID dropped).
+#[test]
+fn the_kubelet_wins_a_disagreement_and_it_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = sample_host(dir.path()).unwrap();
+    containerd_pod(&f);
+    let o = owner(
+        &read_asking(dir.path(), vec![given("shop", "web-0", "nginx", &[2])]),
+        2,
+    );
+    assert_eq!(o.name.as_deref(), Some("shop/web-0/nginx"));
+    assert_eq!(meta(&o, "k8s.namespace"), Some("shop"));
+    assert_eq!(meta(&o, "k8s.pod_uid"), None);
+    assert!(
+        has(
+            &o,
+            "disagreement: the runtime's files say telco/dpdk-0/pktgen, the kubelet shop/web-0/nginx"
+        ),
+        "{o:?}"
+    );
+}
+
+/// KubeVirt runs a VM's QEMU in a pod: a VM that names itself stays the tenant, with the
+/// kubelet's word as evidence. Functions the kubelet gave no one are as before.
+#[test]
+fn a_vm_that_names_itself_stays_the_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    sample_host(dir.path()).unwrap();
+    let t = read_asking(
+        dir.path(),
+        vec![given("kubevirt", "virt-launcher-web-7", "compute", &[0])],
+    );
+    let o = owner(&t, 0);
+    assert_eq!((o.kind, o.name.as_deref()), (OwnerKind::Vm, Some("web-7")));
+    assert!(has(&o, "allocated to kubevirt/virt-launcher-web-7/compute"));
+    assert_eq!(owner(&t, 1), owner(&read(dir.path()), 1));
 }
