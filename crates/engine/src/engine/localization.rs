@@ -285,23 +285,16 @@ impl Engine {
         let culprits = s.culprits.clone();
         let n = culprits.len();
         for bdf in culprits {
-            let Some(vf) = t.vf(pf, vf_of(t, pf, bdf)) else {
+            let Some(vf) = vf_at(t, pf, bdf) else {
                 continue;
             };
-            let mut c = a.clone();
-            c.key = Key::Function(bdf);
-            c.event.vf = Some(vf.index);
-            c.event.function = Some(bdf);
-            c.event.owner = Some(vf.owner.clone());
-            c.method = Method::Localized;
-            c.confidence = CONFIRMED;
-            c.evidence = format!(
+            let evidence = format!(
                 "{}; localized earlier to VF {} ({} of {n} culprit(s) on {pf}): filed on it",
                 a.evidence,
                 vf.index.0,
                 vf.owner.label()
             );
-            self.fault(&c, t, now, out);
+            self.fault(&on_culprit(a, vf, evidence), t, now, out);
         }
     }
 
@@ -616,21 +609,14 @@ impl Engine {
                     if let Some(s) = self.searches.get_mut(&pf) {
                         s.culprits.push(bdf);
                     }
-                    let mut c = last.clone();
-                    c.key = Key::Function(bdf);
-                    c.event.vf = Some(vf.index);
-                    c.event.function = Some(bdf);
-                    c.event.owner = Some(vf.owner.clone());
-                    c.method = Method::Localized;
-                    c.confidence = CONFIRMED;
-                    c.evidence = format!(
+                    let evidence = format!(
                         "localized by group testing on {pf}: gated alone, VF {k} ({}) stopped {:.0}% of the PF's {} faults; {rounds} round(s), {} tenant-seconds disturbed",
                         vf.owner.label(),
                         share * 100.0,
                         last.event.kind,
                         tenant_ms / 1000
                     );
-                    self.fault(&c, t, now, out);
+                    self.fault(&on_culprit(&last, vf, evidence), t, now, out);
                 }
             }
             Verdict::Inconclusive {
@@ -875,11 +861,22 @@ fn ttl_of(p: &Probe<u16>, w: Millis) -> Millis {
     p.ttl_ms.saturating_add(p.window_ms.saturating_sub(w))
 }
 
-/// The index of a PF's VF at `bdf`.
-fn vf_of(t: &Topology, pf: Bdf, bdf: Bdf) -> VfIndex {
-    t.pf(pf)
-        .and_then(|p| p.vfs.iter().find(|v| v.bdf == bdf))
-        .map_or(VfIndex(u16::MAX), |v| v.index)
+/// The PF's VF at `bdf`.
+fn vf_at(t: &Topology, pf: Bdf, bdf: Bdf) -> Option<&vfguard_model::Vf> {
+    t.pf(pf).and_then(|p| p.vfs.iter().find(|v| v.bdf == bdf))
+}
+
+/// A PF-level fault filed on a culprit the search found.
+fn on_culprit(a: &Attributed, vf: &vfguard_model::Vf, evidence: String) -> Attributed {
+    let mut c = a.clone();
+    c.key = Key::Function(vf.bdf);
+    c.event.vf = Some(vf.index);
+    c.event.function = Some(vf.bdf);
+    c.event.owner = Some(vf.owner.clone());
+    c.method = Method::Localized;
+    c.confidence = CONFIRMED;
+    c.evidence = evidence;
+    c
 }
 
 /// Searches by PF.
