@@ -133,7 +133,7 @@ async fn list(socket: PathBuf) -> io::Result<Vec<PodAllocation>> {
         .unary(
             tonic::Request::new(ListPodResourcesRequest {}),
             PathAndQuery::from_static(LIST),
-            tonic_prost::ProstCodec::default(),
+            tonic::codec::ProstCodec::default(),
         )
         .await
         .map_err(|s| other("List", format!("{:?}: {}", s.code(), s.message())))?;
