@@ -577,6 +577,14 @@ fn validate_localize(l: &RawLocalize) -> Result<Localize, PolicyError> {
         return Err(bad("window", "0s".into(), "must be > 0"));
     }
     out.lag = duration("lag", &l.lag, out.lag)?;
+    if out.lag < 500 {
+        return Err(bad(
+            "lag",
+            format!("{} ms", out.lag),
+            "must be at least 500ms: the driver reports late (ixgbe every 2 s), and a round's \
+             measurement ends this long after its gates come off",
+        ));
+    }
     out.rest = duration("rest", &l.rest, out.rest)?;
     c.ttl_ms = duration("ttl", &l.ttl, c.ttl_ms)?;
     if c.ttl_ms <= c.window_ms + out.lag {
@@ -657,6 +665,12 @@ mod tests {
         assert!(
             e.to_string()
                 .starts_with("localize.ttl (21000 ms) must be longer than window + lag (22000 ms)"),
+            "{e}"
+        );
+        let e = Policy::from_toml("[localize]\nlag = \"0s\"\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("localize.lag (0 ms) must be at least 500ms"),
             "{e}"
         );
         let e = Policy::from_toml("[localize]\nmax_share = 1.5\n").unwrap_err();

@@ -56,6 +56,10 @@ struct World {
     tx: [u64; 8],
     /// Gates fail with this error (the PF refuses rate limits).
     refuse: Option<Errno>,
+    /// Gates go on but their call reports this error (it timed out after the PF acted).
+    late: Option<Errno>,
+    /// This many reverts fail with EBUSY before they work.
+    busy_reverts: u32,
     decisions: Vec<(Millis, Decision)>,
     /// What the agent's journal keeps: the observations that decided something, every
     /// outcome, and the observations the engine says matter.
@@ -75,6 +79,8 @@ impl World {
             link: BTreeMap::new(),
             tx: [0; 8],
             refuse: None,
+            late: None,
+            busy_reverts: 0,
             decisions: Vec::new(),
             journal: Vec::new(),
         }
@@ -112,11 +118,16 @@ impl World {
                     let vf = a.vf.map_or(u16::MAX, |v| v.0);
                     let before = self.state(vf);
                     let probe = matches!(a.rule, RuleRef::Probe { .. });
-                    let error = if probe && !a.dry_run {
+                    let revert = matches!(a.rule, RuleRef::ProbeReverted { .. });
+                    let mut error = if probe && !a.dry_run {
                         self.refuse.clone()
                     } else {
                         None
                     };
+                    if revert && self.busy_reverts > 0 {
+                        self.busy_reverts -= 1;
+                        error = Some(Errno::EBUSY);
+                    }
                     if error.is_none() && !a.dry_run {
                         match &a.kind {
                             vfguard_model::ActionKind::SetVf(VfChange::Rate {
@@ -129,6 +140,9 @@ impl World {
                             }
                             _ => {}
                         }
+                    }
+                    if probe && !a.dry_run && error.is_none() {
+                        error = self.late.clone();
                     }
                     queue.push(Observation::Outcome(ActionOutcome {
                         id: a.id,
@@ -366,4 +380,98 @@ fn a_replay_of_what_the_journal_keeps_decides_the_same() {
     let live: Vec<Decision> = w.decisions.iter().map(|(_, d)| d.clone()).collect();
     assert_eq!(replayed.len(), live.len());
     assert!(replayed == live, "the replay decided otherwise");
+}
+
+#[test]
+fn a_revert_the_pf_refuses_is_tried_again_until_the_gate_is_off() {
+    let mut w = World::new(policy(ACTIVE), 5);
+    // Round 1 (at 32 s) gates half the tenants; every revert is refused 12 times over.
+    w.busy_reverts = 12 * 4;
+    w.run(0, 60_000);
+    assert!(
+        (0..8).any(|vf| w.gated(vf)),
+        "the reverts are still being refused"
+    );
+    assert!(w
+        .evidence()
+        .iter()
+        .any(|e| e.contains("putting VF")
+            && e.contains("failed (EBUSY, attempt 1); tried again in 1 s")));
+    w.run(60_000, 400_000);
+    assert_eq!(w.busy_reverts, 0);
+    for vf in (0..8).filter(|vf| *vf != 5) {
+        assert!(!w.gated(vf), "VF {vf} left gated");
+    }
+    assert_eq!(w.blamed(), [w.vf_bdf(5)]);
+}
+
+#[test]
+fn a_gate_whose_call_timed_out_is_taken_off_all_the_same() {
+    let mut w = World::new(policy(ACTIVE), 5);
+    // The PF throttles, but the call reports a timeout: the gate may be on.
+    w.late = Some(Errno::ETIMEDOUT);
+    w.run(0, 120_000);
+    assert!(!w.probes().is_empty());
+    assert!(
+        w.evidence()
+            .iter()
+            .any(|e| e.starts_with("localize: a gate failed")),
+        "{:#?}",
+        w.evidence()
+    );
+    assert!((0..8).all(|vf| !w.gated(vf)), "{:?}", w.rate);
+    assert!(w.blamed().is_empty());
+}
+
+#[test]
+fn a_vf_changing_hands_ends_the_search_and_a_new_one_starts() {
+    let mut w = World::new(policy(ACTIVE), 5);
+    w.run(0, 60_000);
+    assert!(!w.probes().is_empty(), "the search is under way");
+    // vm6 leaves; another VM takes VF 6.
+    let pf = w.pf;
+    let vf =
+        w.t.pfs
+            .iter_mut()
+            .find(|p| p.bdf == pf)
+            .and_then(|p| p.vfs.get_mut(6))
+            .unwrap();
+    vf.owner.name = Some("newcomer".into());
+    w.run(60_000, 200_000);
+    assert!(
+        w.evidence()
+            .iter()
+            .any(|e| e.starts_with("localize: the tenants of VFs 6 changed during the search")),
+        "{:#?}",
+        w.evidence()
+    );
+    // A new search among the tenants as they are now finds the spoofer, never the newcomer.
+    assert_eq!(w.blamed(), [w.vf_bdf(5)]);
+    let searches = w
+        .evidence()
+        .iter()
+        .filter(|e| e.starts_with("localize: search started"))
+        .count();
+    assert_eq!(searches, 2);
+    for vf in (0..8).filter(|vf| *vf != 5) {
+        assert!(!w.gated(vf), "VF {vf} left gated");
+    }
+}
+
+#[test]
+fn a_released_culprit_is_not_blamed_again_by_the_pfs_counts() {
+    let mut w = World::new(policy(ACTIVE), 5);
+    w.run(0, 200_000);
+    let culprit = w.vf_bdf(5);
+    assert_eq!(w.blamed(), [culprit]);
+    w.feed(
+        Observation::Operator(vfguard_model::OperatorRequest::Release {
+            function: culprit,
+            by: "test".into(),
+        }),
+        200_000,
+    );
+    // Its spoofing goes on; within the search's rest nobody is named again.
+    w.run(200_100, 300_000);
+    assert_eq!(w.blamed(), [culprit], "{:#?}", w.evidence());
 }

@@ -16,13 +16,14 @@ use std::collections::{BTreeMap, VecDeque};
 use vfguard_localize::{Gate, Localizer, Outcome, Passive, Probe, Verdict};
 use vfguard_model::{
     Action, ActionId, ActionKind, ActionOutcome, Bdf, Decision, Errno, FaultKind, IncidentId,
-    Millis, Mode, OwnerKind, RuleRef, Topology, VfChange, VfIndex, VfLinkState, VfState,
+    Millis, Mode, Owner, OwnerKind, RuleRef, Topology, VfChange, VfIndex, VfLinkState, VfState,
 };
 
 use crate::attribute::{Attributed, Key, Method};
 use crate::incident::Evidence;
 
 use super::lifecycle::ACTION_BACKSTOP;
+use super::probe_reverts::Revert;
 use super::Engine;
 
 /// The kinds of PF-level fault a VF's Tx may cause, which a gate on its Tx (a throttle, its
@@ -39,8 +40,9 @@ const HISTORY_CAP: usize = 100_000;
 /// PF's faults at `z_confirm` deviations).
 const CONFIRMED: f64 = 0.9;
 
-/// A failed revert is tried again this many times (a tenant must never stay throttled).
-const REVERT_ATTEMPTS: u32 = 3;
+/// Rounds in a row that could not be measured (the agent was away, or its steps came later
+/// than the driver's lag) before the search gives up.
+const MAX_VOIDS: u32 = 3;
 
 /// Windows looked back for an ungated baseline.
 const LOOK_BACK: u64 = 64;
@@ -49,9 +51,30 @@ const LOOK_BACK: u64 = 64;
 #[derive(Debug, Clone)]
 struct GateRec {
     vf: VfIndex,
+    bdf: Bdf,
+    owner: Owner,
     set: ActionId,
     /// `None` until the actuator reports; `Ok(state before)` or the error.
     result: Option<Result<Option<VfState>, Errno>>,
+    /// The VF's state the actuator read before acting (also when the call then failed).
+    before: Option<VfState>,
+    /// Decided by a replay, never carried out.
+    abandoned: bool,
+}
+
+impl GateRec {
+    /// Whether the gate surely never went on: its actuator refused it outright, or it was
+    /// never carried out. Anything else (a timeout, an interrupted call) may have set it.
+    fn surely_off(&self) -> bool {
+        self.abandoned
+            || matches!(
+                &self.result,
+                Some(Err(e)) if matches!(
+                    *e,
+                    Errno::EOPNOTSUPP | Errno::EINVAL | Errno::EPERM | Errno::ENODEV | Errno::ENOENT
+                )
+            )
+    }
 }
 
 /// A round in progress.
@@ -61,17 +84,6 @@ struct Round {
     set_at: Millis,
     gates: Vec<GateRec>,
     reverted_at: Option<Millis>,
-}
-
-/// A revert decided and not yet reported as done.
-#[derive(Debug, Clone)]
-pub(super) struct Revert {
-    pf: Bdf,
-    vf: VfIndex,
-    change: VfChange,
-    round: u32,
-    attempt: u32,
-    at: Millis,
 }
 
 /// One PF's localization.
@@ -95,6 +107,10 @@ pub(super) struct Search {
     tx: BTreeMap<u16, (u64, Option<Millis>)>,
     /// Tenant-milliseconds gated by the current search (each gate, from on to off).
     disturbed_ms: u64,
+    /// Each tenant VF's owner when the search began: a VF that changes hands ends it.
+    owners: BTreeMap<u16, String>,
+    /// Rounds in a row not measured.
+    voids: u32,
 }
 
 impl Search {
@@ -265,6 +281,8 @@ impl Engine {
                 culprits: Vec::new(),
                 tx: BTreeMap::new(),
                 disturbed_ms: 0,
+                owners: BTreeMap::new(),
+                voids: 0,
             });
         if s.faults.len() >= HISTORY_CAP {
             s.faults.pop_front();
@@ -283,6 +301,11 @@ impl Engine {
             s.passive.observe(&active);
         }
         let culprits = s.culprits.clone();
+        // A culprit whose incident closed (released, or quiet) is no longer one.
+        let culprits: Vec<Bdf> = culprits
+            .into_iter()
+            .filter(|b| self.by_key.contains_key(&Key::Function(*b)))
+            .collect();
         let n = culprits.len();
         for bdf in culprits {
             let Some(vf) = vf_at(t, pf, bdf) else {
@@ -334,35 +357,18 @@ impl Engine {
         self.searches
             .values()
             .any(|s| s.incident == id && s.round.is_some())
-            || self
-                .reverts
-                .values()
-                .any(|r| self.searches.get(&r.pf).is_some_and(|s| s.incident == id))
+            || self.reverting(id)
     }
 
     /// An actuator's report on a probe or a revert; the incident it is about, if it was one.
     pub(super) fn probe_outcome(
         &mut self,
         o: &ActionOutcome,
-        t: &Topology,
         now: Millis,
         out: &mut Vec<Decision>,
     ) -> Option<Option<IncidentId>> {
-        if let Some(r) = self.reverts.remove(&o.id) {
-            let id = self.searches.get(&r.pf).map(|s| s.incident);
-            if let Some(err) = &o.error {
-                let text = format!(
-                    "localize round {}: reverting VF {} failed ({err}, attempt {})",
-                    r.round, r.vf.0, r.attempt
-                );
-                if let Some(id) = id {
-                    self.note(id, text, now, out);
-                }
-                if r.attempt < REVERT_ATTEMPTS {
-                    self.revert(r.pf, r.vf, r.change, r.round, r.attempt + 1, t, now, out);
-                }
-            }
-            return Some(id);
+        if self.reverts.contains_key(&o.id) {
+            return Some(self.revert_outcome(o, now, out));
         }
         let pf = self.probes.remove(&o.id)?;
         let s = self.searches.get_mut(&pf)?;
@@ -376,6 +382,7 @@ impl Engine {
                 None => Ok(o.before.clone()),
                 Some(e) => Err(e.clone()),
             });
+            g.before.clone_from(&o.before);
         }
         Some(Some(id))
     }
@@ -400,36 +407,33 @@ impl Engine {
                 self.search_tick(pf, t, now, out);
             }
         }
-        // A revert never reported on is decided again (the backstop).
-        let mut stale: Vec<ActionId> = self
-            .reverts
-            .iter()
-            .filter(|(_, r)| r.at + ACTION_BACKSTOP <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        stale.sort();
-        for id in stale {
-            let o = ActionOutcome {
-                id,
-                error: Some(Errno::ETIMEDOUT),
-                before: None,
-                at: now,
-            };
-            self.probe_outcome(&o, t, now, out);
-        }
+        self.revert_tick(t, now, out);
     }
 
     fn round_tick(&mut self, pf: Bdf, t: &Topology, now: Millis, out: &mut Vec<Decision>) {
         let lag = self.policy.localize.lag;
-        let Some(s) = self.searches.get_mut(&pf) else {
+        let (w, n) = (
+            self.policy.localize.probe.window_ms,
+            self.policy.localize.probe.baseline_windows,
+        );
+        let rest = self.policy.localize.rest;
+        let Some(s) = self.searches.get(&pf) else {
             return;
         };
         let Some(r) = s.round.as_ref() else { return };
+        let id = s.incident;
         // The gate stays on a lag longer than the window it is measured over: the driver's
         // reports in [set + lag, set + window + lag) cover only time it was on.
         let ends = r.set_at + r.probe.window_ms + lag;
+        let ttl = ttl_of(&r.probe, w);
+        if now < r.set_at {
+            // The clock went back: the window cannot be told. Gates off, measured again.
+            self.take_gates_off(pf, t, now, out);
+            self.void_round(pf, "the clock went back", now, out);
+            return;
+        }
         let waiting = r.gates.iter().any(|g| g.result.is_none());
-        if waiting && now < r.set_at + ACTION_BACKSTOP {
+        if waiting && now < r.set_at + ACTION_BACKSTOP.min(ttl) {
             return;
         }
         let failed: Vec<String> = r
@@ -442,19 +446,14 @@ impl Engine {
             })
             .collect();
         if !failed.is_empty() {
-            let id = s.incident;
-            let rest = self.policy.localize.rest;
             self.take_gates_off(pf, t, now, out);
-            if let Some(s) = self.searches.get_mut(&pf) {
-                s.localizer = None;
-                s.rest_until = now + rest;
-            }
-            self.note(
-                id,
+            self.end_search(
+                pf,
                 format!(
                     "localize: a gate failed ({}): the search ends, every gate taken off",
                     failed.join("; ")
                 ),
+                now + rest,
                 now,
                 out,
             );
@@ -469,45 +468,92 @@ impl Engine {
             return;
         };
         let Some(r) = s.round.take() else { return };
-        let id = s.incident;
-        let (w, n) = (
-            self.policy.localize.probe.window_ms,
-            self.policy.localize.probe.baseline_windows,
-        );
         let overran = r.reverted_at.is_some_and(|at| at > ends + lag)
             || now > ends + lag
-            || now > r.set_at + ttl_of(&r.probe, w);
+            || now > r.set_at + ttl;
         let baseline = s.baseline(r.set_at, w, n, lag.max(1_000));
-        let gated = vf_list(&r.probe.gated);
-        let text = match (overran, baseline) {
-            (true, _) | (_, None) => {
-                // The agent was away past the round's end (or nothing to compare with): the
-                // round is measured again (the search asks for the same probe).
-                format!(
-                    "localize round {}: not measured (the gates stayed on past their window: the agent was away); measured again",
-                    r.probe.round
-                )
-            }
-            (false, Some((before, dispersion))) => {
-                let scale = r.probe.window_ms as f64 / w as f64;
-                let during = s.weight(r.set_at + lag, ends) as f64;
-                if let Some(l) = s.localizer.as_mut() {
-                    l.observe(Outcome {
-                        before: before * scale,
-                        during,
-                        dispersion,
-                    });
-                }
-                format!(
-                    "localize round {}{}: VFs {gated} gated ({}) for {} ms: the PF's faults went from {:.1} per window before to {during:.0} (dispersion {dispersion:.1})",
-                    r.probe.round,
-                    if r.probe.confirmation { " (confirmation)" } else { "" },
-                    gate_text(r.probe.gate),
-                    r.probe.window_ms,
-                    before * scale,
-                )
-            }
+        let (false, Some((before, dispersion))) = (overran, baseline) else {
+            // The agent was away past the round's end (or its steps come later than the
+            // driver's lag), or there is nothing to compare with: the round is measured again
+            // (the search asks for the same probe), a few times at most.
+            let why = if overran {
+                "the gates stayed on past their window: the agent was away or late"
+            } else {
+                "no ungated window to compare with"
+            };
+            s.round = None;
+            self.void_round(pf, why, now, out);
+            return;
         };
+        s.voids = 0;
+        let scale = r.probe.window_ms as f64 / w as f64;
+        let during = s.weight(r.set_at + lag, ends) as f64;
+        if let Some(l) = s.localizer.as_mut() {
+            l.observe(Outcome {
+                before: before * scale,
+                during,
+                dispersion,
+            });
+        }
+        let text = format!(
+            "localize round {}{}: VFs {} gated ({}) for {} ms: the PF's faults went from {:.1} per window before to {during:.0} (dispersion {dispersion:.1})",
+            r.probe.round,
+            if r.probe.confirmation { " (confirmation)" } else { "" },
+            vf_list(&r.probe.gated),
+            gate_text(r.probe.gate),
+            r.probe.window_ms,
+            before * scale,
+        );
+        self.note(id, text, now, out);
+    }
+
+    /// A round that could not be measured: said, and tried again, [`MAX_VOIDS`] times in a row
+    /// at most.
+    fn void_round(&mut self, pf: Bdf, why: &str, now: Millis, out: &mut Vec<Decision>) {
+        let rest = self.policy.localize.rest;
+        let Some(s) = self.searches.get_mut(&pf) else {
+            return;
+        };
+        s.round = None;
+        s.voids += 1;
+        let (id, voids) = (s.incident, s.voids);
+        if voids >= MAX_VOIDS {
+            self.end_search(
+                pf,
+                format!(
+                    "localize: {voids} rounds in a row could not be measured ({why}): the search ends; nobody is blamed"
+                ),
+                now + rest,
+                now,
+                out,
+            );
+            return;
+        }
+        self.note(
+            id,
+            format!("localize: a round was not measured ({why}); measured again"),
+            now,
+            out,
+        );
+    }
+
+    /// Ends the PF's search: said in its incident's evidence, the next one not before `until`.
+    fn end_search(
+        &mut self,
+        pf: Bdf,
+        text: String,
+        until: Millis,
+        now: Millis,
+        out: &mut Vec<Decision>,
+    ) {
+        let Some(s) = self.searches.get_mut(&pf) else {
+            return;
+        };
+        s.localizer = None;
+        s.round = None;
+        s.voids = 0;
+        s.rest_until = until;
+        let id = s.incident;
         self.note(id, text, now, out);
     }
 
@@ -549,9 +595,12 @@ impl Engine {
                 .collect();
             let n_tenants = tenants(t, pf).len();
             let l = Localizer::new(suspects.clone(), excluded.clone(), n_tenants, cfg.probe);
+            let owners = owner_labels(t, pf);
             if let Some(s) = self.searches.get_mut(&pf) {
                 s.localizer = Some(l);
                 s.disturbed_ms = 0;
+                s.voids = 0;
+                s.owners = owners;
             }
             self.note(
                 id,
@@ -571,9 +620,35 @@ impl Engine {
         let Some(s) = self.searches.get_mut(&pf) else {
             return;
         };
-        if now < s.quiet_since() + w {
+        if now < s.quiet_since() + w || s.localizer.is_none() {
             return;
         }
+        // A search's rounds compare tenants: one that changed hands (a VM migrated away, a new
+        // pod) makes them compare different things, and the new holder must not be gated or
+        // named for the old one's faults.
+        let now_owners = owner_labels(t, pf);
+        let moved: Vec<u16> = s
+            .owners
+            .iter()
+            .filter(|(vf, label)| now_owners.get(vf) != Some(*label))
+            .map(|(vf, _)| *vf)
+            .collect();
+        if !moved.is_empty() {
+            self.end_search(
+                pf,
+                format!(
+                    "localize: the tenants of VFs {} changed during the search: it ends, nobody is blamed",
+                    vf_list(&moved)
+                ),
+                now,
+                now,
+                out,
+            );
+            return;
+        }
+        let Some(s) = self.searches.get_mut(&pf) else {
+            return;
+        };
         let Some(l) = s.localizer.as_mut() else {
             return;
         };
@@ -696,8 +771,12 @@ impl Engine {
             self.probes.insert(aid, pf);
             gates.push(GateRec {
                 vf: vf.index,
+                bdf: vf.bdf,
+                owner: vf.owner.clone(),
                 set: aid,
                 result: None,
+                before: None,
+                abandoned: false,
             });
         }
         let rest = self.policy.localize.rest;
@@ -729,12 +808,16 @@ impl Engine {
         });
     }
 
-    /// Takes off every gate of the PF's round that went on.
+    /// Takes off every gate of the PF's round that may have gone on: each that the PF did not
+    /// surely refuse, put back as its outcome read it just before (to no limit, or the link's
+    /// automatic state, when that was not read: said in the evidence).
     fn take_gates_off(&mut self, pf: Bdf, t: &Topology, now: Millis, out: &mut Vec<Decision>) {
         let lag = self.policy.localize.lag;
+        let pf_netdev = t.pf(pf).and_then(|p| p.netdev.clone());
         let Some(s) = self.searches.get_mut(&pf) else {
             return;
         };
+        let id = s.incident;
         let Some(r) = s.round.as_mut() else { return };
         if r.reverted_at.is_some() {
             return;
@@ -744,75 +827,62 @@ impl Engine {
         s.disturbed_ms = s
             .disturbed_ms
             .saturating_add(r.gates.len() as u64 * now.saturating_sub(r.set_at));
-        let round = r.probe.round;
-        let gate = r.probe.gate;
-        let todo: Vec<(VfIndex, VfChange)> = r
-            .gates
-            .iter()
-            .filter_map(|g| match &g.result {
-                Some(Ok(before)) => Some((g.vf, revert_change(gate, before.as_ref()))),
-                // No report: it may have gone on; put back what is known of a VF at rest.
-                None => Some((g.vf, revert_change(gate, None))),
-                Some(Err(_)) => None,
-            })
-            .collect();
-        for id in r.gates.iter().map(|g| g.set) {
-            self.probes.remove(&id);
+        let (round, gate) = (r.probe.round, r.probe.gate);
+        let mut unknown = Vec::new();
+        let mut todo = Vec::new();
+        for g in r.gates.iter().filter(|g| !g.surely_off()) {
+            let before = g.before.as_ref();
+            if before.is_none() {
+                unknown.push(g.vf.0);
+            }
+            todo.push(Revert {
+                incident: id,
+                pf,
+                pf_netdev: pf_netdev.clone(),
+                vf: g.vf,
+                bdf: g.bdf,
+                owner: Some(g.owner.clone()),
+                change: revert_change(gate, before),
+                round,
+                attempt: 0,
+                at: now,
+            });
+        }
+        for g in &r.gates {
+            self.probes.remove(&g.set);
         }
         if r.gates.iter().any(|g| !matches!(g.result, Some(Ok(_)))) {
             // A failed round is over: nothing to measure.
             s.round = None;
         }
-        for (vf, change) in todo {
-            self.revert(pf, vf, change, round, 1, t, now, out);
+        if !unknown.is_empty() {
+            self.note(
+                id,
+                format!(
+                    "localize round {round}: the state of VFs {} before their gate was not read (no report, or the agent stopped in between): put back to {}",
+                    vf_list(&unknown),
+                    match gate {
+                        Gate::Throttle { .. } => "no rate limit",
+                        Gate::LinkDown => "the link's automatic state",
+                    }
+                ),
+                now,
+                out,
+            );
+        }
+        for r in todo {
+            self.revert(r, now, out);
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn revert(
+    /// A line of evidence on an incident, with its method and confidence as they stand.
+    pub(super) fn note(
         &mut self,
-        pf: Bdf,
-        vf: VfIndex,
-        change: VfChange,
-        round: u32,
-        attempt: u32,
-        t: &Topology,
+        id: IncidentId,
+        text: String,
         now: Millis,
         out: &mut Vec<Decision>,
     ) {
-        let Some(id) = self.searches.get(&pf).map(|s| s.incident) else {
-            return;
-        };
-        let Some(v) = t.vf(pf, vf) else { return };
-        let aid = self.take_action_id();
-        out.push(Decision::Act(Action {
-            id: aid,
-            incident: id,
-            function: v.bdf,
-            pf: Some(pf),
-            pf_netdev: t.pf(pf).and_then(|p| p.netdev.clone()),
-            vf: Some(vf),
-            owner: Some(v.owner.clone()),
-            kind: ActionKind::SetVf(change),
-            rule: RuleRef::ProbeReverted { round },
-            dry_run: false,
-            at: now,
-        }));
-        self.reverts.insert(
-            aid,
-            Revert {
-                pf,
-                vf,
-                change,
-                round,
-                attempt,
-                at: now,
-            },
-        );
-    }
-
-    /// A line of evidence on an incident, with its method and confidence as they stand.
-    fn note(&mut self, id: IncidentId, text: String, now: Millis, out: &mut Vec<Decision>) {
         let Some(inc) = self.incidents.get_mut(&id) else {
             return;
         };
@@ -834,13 +904,14 @@ impl Engine {
 
     /// Forgets the probes and reverts a replay decided that the journal never carried out.
     pub(super) fn abandon_probes(&mut self, journalled: &std::collections::HashSet<ActionId>) {
-        self.reverts.retain(|id, _| journalled.contains(id));
-        let gone: Vec<ActionId> = self
+        self.redo_unjournalled_reverts(journalled);
+        let mut gone: Vec<ActionId> = self
             .probes
             .keys()
             .filter(|id| !journalled.contains(id))
             .copied()
             .collect();
+        gone.sort();
         for id in gone {
             if let Some(pf) = self.probes.remove(&id) {
                 if let Some(g) = self
@@ -850,10 +921,19 @@ impl Engine {
                     .and_then(|r| r.gates.iter_mut().find(|g| g.set == id))
                 {
                     g.result = Some(Err(Errno::from_name("never carried out")));
+                    g.abandoned = true;
                 }
             }
         }
     }
+}
+
+/// Each tenant VF's owner, by index.
+fn owner_labels(t: &Topology, pf: Bdf) -> BTreeMap<u16, String> {
+    tenants(t, pf)
+        .iter()
+        .map(|v| (v.index.0, v.owner.label()))
+        .collect()
 }
 
 /// A probe's time to live, given the policy's window `w`.

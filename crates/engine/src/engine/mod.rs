@@ -27,6 +27,7 @@ mod ladder;
 mod lifecycle;
 mod localization;
 mod operator;
+mod probe_reverts;
 mod reconsider;
 mod victim;
 mod windows;
@@ -64,7 +65,9 @@ pub struct Engine {
     /// Probe gates not yet reported on, and their PF.
     probes: HashMap<ActionId, Bdf>,
     /// Probe reverts not yet reported as done.
-    reverts: HashMap<ActionId, localization::Revert>,
+    reverts: HashMap<ActionId, probe_reverts::Revert>,
+    /// Probe reverts that failed, decided again at their time.
+    retries: Vec<(Millis, probe_reverts::Revert)>,
 }
 
 impl Engine {
@@ -85,6 +88,7 @@ impl Engine {
             searches: BTreeMap::new(),
             probes: HashMap::new(),
             reverts: HashMap::new(),
+            retries: Vec::new(),
         }
     }
 
@@ -186,7 +190,7 @@ impl Engine {
             Observation::VfStats { pf, vf, stats } => self.sampled(*pf, *vf, stats, now),
             Observation::Outcome(o) => {
                 // A localization probe's gate or revert is no rung of a ladder.
-                if let Some(id) = self.probe_outcome(o, t, now, &mut out) {
+                if let Some(id) = self.probe_outcome(o, now, &mut out) {
                     return (out, id);
                 }
                 own = self.pending.get(&o.id).map(|(id, _)| *id);
