@@ -43,7 +43,17 @@ pub struct TopologyReader {
     netns: Arc<dyn NetnsProbe>,
     vfnet: Option<Arc<dyn VfNet>>,
     pods: Option<Arc<dyn PodResources>>,
+    /// The kubelet's last answer and when, used for [`KUBELET_KEEP`] when it does not answer.
+    last_pods: Arc<std::sync::Mutex<Option<(std::time::Instant, Allocated)>>>,
 }
+
+/// The kubelet's allocations by device.
+type Allocated = BTreeMap<Bdf, Vec<vfguard_host::PodAllocation>>;
+
+/// How long the kubelet's last answer stands in when it does not answer (a restart of the
+/// kubelet, a slow call): owners do not flip to the files' names, nor exclusions by pod name
+/// stop matching, for a hiccup.
+pub const KUBELET_KEEP: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl TopologyReader {
     /// A reader; without `vfnet` the VF states are left unknown.
@@ -57,6 +67,7 @@ impl TopologyReader {
             netns,
             vfnet,
             pods: None,
+            last_pods: Arc::new(std::sync::Mutex::new(None)),
         }
     }
 
@@ -65,6 +76,35 @@ impl TopologyReader {
     pub fn with_pod_resources(mut self, pods: Arc<dyn PodResources>) -> Self {
         self.pods = Some(pods);
         self
+    }
+
+    /// The kubelet's allocations; its last answer (up to [`KUBELET_KEEP`] old) when it does
+    /// not answer, said in the warnings.
+    fn kubelet(&self, p: &dyn PodResources, warnings: &mut Vec<String>) -> Allocated {
+        let mut last = self
+            .last_pods
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match p.list() {
+            Ok(list) => {
+                let a = owners::allocated(&list);
+                *last = Some((std::time::Instant::now(), a.clone()));
+                a
+            }
+            Err(e) => match last.as_ref() {
+                Some((at, a)) if at.elapsed() <= KUBELET_KEEP => {
+                    warnings.push(format!(
+                        "the kubelet's pod resources not read: {e}; its answer of {} s ago stands",
+                        at.elapsed().as_secs()
+                    ));
+                    a.clone()
+                }
+                _ => {
+                    warnings.push(format!("the kubelet's pod resources not read: {e}"));
+                    BTreeMap::new()
+                }
+            },
+        }
     }
 
     /// One snapshot (version 0; see [`TopologyWatcher`]); a read that failed as a whole gives
@@ -100,14 +140,10 @@ impl TopologyReader {
                 Vec::new()
             }
         };
-        let allocated = self.pods.as_ref().map(|p| match p.list() {
-            Ok(list) => owners::allocated(&list),
-            Err(e) => {
-                sys.warnings
-                    .push(format!("the kubelet's pod resources not read: {e}"));
-                BTreeMap::new()
-            }
-        });
+        let allocated = self
+            .pods
+            .as_ref()
+            .map(|p| self.kubelet(p.as_ref(), &mut sys.warnings));
         let idx = OwnerIndex::gather(&fs, views, allocated);
         let mut pfs = Vec::new();
         for (bdf, f) in &all {

@@ -38,8 +38,9 @@ pub struct OwnerIndex {
     netns: Vec<NetnsView>,
     /// What the CRI runtime's files say of each of `netns` (same order).
     pods: Vec<Option<PodMatch>>,
-    /// What the kubelet allocated, by device (a device plugin's PCI address).
-    allocated: BTreeMap<Bdf, PodAllocation>,
+    /// What the kubelet allocated, by device (a device plugin's PCI address): one container,
+    /// or several when its listing names the device more than once.
+    allocated: BTreeMap<Bdf, Vec<PodAllocation>>,
     /// What could not be read.
     pub warnings: Vec<String>,
 }
@@ -50,7 +51,7 @@ impl OwnerIndex {
     pub fn gather(
         fs: &dyn HostFs,
         netns: Vec<NetnsView>,
-        allocated: Option<BTreeMap<Bdf, PodAllocation>>,
+        allocated: Option<BTreeMap<Bdf, Vec<PodAllocation>>>,
     ) -> OwnerIndex {
         let asked = allocated.is_some();
         let mut idx = OwnerIndex {
@@ -157,9 +158,10 @@ impl OwnerIndex {
             return Owner::none("no address");
         };
         let owner = self.owner_by_files(bdf, f);
-        match self.allocated.get(&bdf) {
-            Some(a) => given_to_pod(owner, bdf, a),
-            None => owner,
+        match self.allocated.get(&bdf).map(Vec::as_slice) {
+            Some([a]) => given_to_pod(owner, bdf, a),
+            Some(several) if !several.is_empty() => listed_twice(owner, bdf, several),
+            _ => owner,
         }
     }
 
@@ -338,16 +340,44 @@ impl OwnerIndex {
 
 /// The kubelet's allocations by device: the IDs that are PCI addresses (the SR-IOV device
 /// plugins'); other plugins' IDs name no function.
-pub fn allocated(list: &[PodAllocation]) -> BTreeMap<Bdf, PodAllocation> {
-    let mut out = BTreeMap::new();
+pub fn allocated(list: &[PodAllocation]) -> BTreeMap<Bdf, Vec<PodAllocation>> {
+    let mut out: BTreeMap<Bdf, Vec<PodAllocation>> = BTreeMap::new();
     for a in list {
         for id in &a.device_ids {
             if let Ok(bdf) = id.parse::<Bdf>() {
-                out.entry(bdf).or_insert_with(|| a.clone());
+                let at = out.entry(bdf).or_default();
+                let same = |b: &PodAllocation| {
+                    (&b.namespace, &b.pod, &b.container) == (&a.namespace, &a.pod, &a.container)
+                };
+                if !at.iter().any(same) {
+                    at.push(a.clone());
+                }
             }
         }
     }
     out
+}
+
+/// A device the kubelet lists for several containers (a finished pod's devices handed to a new
+/// one are still listed under the old one, kubernetes#119423): the one the runtime's files also
+/// name, if any, else none of them; said in the evidence.
+fn listed_twice(owner: Owner, bdf: Bdf, several: &[PodAllocation]) -> Owner {
+    let named = |a: &PodAllocation| format!("{}/{}/{}", a.namespace, a.pod, a.container);
+    let files = owner.name.clone().unwrap_or_default();
+    let by_files = several.iter().find(|a| {
+        owner.kind == OwnerKind::Netns
+            && (files == named(a) || files == format!("{}/{}", a.namespace, a.pod))
+    });
+    if let Some(a) = by_files {
+        return given_to_pod(owner, bdf, a);
+    }
+    let mut owner = owner;
+    let names: Vec<String> = several.iter().map(named).collect();
+    owner.evidence.push(format!(
+        "kubelet pod-resources lists device {bdf} for several containers ({}): none taken",
+        names.join(", ")
+    ));
+    owner
 }
 
 /// The owner of a function the kubelet gave to a pod's container: that container, named as

@@ -360,3 +360,89 @@ fn a_vm_that_names_itself_stays_the_owner() {
     assert!(has(&o, "allocated to kubevirt/virt-launcher-web-7/compute"));
     assert_eq!(owner(&t, 1), owner(&read(dir.path()), 1));
 }
+
+/// The kubelet lists a finished pod's devices under it after they went to a new pod
+/// (kubernetes#119423): the container the runtime's files also name is taken; with no such
+/// word, none, and the evidence says why.
+#[test]
+fn a_device_listed_for_two_pods_goes_to_the_one_the_files_name_or_to_neither() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = sample_host(dir.path()).unwrap();
+    containerd_pod(&f);
+    f.add_process(6000, "dpdk-testpmd", &["dpdk-testpmd"])
+        .unwrap();
+    std::fs::write(f.path("/dev/vfio/106"), "").unwrap();
+    std::os::unix::fs::symlink("/dev/vfio/106", f.path("/proc/6000/fd/21")).unwrap();
+    let t = read_asking(
+        dir.path(),
+        vec![
+            given("telco", "old-0", "app", &[2, 6]),
+            given("telco", "dpdk-0", "pktgen", &[2]),
+            given("telco", "new-1", "app", &[6]),
+        ],
+    );
+    let o = owner(&t, 2);
+    assert_eq!(o.name.as_deref(), Some("telco/dpdk-0/pktgen"), "{o:?}");
+    let o = owner(&t, 6);
+    assert_eq!(
+        (o.kind, o.name.as_deref()),
+        (OwnerKind::Vm, Some("pid 6000"))
+    );
+    assert!(
+        has(
+            &o,
+            "lists device 0000:3b:02.6 for several containers (telco/old-0/app, telco/new-1/app): none taken"
+        ),
+        "{o:?}"
+    );
+}
+
+/// A kubelet that answers once, then fails.
+struct Flaky(std::sync::atomic::AtomicBool, Vec<PodAllocation>);
+
+impl PodResources for Flaky {
+    fn list(&self) -> std::io::Result<Vec<PodAllocation>> {
+        if self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            Err(std::io::Error::from_raw_os_error(110))
+        } else {
+            Ok(self.1.clone())
+        }
+    }
+}
+
+#[test]
+fn the_kubelets_last_answer_stands_when_it_does_not_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = sample_host(dir.path()).unwrap();
+    f.add_process(6000, "dpdk-testpmd", &["dpdk-testpmd"])
+        .unwrap();
+    std::fs::write(f.path("/dev/vfio/106"), "").unwrap();
+    std::os::unix::fs::symlink("/dev/vfio/106", f.path("/proc/6000/fd/21")).unwrap();
+    let fs: Arc<dyn HostFs> = Arc::new(FsRoot::new(dir.path()));
+    let netns: Arc<dyn NetnsProbe> = Arc::new(FsNetns::new(fs.clone()));
+    let kubelet = Flaky(
+        std::sync::atomic::AtomicBool::new(false),
+        vec![given("telco", "pktgen-7d9f", "dpdk", &[6])],
+    );
+    let reader = TopologyReader::new(fs, netns, None).with_pod_resources(Arc::new(kubelet));
+    let first = reader.read();
+    assert_eq!(
+        owner(&first, 6).name.as_deref(),
+        Some("telco/pktgen-7d9f/dpdk")
+    );
+    let second = reader.read();
+    assert_eq!(
+        owner(&second, 6).name.as_deref(),
+        Some("telco/pktgen-7d9f/dpdk"),
+        "a kubelet hiccup does not flip the owner"
+    );
+    assert!(
+        second
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("the kubelet's pod resources not read:")
+                && w.contains("s ago stands")),
+        "{:?}",
+        second.warnings
+    );
+}

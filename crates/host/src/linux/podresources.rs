@@ -127,7 +127,9 @@ async fn list(socket: PathBuf) -> io::Result<Vec<PodAllocation>> {
         }))
         .await
         .map_err(|e| other("connect", e))?;
-    let mut grpc = tonic::client::Grpc::new(channel);
+    // A large node's listing exceeds tonic's 4 MiB default; the kubelet's own client takes
+    // 16 MiB.
+    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(16 << 20);
     grpc.ready().await.map_err(|e| other("connect", e))?;
     let reply: tonic::Response<ListPodResourcesResponse> = grpc
         .unary(
