@@ -849,10 +849,13 @@ impl Agent {
             for obs in round.drain(..) {
                 // Counters a localization reads are journalled though they decide nothing: a
                 // replay must see them to decide as the live run did.
-                let matters = self.engine.matters(&obs);
+                let matters = match self.journal {
+                    Some(_) => self.engine.matters(&obs),
+                    None => None,
+                };
                 let (decisions, incident) = self.engine.observe_linked(&obs, &self.topo, now);
                 if decisions.is_empty() {
-                    if let (Some(i), Some(_)) = (matters, self.journal.as_ref()) {
+                    if let Some(i) = matters {
                         batch.observations.push((obs, Some(i)));
                     }
                     continue;

@@ -194,6 +194,15 @@ impl World {
             .collect()
     }
 
+    /// Asserts that some line of evidence starts with `prefix` (printing them all if not).
+    fn assert_said(&self, prefix: &str) {
+        assert!(
+            self.evidence().iter().any(|e| e.starts_with(prefix)),
+            "no evidence starts with {prefix:?}: {:#?}",
+            self.evidence()
+        );
+    }
+
     fn evidence(&self) -> Vec<&str> {
         self.decisions
             .iter()
@@ -308,10 +317,7 @@ fn dry_run_journals_the_first_probe_and_changes_nothing() {
         .iter()
         .all(|a| matches!(a.rule, RuleRef::Probe { round: 1, .. })));
     assert!((0..8).all(|vf| !w.gated(vf)));
-    assert!(w
-        .evidence()
-        .iter()
-        .any(|e| e.starts_with("localize (dry run): round 1 would gate VFs")));
+    w.assert_said("localize (dry run): round 1 would gate VFs");
     assert!(w.blamed().is_empty());
 }
 
@@ -321,13 +327,7 @@ fn a_gate_the_pf_refuses_ends_the_search_and_no_one_is_blamed() {
     w.refuse = Some(Errno::EOPNOTSUPP);
     w.run(0, 120_000);
     assert!(!w.probes().is_empty());
-    assert!(
-        w.evidence()
-            .iter()
-            .any(|e| e.starts_with("localize: a gate failed")),
-        "{:#?}",
-        w.evidence()
-    );
+    w.assert_said("localize: a gate failed");
     assert!(w.blamed().is_empty());
     assert!((0..8).all(|vf| !w.gated(vf)));
 }
@@ -338,13 +338,7 @@ fn a_culprit_among_the_excluded_is_never_gated_nor_named() {
     w.run(0, 600_000);
     assert!(w.probes().iter().all(|a| a.vf != Some(VfIndex(3))));
     assert!(w.blamed().is_empty(), "{:#?}", w.evidence());
-    assert!(
-        w.evidence()
-            .iter()
-            .any(|e| e.starts_with("localize: inconclusive")),
-        "{:#?}",
-        w.evidence()
-    );
+    w.assert_said("localize: inconclusive");
 }
 
 #[test]
@@ -352,13 +346,7 @@ fn the_passive_record_narrows_the_suspects_to_the_vfs_that_sent() {
     let mut w = World::new(policy(ACTIVE), 5);
     w.idle = vec![0, 1, 2, 4, 6];
     w.run(0, 200_000);
-    assert!(
-        w.evidence()
-            .iter()
-            .any(|e| e.starts_with("localize: search started on 0000:08:00.0: 3 suspect(s) of 8")),
-        "{:#?}",
-        w.evidence()
-    );
+    w.assert_said("localize: search started on 0000:08:00.0: 3 suspect(s) of 8");
     // Only the VFs that sent were ever gated.
     assert!(w
         .probes()
@@ -412,13 +400,7 @@ fn a_gate_whose_call_timed_out_is_taken_off_all_the_same() {
     w.late = Some(Errno::ETIMEDOUT);
     w.run(0, 120_000);
     assert!(!w.probes().is_empty());
-    assert!(
-        w.evidence()
-            .iter()
-            .any(|e| e.starts_with("localize: a gate failed")),
-        "{:#?}",
-        w.evidence()
-    );
+    w.assert_said("localize: a gate failed");
     assert!((0..8).all(|vf| !w.gated(vf)), "{:?}", w.rate);
     assert!(w.blamed().is_empty());
 }
@@ -438,13 +420,7 @@ fn a_vf_changing_hands_ends_the_search_and_a_new_one_starts() {
             .unwrap();
     vf.owner.name = Some("newcomer".into());
     w.run(60_000, 200_000);
-    assert!(
-        w.evidence()
-            .iter()
-            .any(|e| e.starts_with("localize: the tenants of VFs 6 changed during the search")),
-        "{:#?}",
-        w.evidence()
-    );
+    w.assert_said("localize: the tenants of VFs 6 changed during the search");
     // A new search among the tenants as they are now finds the spoofer, never the newcomer.
     assert_eq!(w.blamed(), [w.vf_bdf(5)]);
     let searches = w

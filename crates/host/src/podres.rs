@@ -22,6 +22,18 @@ pub struct PodAllocation {
     pub device_ids: Vec<String>,
 }
 
+impl PodAllocation {
+    /// `namespace/pod`, as an owner of the pod is named when its container is not known.
+    pub fn pod_name(&self) -> String {
+        format!("{}/{}", self.namespace, self.pod)
+    }
+
+    /// `namespace/pod/container`, as the container is named as an owner.
+    pub fn name(&self) -> String {
+        format!("{}/{}/{}", self.namespace, self.pod, self.container)
+    }
+}
+
 /// Lists the kubelet's device allocations.
 pub trait PodResources: Send + Sync {
     /// Every container's devices; empty where no kubelet runs.

@@ -33,7 +33,7 @@ use vfguard_model::{Bdf, Pf, StaleMap, Topology, Vf, VfIndex};
 pub use error::ReadError;
 use error::{is_fd_exhaustion, Watchful};
 
-use owners::OwnerIndex;
+use owners::{Allocated, OwnerIndex};
 use sysfs::{is_network_class, PciFunction, SysfsReader};
 
 /// Reads the topology through the host traits.
@@ -46,9 +46,6 @@ pub struct TopologyReader {
     /// The kubelet's last answer and when, used for [`KUBELET_KEEP`] when it does not answer.
     last_pods: Arc<std::sync::Mutex<Option<(std::time::Instant, Allocated)>>>,
 }
-
-/// The kubelet's allocations by device.
-type Allocated = BTreeMap<Bdf, Vec<vfguard_host::PodAllocation>>;
 
 /// How long the kubelet's last answer stands in when it does not answer (a restart of the
 /// kubelet, a slow call): owners do not flip to the files' names, nor exclusions by pod name

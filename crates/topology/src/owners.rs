@@ -40,7 +40,7 @@ pub struct OwnerIndex {
     pods: Vec<Option<PodMatch>>,
     /// What the kubelet allocated, by device (a device plugin's PCI address): one container,
     /// or several when its listing names the device more than once.
-    allocated: BTreeMap<Bdf, Vec<PodAllocation>>,
+    allocated: Allocated,
     /// What could not be read.
     pub warnings: Vec<String>,
 }
@@ -51,7 +51,7 @@ impl OwnerIndex {
     pub fn gather(
         fs: &dyn HostFs,
         netns: Vec<NetnsView>,
-        allocated: Option<BTreeMap<Bdf, Vec<PodAllocation>>>,
+        allocated: Option<Allocated>,
     ) -> OwnerIndex {
         let asked = allocated.is_some();
         let mut idx = OwnerIndex {
@@ -338,10 +338,14 @@ impl OwnerIndex {
     }
 }
 
+/// What the kubelet allocated, by device: one container, or several when its listing names the
+/// device more than once.
+pub type Allocated = BTreeMap<Bdf, Vec<PodAllocation>>;
+
 /// The kubelet's allocations by device: the IDs that are PCI addresses (the SR-IOV device
 /// plugins'); other plugins' IDs name no function.
-pub fn allocated(list: &[PodAllocation]) -> BTreeMap<Bdf, Vec<PodAllocation>> {
-    let mut out: BTreeMap<Bdf, Vec<PodAllocation>> = BTreeMap::new();
+pub fn allocated(list: &[PodAllocation]) -> Allocated {
+    let mut out = Allocated::new();
     for a in list {
         for id in &a.device_ids {
             if let Ok(bdf) = id.parse::<Bdf>() {
@@ -362,17 +366,15 @@ pub fn allocated(list: &[PodAllocation]) -> BTreeMap<Bdf, Vec<PodAllocation>> {
 /// one are still listed under the old one, kubernetes#119423): the one the runtime's files also
 /// name, if any, else none of them; said in the evidence.
 fn listed_twice(owner: Owner, bdf: Bdf, several: &[PodAllocation]) -> Owner {
-    let named = |a: &PodAllocation| format!("{}/{}/{}", a.namespace, a.pod, a.container);
     let files = owner.name.clone().unwrap_or_default();
-    let by_files = several.iter().find(|a| {
-        owner.kind == OwnerKind::Netns
-            && (files == named(a) || files == format!("{}/{}", a.namespace, a.pod))
-    });
+    let by_files = several
+        .iter()
+        .find(|a| owner.kind == OwnerKind::Netns && (files == a.name() || files == a.pod_name()));
     if let Some(a) = by_files {
         return given_to_pod(owner, bdf, a);
     }
     let mut owner = owner;
-    let names: Vec<String> = several.iter().map(named).collect();
+    let names: Vec<String> = several.iter().map(PodAllocation::name).collect();
     owner.evidence.push(format!(
         "kubelet pod-resources lists device {bdf} for several containers ({}): none taken",
         names.join(", ")
@@ -387,7 +389,7 @@ fn listed_twice(owner: Owner, bdf: Bdf, several: &[PodAllocation]) -> Owner {
 /// evicted from it). The kubelet's word is evidence either way, and a runtime's files that
 /// named another pod are kept as a disagreement.
 fn given_to_pod(owner: Owner, bdf: Bdf, a: &PodAllocation) -> Owner {
-    let name = format!("{}/{}/{}", a.namespace, a.pod, a.container);
+    let name = a.name();
     let said = format!(
         "kubelet pod-resources: {} device {bdf} allocated to {name}",
         a.resource

@@ -251,12 +251,8 @@ fn read_asking(root: &Path, kubelet: Vec<PodAllocation>) -> Topology {
         .read()
 }
 
-/// A DPDK pod's process holds VF6's vfio group open (`/dev/vfio/106`): without the kubelet it
-/// is a `vm` named `pid 6000`; the kubelet names the pod.
-#[test]
-fn the_kubelet_names_a_dpdk_pods_vfio_vf() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = sample_host(dir.path()).unwrap();
+/// A DPDK application, pid 6000, holding VF6's vfio group (`/dev/vfio/106`) open: no QEMU.
+fn dpdk_process(f: &HostFixture) {
     f.add_process(
         6000,
         "dpdk-testpmd",
@@ -265,6 +261,15 @@ fn the_kubelet_names_a_dpdk_pods_vfio_vf() {
     .unwrap();
     std::fs::write(f.path("/dev/vfio/106"), "").unwrap();
     std::os::unix::fs::symlink("/dev/vfio/106", f.path("/proc/6000/fd/21")).unwrap();
+}
+
+/// A DPDK pod's process holds VF6's vfio group open (`/dev/vfio/106`): without the kubelet it
+/// is a `vm` named `pid 6000`; the kubelet names the pod.
+#[test]
+fn the_kubelet_names_a_dpdk_pods_vfio_vf() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = sample_host(dir.path()).unwrap();
+    dpdk_process(&f);
     let before = owner(&read(dir.path()), 6);
     assert_eq!(
         (before.kind, before.name.as_deref()),
@@ -369,10 +374,7 @@ fn a_device_listed_for_two_pods_goes_to_the_one_the_files_name_or_to_neither() {
     let dir = tempfile::tempdir().unwrap();
     let f = sample_host(dir.path()).unwrap();
     containerd_pod(&f);
-    f.add_process(6000, "dpdk-testpmd", &["dpdk-testpmd"])
-        .unwrap();
-    std::fs::write(f.path("/dev/vfio/106"), "").unwrap();
-    std::os::unix::fs::symlink("/dev/vfio/106", f.path("/proc/6000/fd/21")).unwrap();
+    dpdk_process(&f);
     let t = read_asking(
         dir.path(),
         vec![
@@ -414,10 +416,7 @@ impl PodResources for Flaky {
 fn the_kubelets_last_answer_stands_when_it_does_not_answer() {
     let dir = tempfile::tempdir().unwrap();
     let f = sample_host(dir.path()).unwrap();
-    f.add_process(6000, "dpdk-testpmd", &["dpdk-testpmd"])
-        .unwrap();
-    std::fs::write(f.path("/dev/vfio/106"), "").unwrap();
-    std::os::unix::fs::symlink("/dev/vfio/106", f.path("/proc/6000/fd/21")).unwrap();
+    dpdk_process(&f);
     let fs: Arc<dyn HostFs> = Arc::new(FsRoot::new(dir.path()));
     let netns: Arc<dyn NetnsProbe> = Arc::new(FsNetns::new(fs.clone()));
     let kubelet = Flaky(

@@ -19,6 +19,16 @@ pub(super) const ACTION_BACKSTOP: Millis = 60_000;
 /// Retries of one rung after a transient error (EBUSY, ETIMEDOUT) before stepping up.
 pub(super) const RETRIES: u32 = 1;
 
+/// The outcome of an action no actuator reported on within [`ACTION_BACKSTOP`].
+pub(super) fn timed_out(id: ActionId, now: Millis) -> ActionOutcome {
+    ActionOutcome {
+        id,
+        error: Some(Errno::ETIMEDOUT),
+        before: None,
+        at: now,
+    }
+}
+
 /// Moves `inc` by `cause` along the state machine ([`vfguard_model::incident`]) and says so;
 /// a cause the table has no move for leaves the state as it is.
 pub(super) fn transition(inc: &mut Incident, cause: Cause, out: &mut Vec<Decision>) {
@@ -218,13 +228,7 @@ impl Engine {
             .collect();
         stale.sort();
         for id in stale {
-            let o = ActionOutcome {
-                id,
-                error: Some(Errno::ETIMEDOUT),
-                before: None,
-                at: now,
-            };
-            self.outcome(&o, t, now, out);
+            self.outcome(&timed_out(id, now), t, now, out);
         }
         let w = self.policy.sequence_window;
         for a in self.attributor.expire(t, now, w) {

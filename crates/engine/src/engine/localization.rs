@@ -23,7 +23,7 @@ use crate::attribute::{Attributed, Key, Method};
 use crate::incident::Evidence;
 
 use super::lifecycle::ACTION_BACKSTOP;
-use super::probe_reverts::Revert;
+use super::probe_reverts::{unjournalled, Revert};
 use super::Engine;
 
 /// The kinds of PF-level fault a VF's Tx may cause, which a gate on its Tx (a throttle, its
@@ -114,17 +114,40 @@ pub(super) struct Search {
 }
 
 impl Search {
+    /// A search for incident `id`'s faults, the first of them `a` at `now`, among `candidates`.
+    fn new(
+        id: IncidentId,
+        now: Millis,
+        candidates: impl IntoIterator<Item = u16>,
+        a: &Attributed,
+    ) -> Search {
+        Search {
+            incident: id,
+            first_fault: now,
+            faults: VecDeque::new(),
+            disturbed: Vec::new(),
+            passive: Passive::new(candidates, 0.1),
+            last: a.clone(),
+            localizer: None,
+            round: None,
+            rest_until: 0,
+            culprits: Vec::new(),
+            tx: BTreeMap::new(),
+            disturbed_ms: 0,
+            owners: BTreeMap::new(),
+            voids: 0,
+        }
+    }
+
     fn quiet_since(&self) -> Millis {
         self.disturbed.last().map_or(0, |d| d.1)
     }
 
-    /// The sum of the weights of faults in `[from, to)`.
+    /// The sum of the weights of faults in `[from, to)` (they are kept in time order).
     fn weight(&self, from: Millis, to: Millis) -> u64 {
-        self.faults
-            .iter()
-            .filter(|(at, _)| *at >= from && *at < to)
-            .map(|(_, w)| *w)
-            .sum()
+        let i = self.faults.partition_point(|(at, _)| *at < from);
+        let j = self.faults.partition_point(|(at, _)| *at < to);
+        self.faults.range(i..j.max(i)).map(|(_, w)| *w).sum()
     }
 
     fn overlaps_gate(&self, from: Millis, to: Millis) -> bool {
@@ -252,38 +275,16 @@ impl Engine {
             return;
         }
         let lag = self.policy.localize.lag;
-        let candidates: Vec<u16> = tenants(t, pf).iter().map(|v| v.index.0).collect();
-        let s = self
-            .searches
-            .entry(pf)
-            .and_modify(|s| {
-                if s.incident != id {
-                    // A new incident on the PF: what the old search knew is stale.
-                    s.incident = id;
-                    s.first_fault = now;
-                    s.faults.clear();
-                    s.disturbed.clear();
-                    s.passive = Passive::new(candidates.clone(), 0.1);
-                    s.localizer = None;
-                    s.culprits.clear();
-                }
-            })
-            .or_insert_with(|| Search {
-                incident: id,
-                first_fault: now,
-                faults: VecDeque::new(),
-                disturbed: Vec::new(),
-                passive: Passive::new(candidates, 0.1),
-                last: a.clone(),
-                localizer: None,
-                round: None,
-                rest_until: 0,
-                culprits: Vec::new(),
-                tx: BTreeMap::new(),
-                disturbed_ms: 0,
-                owners: BTreeMap::new(),
-                voids: 0,
-            });
+        let fresh = || Search::new(id, now, tenants(t, pf).iter().map(|v| v.index.0), a);
+        let s = self.searches.entry(pf).or_insert_with(fresh);
+        if s.incident != id {
+            // A new incident on the PF: what the old search knew is stale, but for the
+            // counters (which the journal holds since it began).
+            *s = Search {
+                tx: std::mem::take(&mut s.tx),
+                ..fresh()
+            };
+        }
         if s.faults.len() >= HISTORY_CAP {
             s.faults.pop_front();
         }
@@ -300,10 +301,11 @@ impl Engine {
                     .collect();
             s.passive.observe(&active);
         }
-        let culprits = s.culprits.clone();
         // A culprit whose incident closed (released, or quiet) is no longer one.
-        let culprits: Vec<Bdf> = culprits
-            .into_iter()
+        let culprits: Vec<Bdf> = s
+            .culprits
+            .iter()
+            .copied()
             .filter(|b| self.by_key.contains_key(&Key::Function(*b)))
             .collect();
         let n = culprits.len();
@@ -661,18 +663,17 @@ impl Engine {
                 rounds,
                 unexplained,
             } => {
-                s.localizer = None;
-                s.rest_until = now + cfg.rest;
                 let last = s.last.clone();
                 let names: Vec<u16> = culprits.iter().map(|(k, _)| *k).collect();
-                self.note(
-                    id,
+                self.end_search(
+                    pf,
                     format!(
                         "localize: found VF(s) {} in {rounds} round(s), {} tenant-seconds disturbed; {:.0}% of the rate unexplained",
                         vf_list(&names),
                         tenant_ms / 1000,
                         unexplained * 100.0
                     ),
+                    now + cfg.rest,
                     now,
                     out,
                 );
@@ -698,36 +699,24 @@ impl Engine {
                 reason,
                 suspects,
                 rounds,
-            } => {
-                s.localizer = None;
-                s.rest_until = now + cfg.rest;
-                self.note(
-                    id,
-                    format!(
-                        "localize: inconclusive after {rounds} round(s) ({reason}); suspects left: VFs {}; nobody is blamed",
-                        vf_list(&suspects)
-                    ),
-                    now,
-                    out,
-                );
-            }
-            Verdict::Quiet { rounds } => {
-                s.localizer = None;
-                s.rest_until = now + cfg.rest;
-                self.note(
-                    id,
-                    format!("localize: the faults stopped on their own after {rounds} round(s)"),
-                    now,
-                    out,
-                );
-            }
+            } => self.end_search(
+                pf,
+                format!(
+                    "localize: inconclusive after {rounds} round(s) ({reason}); suspects left: VFs {}; nobody is blamed",
+                    vf_list(&suspects)
+                ),
+                now + cfg.rest,
+                now,
+                out,
+            ),
+            Verdict::Quiet { rounds } => self.end_search(
+                pf,
+                format!("localize: the faults stopped on their own after {rounds} round(s)"),
+                now + cfg.rest,
+                now,
+                out,
+            ),
         }
-    }
-
-    /// A probe's time to live: the policy's, longer by as much as a repeated round's window
-    /// is (a round measured again runs twice as long).
-    fn probe_ttl(&self, p: &Probe<u16>) -> Millis {
-        ttl_of(p, self.policy.localize.probe.window_ms)
     }
 
     /// Puts a round's gates on (or, in dry-run, journals what it would do and ends).
@@ -740,7 +729,7 @@ impl Engine {
         out: &mut Vec<Decision>,
     ) {
         let dry_run = self.policy.mode == Mode::DryRun;
-        let ttl_ms = self.probe_ttl(&p);
+        let ttl_ms = ttl_of(&p, self.policy.localize.probe.window_ms);
         let Some(id) = self.searches.get(&pf).map(|s| s.incident) else {
             return;
         };
@@ -779,15 +768,10 @@ impl Engine {
                 abandoned: false,
             });
         }
-        let rest = self.policy.localize.rest;
-        let Some(s) = self.searches.get_mut(&pf) else {
-            return;
-        };
         if dry_run {
-            s.localizer = None;
-            s.rest_until = now + rest;
-            self.note(
-                id,
+            let rest = self.policy.localize.rest;
+            self.end_search(
+                pf,
                 format!(
                     "localize (dry run): round {} would gate VFs {} ({}) for {} ms; nothing was changed and the search goes no further",
                     p.round,
@@ -795,11 +779,15 @@ impl Engine {
                     gate_text(p.gate),
                     p.window_ms
                 ),
+                now + rest,
                 now,
                 out,
             );
             return;
         }
+        let Some(s) = self.searches.get_mut(&pf) else {
+            return;
+        };
         s.round = Some(Round {
             probe: p,
             set_at: now,
@@ -905,14 +893,7 @@ impl Engine {
     /// Forgets the probes and reverts a replay decided that the journal never carried out.
     pub(super) fn abandon_probes(&mut self, journalled: &std::collections::HashSet<ActionId>) {
         self.redo_unjournalled_reverts(journalled);
-        let mut gone: Vec<ActionId> = self
-            .probes
-            .keys()
-            .filter(|id| !journalled.contains(id))
-            .copied()
-            .collect();
-        gone.sort();
-        for id in gone {
+        for id in unjournalled(self.probes.keys(), journalled) {
             if let Some(pf) = self.probes.remove(&id) {
                 if let Some(g) = self
                     .searches
@@ -936,7 +917,8 @@ fn owner_labels(t: &Topology, pf: Bdf) -> BTreeMap<u16, String> {
         .collect()
 }
 
-/// A probe's time to live, given the policy's window `w`.
+/// A probe's time to live, given the policy's window `w`: the policy's, longer by as much as a
+/// repeated round's window is (a round measured again runs twice as long).
 fn ttl_of(p: &Probe<u16>, w: Millis) -> Millis {
     p.ttl_ms.saturating_add(p.window_ms.saturating_sub(w))
 }

@@ -6,8 +6,9 @@
 //! by concern: [`ids`] (incident and action ids, across a replay), [`windows`] (rule windows),
 //! [`correlation`] (per-VF counters around PF-level faults), [`ladder`] (the next rung, deciding
 //! actions, exhaustion), [`guard`] (the blast-radius caps), [`localization`] (finding the VF a
-//! PF-level fault came from), [`lifecycle`] (outcomes, re-offence,
-//! restore, close: the state machine's moves) and [`operator`] (an operator's requests).
+//! PF-level fault came from) and [`probe_reverts`] (taking its gates off), [`lifecycle`]
+//! (outcomes, re-offence, restore, close: the state machine's moves) and [`operator`] (an
+//! operator's requests).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 

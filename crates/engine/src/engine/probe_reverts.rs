@@ -10,7 +10,7 @@ use vfguard_model::{
     RuleRef, Topology, VfChange, VfIndex,
 };
 
-use super::lifecycle::ACTION_BACKSTOP;
+use super::lifecycle::{timed_out, ACTION_BACKSTOP};
 use super::Engine;
 
 /// The longest wait between two attempts.
@@ -95,13 +95,7 @@ impl Engine {
             .collect();
         stale.sort();
         for id in stale {
-            let o = ActionOutcome {
-                id,
-                error: Some(Errno::ETIMEDOUT),
-                before: None,
-                at: now,
-            };
-            self.revert_outcome(&o, now, out);
+            self.revert_outcome(&timed_out(id, now), now, out);
         }
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retries)
             .into_iter()
@@ -133,20 +127,23 @@ impl Engine {
         &mut self,
         journalled: &std::collections::HashSet<ActionId>,
     ) {
-        let mut gone: Vec<ActionId> = self
-            .reverts
-            .keys()
-            .filter(|id| !journalled.contains(id))
-            .copied()
-            .collect();
-        gone.sort();
-        for id in gone {
+        for id in unjournalled(self.reverts.keys(), journalled) {
             if let Some(mut r) = self.reverts.remove(&id) {
                 r.attempt = r.attempt.saturating_sub(1);
                 self.retries.push((0, r));
             }
         }
     }
+}
+
+/// The ids of `ids` the journal does not hold, in order (a replay decides in id order).
+pub(super) fn unjournalled<'a>(
+    ids: impl Iterator<Item = &'a ActionId>,
+    journalled: &std::collections::HashSet<ActionId>,
+) -> Vec<ActionId> {
+    let mut gone: Vec<ActionId> = ids.filter(|id| !journalled.contains(id)).copied().collect();
+    gone.sort();
+    gone
 }
 
 /// The wait after the `attempt`-th failure: 1 s, doubling, at most a minute.

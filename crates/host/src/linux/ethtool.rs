@@ -9,10 +9,12 @@
 //! (`None`), never an error: the fleet then groups faults by driver and class alone.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
-use std::process::{Command, Stdio};
+use std::io;
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use super::process::run_bounded;
 
 /// `ethtool -i`, its answers kept a while.
 #[derive(Debug)]
@@ -72,33 +74,14 @@ impl Ethtool {
     }
 
     fn run(&self, netdev: &str) -> io::Result<String> {
-        let mut child = Command::new(&self.program)
-            .arg("-i")
-            .arg(netdev)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait()? {
-                let mut out = String::new();
-                if let Some(mut o) = child.stdout.take() {
-                    o.read_to_string(&mut out)?;
-                }
-                if status.success() {
-                    return Ok(out);
-                }
-                // `ethtool -i` fails for a netdev gone, or a driver without driver info.
-                return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
-            }
-            if start.elapsed() > self.timeout {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(io::Error::from_raw_os_error(libc::ETIMEDOUT));
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        let mut cmd = Command::new(&self.program);
+        cmd.arg("-i").arg(netdev);
+        let done = run_bounded(cmd, self.timeout)?;
+        if done.status.success() {
+            return Ok(done.stdout);
         }
+        // `ethtool -i` fails for a netdev gone, or a driver without driver info.
+        Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
     }
 }
 

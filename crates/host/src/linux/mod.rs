@@ -7,6 +7,7 @@ pub mod kmsg;
 pub mod netlink;
 pub mod netns;
 pub mod podresources;
+mod process;
 pub mod virsh;
 
 pub use devlink::LinuxGenl;

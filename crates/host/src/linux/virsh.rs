@@ -7,11 +7,12 @@
 //! and what it does is exactly what an operator would type.
 
 use std::io::{self, Write};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use vfguard_model::Bdf;
 
+use super::process::run_bounded;
 use crate::vmctl::VmControl;
 
 /// libvirt through `virsh`.
@@ -48,37 +49,17 @@ pub fn hostdev_xml(bdf: Bdf) -> String {
 
 impl Virsh {
     fn run(&self, args: &[&str]) -> io::Result<()> {
-        let mut child = Command::new(&self.program)
-            .arg("-c")
-            .arg(&self.uri)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait()? {
-                if status.success() {
-                    return Ok(());
-                }
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = io::Read::read_to_string(&mut e, &mut err);
-                }
-                return Err(io::Error::other(format!(
-                    "virsh {}: {}",
-                    args.join(" "),
-                    err.trim()
-                )));
-            }
-            if start.elapsed() > self.timeout {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(io::Error::from_raw_os_error(libc::ETIMEDOUT));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let mut cmd = Command::new(&self.program);
+        cmd.arg("-c").arg(&self.uri).args(args);
+        let done = run_bounded(cmd, self.timeout)?;
+        if done.status.success() {
+            return Ok(());
         }
+        Err(io::Error::other(format!(
+            "virsh {}: {}",
+            args.join(" "),
+            done.stderr.trim()
+        )))
     }
 }
 

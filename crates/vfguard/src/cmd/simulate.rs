@@ -112,14 +112,13 @@ pub fn print_report(out: &mut impl Write, r: &Report) -> io::Result<()> {
         )?;
         // The same action at the same moment (a localization round's gates on half a PF's
         // VFs) is one line with its count.
-        let mut k = 0;
-        while let Some(a) = i.actions.get(k) {
-            let same = i.actions[k..]
-                .iter()
-                .take_while(|b| (b.at_ms, &b.action, &b.result) == (a.at_ms, &a.action, &a.result))
-                .count();
-            let times = if same > 1 {
-                format!(" (x{same})")
+        for run in i
+            .actions
+            .chunk_by(|a, b| (a.at_ms, &a.action, &a.result) == (b.at_ms, &b.action, &b.result))
+        {
+            let Some(a) = run.first() else { continue };
+            let times = if run.len() > 1 {
+                format!(" (x{})", run.len())
             } else {
                 String::new()
             };
@@ -128,7 +127,6 @@ pub fn print_report(out: &mut impl Write, r: &Report) -> io::Result<()> {
                 "    {:>7} ms  {:<22} {}{times}",
                 a.at_ms, a.action, a.result
             )?;
-            k += same.max(1);
         }
         if let Some(c) = i.contained_ms {
             writeln!(
